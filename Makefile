@@ -1,0 +1,53 @@
+# TaskFlow — the two commands: `make run` (whole suite, embedded defaults) and `make test`.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+SYNC := $(UV) sync --all-packages --frozen
+
+.PHONY: help run test test-fast lint fmt migrate bench clean uv
+
+help:
+	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
+	@echo "make test     run every test (unit, integration, whole-suite)"
+	@echo "make lint     ruff + mypy"
+	@echo "make fmt      format the code"
+	@echo "make migrate  apply database migrations"
+	@echo "make bench    run the gateway benchmark (needs wrk and nginx)"
+
+# Bootstrap uv into .tools/ when it is not on PATH: a fresh machine needs only Python and pip.
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+uv: $(if $(findstring .tools,$(UV)),.tools/bin/uv)
+
+run: uv
+	$(SYNC)
+	$(UV) run --frozen python -m taskflow_devstack run
+
+migrate: uv
+	$(SYNC)
+	$(UV) run --frozen python -m taskflow_devstack migrate
+
+test: uv
+	$(SYNC)
+	$(UV) run --frozen pytest
+
+lint: uv
+	$(SYNC)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+fmt: uv
+	$(SYNC)
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+bench: uv
+	$(SYNC)
+	$(UV) run --frozen python bench/gateway_bench.py
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""Alembic helpers: one `env.py` body for every service, and programmatic upgrades."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from taskflow_kit.db import async_database_url
+
+
+def run_env(context: Any, metadata: MetaData, *, default_url: str) -> None:
+    """The whole of a service's `migrations/env.py`: online migrations over asyncpg.
+
+    An advisory lock makes concurrent starts (several replicas) run migrations one at a time.
+    """
+    url = context.config.attributes.get("database_url") or default_url
+    if context.is_offline_mode():
+        context.configure(url=async_database_url(url), target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def do_run(connection: Connection) -> None:
+        lock_id = zlib.crc32(str(metadata.tables.keys()).encode())
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+        try:
+            context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+
+    async def run_async() -> None:
+        engine = create_async_engine(async_database_url(url), poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(run_async())
+
+
+def alembic_config(alembic_ini: Path, database_url: str) -> Config:
+    config = Config(str(alembic_ini))
+    config.set_main_option("script_location", str(alembic_ini.parent / "migrations"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade_to_head(alembic_ini: Path, database_url: str) -> None:
+    """Apply every migration (blocking; from async code call it in a thread)."""
+    command.upgrade(alembic_config(alembic_ini, database_url), "head")
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database named in `url` if it is missing. True when it was created."""
+    name = make_url(url).database
+    if not name:
+        raise ValueError("the database URL names no database")
+    connection = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            return False
+        return True
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: str) -> None:
+    name = make_url(url).database
+    connection = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()

@@ -1,0 +1,94 @@
+"""Fixed-window rate limiting in Redis (shared by every replica), with a local fallback."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+# INCR and set the expiry on the first hit, atomically (works on Redis 6.2 and 7).
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    degraded: bool = False
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, int(self.reset_after + 0.999))
+
+
+class RateLimiter:
+    """Counts hits per key within a window. If Redis fails, counts in this process instead
+    (fail open to a local limit) and reports `degraded`."""
+
+    def __init__(self, redis: Redis, *, prefix: str = "taskflow:rl:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._script = redis.register_script(_HIT_SCRIPT)
+        self._local: dict[str, tuple[int, float]] = {}
+        self.degraded = False
+
+    async def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
+        window_ms = max(1, int(window * 1000))
+        try:
+            count, ttl_ms = 0, 0
+            for _ in range(cost):
+                count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_ms])
+            self.degraded = False
+        except (RedisError, OSError):
+            self.degraded = True
+            count, ttl_ms = self._local_hit(key, window, cost)
+        return RateLimitResult(
+            allowed=count <= limit,
+            limit=limit,
+            remaining=max(0, limit - count),
+            reset_after=ttl_ms / 1000,
+            degraded=self.degraded,
+        )
+
+    async def peek(self, key: str) -> tuple[int, float]:
+        """Hits so far in the current window and seconds until it resets."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.prefix + key)
+                pipe.pttl(self.prefix + key)
+                raw, ttl_ms = await pipe.execute()
+            self.degraded = False
+            return int(raw or 0), max(0, ttl_ms) / 1000
+        except (RedisError, OSError):
+            self.degraded = True
+            count, expires = self._local.get(key, (0, 0.0))
+            remaining = expires - time.monotonic()
+            return (count, remaining) if remaining > 0 else (0, 0.0)
+
+    async def reset(self, key: str) -> None:
+        self._local.pop(key, None)
+        try:
+            await self.redis.delete(self.prefix + key)
+        except (RedisError, OSError):
+            self.degraded = True
+
+    def _local_hit(self, key: str, window: float, cost: int) -> tuple[int, int]:
+        now = time.monotonic()
+        count, expires = self._local.get(key, (0, 0.0))
+        if expires <= now:
+            count, expires = 0, now + window
+        count += cost
+        self._local[key] = (count, expires)
+        if len(self._local) > 100_000:  # bound memory while Redis is away
+            self._local = {k: v for k, v in self._local.items() if v[1] > now}
+        return count, int((expires - now) * 1000)

@@ -1,0 +1,53 @@
+"""Test helpers shared by the services' suites: throwaway databases on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskflow_kit.migrations import drop_database, ensure_database, upgrade_to_head
+
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_database_server_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+
+
+def test_redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str]:
+    """A new database with every migration applied; dropped afterwards."""
+    url = make_url(test_database_server_url()).set(database=unique_name(prefix))
+    database_url = url.render_as_string(hide_password=False)
+    await ensure_database(database_url)
+    try:
+        await asyncio.to_thread(upgrade_to_head, alembic_ini, database_url)
+        yield database_url
+    finally:
+        await drop_database(database_url)
+
+
+async def truncate_all(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Empty every table of `metadata` (the per-test reset for tests that really commit)."""
+    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    if not names:
+        return
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

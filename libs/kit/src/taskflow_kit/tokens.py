@@ -1,0 +1,75 @@
+"""JWT issue and verification (HS256, shared secret) with strict required claims."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+
+MIN_SECRET_BYTES = 32
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "type"]
+
+TokenType = Literal["access", "refresh"]
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, expired, forged, or of the wrong type."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    secret: str
+    issuer: str
+    audience: str
+    algorithm: str = "HS256"
+
+    def __post_init__(self) -> None:
+        if len(self.secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"JWT secret must be at least {MIN_SECRET_BYTES} bytes")
+
+
+def issue_token(
+    config: TokenConfig,
+    *,
+    subject: str,
+    token_type: TokenType,
+    ttl: timedelta,
+    claims: Mapping[str, Any] | None = None,
+    jti: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Sign a token for `subject` that expires after `ttl`."""
+    issued_at = now or datetime.now(UTC)
+    payload: dict[str, Any] = dict(claims or {})
+    payload.update(
+        sub=subject,
+        type=token_type,
+        iss=config.issuer,
+        aud=config.audience,
+        iat=issued_at,
+        exp=issued_at + ttl,
+        jti=jti or uuid.uuid4().hex,
+    )
+    return jwt.encode(payload, config.secret, algorithm=config.algorithm)
+
+
+def decode_token(config: TokenConfig, token: str, *, token_type: TokenType) -> dict[str, Any]:
+    """Verify signature, expiry, issuer, audience, required claims and the token type."""
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            config.secret,
+            algorithms=[config.algorithm],
+            audience=config.audience,
+            issuer=config.issuer,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(str(exc)) from exc
+    if payload.get("type") != token_type:
+        raise InvalidTokenError(f"expected a {token_type} token")
+    return payload
