@@ -180,9 +180,9 @@ def run(stack: Stack) -> int:
 
 
 def migrate(stack: Stack) -> int:
-    from taskflow_kit.migrations import ensure_database, upgrade_to_head
-
     import asyncio
+
+    from taskflow_kit.migrations import ensure_database, upgrade_to_head
 
     stack.start_backing_services()
     try:

@@ -6,6 +6,7 @@ the project's own dependencies. Data lives under `.data/` and survives restarts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -70,7 +71,7 @@ class EmbeddedPostgres:
             os.chown(path, account.pw_uid, account.pw_gid)
 
     def start(self) -> None:
-        from pgserver._commands import initdb, pg_ctl
+        from pgserver._commands import initdb, pg_ctl  # type: ignore[attr-defined]
 
         run_as = self._run_as()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,14 +101,12 @@ class EmbeddedPostgres:
         wait_for_port("127.0.0.1", self.port, seconds=30)
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, timeout=60, **self._run_as())
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-            pass
 
 
 @dataclass

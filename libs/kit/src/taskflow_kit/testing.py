@@ -51,3 +51,9 @@ async def truncate_all(engine: AsyncEngine, metadata: MetaData) -> None:
         return
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+# These helpers are named test_* for readability; keep pytest from collecting them as tests
+# when a test module imports them.
+test_database_server_url.__test__ = False  # type: ignore[attr-defined]
+test_redis_url.__test__ = False  # type: ignore[attr-defined]
