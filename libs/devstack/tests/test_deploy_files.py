@@ -1,0 +1,86 @@
+"""Static checks of the deployment files (no Docker engine here to run them)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVICES = {
+    "user-service": ("user_service", 8001),
+    "task-service": ("task_service", 8002),
+    "stats-service": ("stats_service", 8003),
+    "api-gateway": ("api_gateway", 8000),
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, object]:
+    loaded = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_compose_builds_every_service_from_its_dockerfile(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    for name in SERVICES:
+        build = services[name]["build"]
+        assert build["context"] == "."
+        assert (ROOT / build["dockerfile"]).is_file()
+
+
+def test_only_the_gateway_publishes_a_port(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    published = {name for name, spec in services.items() if spec.get("ports")}
+    # Scaling with --scale needs services without fixed host ports.
+    assert published == {"api-gateway"}
+    assert services["api-gateway"]["ports"] == ["8000:8000"]
+
+
+def test_each_database_service_has_its_own_database(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    users = services["user-service"]["environment"]["USER_SERVICE_DATABASE_URL"]
+    tasks = services["task-service"]["environment"]["TASK_SERVICE_DATABASE_URL"]
+    assert "@users-db:" in users
+    assert "@tasks-db:" in tasks
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_dockerfile_runs_the_service_package(service: str) -> None:
+    package, port = SERVICES[service]
+    dockerfile = (ROOT / service / "Dockerfile").read_text()
+    assert f"--package {service}" in dockerfile
+    assert f'"{package}.main:create_app"' in dockerfile
+    assert f"EXPOSE {port}" in dockerfile
+    assert re.search(r"^USER \w+", dockerfile, re.MULTILINE), "images must not run as root"
+    assert (ROOT / service / "src" / package / "__init__.py").is_file()
+
+
+def test_dockerfile_uv_matches_the_makefile() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    version = re.search(r"^UV_VERSION := (\S+)", makefile, re.MULTILINE)
+    assert version is not None
+    for service in SERVICES:
+        assert f'"uv=={version.group(1)}"' in (ROOT / service / "Dockerfile").read_text()
+
+
+def test_workspace_lists_every_service() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    members = pyproject["tool"]["uv"]["workspace"]["members"]
+    assert set(SERVICES) <= set(members)
+
+
+def test_ci_workflow_runs_the_ci_script() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = workflow["jobs"]["test"]["steps"]
+    assert any(step.get("run") == "bash .ci/run" for step in steps)
+    services = workflow["jobs"]["test"]["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["redis"]["image"].startswith("redis:")
