@@ -1,0 +1,75 @@
+"""stats-service application: `uvicorn stats_service.main:create_app --factory --port 8003`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from taskflow_kit.app import create_service_app
+from taskflow_kit.health import health_router
+from taskflow_kit.logs import configure_logging
+from taskflow_kit.redis_client import create_redis
+from taskflow_kit.resilience import ResilientClient
+
+from stats_service import __version__
+from stats_service.config import Settings
+from stats_service.stats.cache import StatsCache
+from stats_service.stats.router import router as stats_router
+from stats_service.stats.service import StatsService
+from stats_service.stats.upstream import TaskAggregatesClient
+
+SERVICE = "stats-service"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    task_service_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the app; `task_service_transport` lets tests route task-service calls in-process."""
+    settings = settings or Settings()
+    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = create_redis(settings.redis_url)
+        client = ResilientClient(
+            name="task-service",
+            base_url=settings.task_service_url,
+            read_timeout=settings.task_service_timeout_seconds,
+            transport=task_service_transport,
+        )
+        upstream = TaskAggregatesClient(client)
+        cache = StatsCache(
+            redis,
+            prefix=settings.redis_prefix,
+            ttl=settings.stats_cache_ttl_seconds,
+            last_good_ttl=settings.stats_last_good_ttl_seconds,
+        )
+        app.state.stats_service = StatsService(upstream, cache)
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await redis.aclose()
+
+    app = create_service_app(
+        service=SERVICE,
+        title="TaskFlow stats-service",
+        version=__version__,
+        description="Task statistics computed by task-service's database, cached in Redis.",
+        token_config=settings.token_config(),
+        lifespan=lifespan,
+    )
+    app.include_router(stats_router)
+
+    async def redis_ready() -> None:
+        await app.state.stats_service.cache.ping()
+
+    async def task_service_ready() -> None:
+        await app.state.stats_service.upstream.check()
+
+    app.include_router(health_router({"redis": redis_ready, "task_service": task_service_ready}))
+    return app

@@ -1,0 +1,11 @@
+"""Errors of the statistics domain."""
+
+from __future__ import annotations
+
+from taskflow_kit.errors import ServiceUnavailable
+
+
+class StatsUnavailable(ServiceUnavailable):
+    """task-service cannot answer and no earlier value is kept: 503, never made-up zeros."""
+
+    title = "Statistics Unavailable"

@@ -1,0 +1,92 @@
+"""`/api/v1/stats`: the caller's statistics, their daily activity, and the admin overview."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from taskflow_kit.auth import PrincipalDep, SuperuserDep
+from taskflow_kit.errors import Forbidden, Unauthorized, UnprocessableEntity, problem_responses
+
+from stats_service.stats.dependencies import StatsServiceDep
+from stats_service.stats.errors import StatsUnavailable
+from stats_service.stats.schemas import ActivityDay, OverviewRead, StatsRead
+from stats_service.stats.service import Served
+
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+
+STALE_WARNING = '110 - "Response is Stale"'
+
+
+def _freshness_headers(response: Response, served: Served[Any]) -> None:
+    # Answers are per user and short-lived: no shared cache may keep them.
+    response.headers["Cache-Control"] = "private, no-cache"
+    if served.stale:
+        response.headers["Warning"] = STALE_WARNING
+        response.headers["Age"] = str(served.age_seconds)
+
+
+@router.get(
+    "/",
+    response_model=StatsRead,
+    responses=problem_responses(Unauthorized, StatsUnavailable),
+)
+async def read_stats(
+    principal: PrincipalDep, stats_service: StatsServiceDep, response: Response
+) -> StatsRead:
+    """Statistics over the tasks you own or are assigned (each task counted once).
+
+    Counts come from task-service's database and are cached for a few seconds. If
+    task-service fails, the last known figures are returned with `stale: true` and a
+    `Warning: 110` header; with nothing known, 503 with `Retry-After`.
+    """
+    served = await stats_service.user_stats(principal)
+    _freshness_headers(response, served)
+    return served.value
+
+
+router.add_api_route(
+    "",
+    read_stats,
+    methods=["GET"],
+    response_model=StatsRead,
+    responses=problem_responses(Unauthorized, StatsUnavailable),
+    include_in_schema=False,
+)
+
+
+@router.get(
+    "/activity",
+    response_model=list[ActivityDay],
+    responses=problem_responses(Unauthorized, UnprocessableEntity, StatsUnavailable),
+)
+async def read_activity(
+    principal: PrincipalDep,
+    stats_service: StatsServiceDep,
+    response: Response,
+    days: Annotated[int, Query(ge=1, le=365, description="Number of UTC days, up to today")] = 30,
+) -> list[ActivityDay]:
+    """Tasks created and completed per UTC day over the last `days` days (today included),
+    oldest first, one row per day even when nothing happened.
+
+    If task-service fails, the last known series is returned with a `Warning: 110` header;
+    with nothing known, 503 with `Retry-After`.
+    """
+    served = await stats_service.user_activity(principal, days=days)
+    _freshness_headers(response, served)
+    return served.value
+
+
+@router.get(
+    "/overview",
+    response_model=OverviewRead,
+    responses=problem_responses(Unauthorized, Forbidden, StatsUnavailable),
+)
+async def read_overview(
+    principal: SuperuserDep, stats_service: StatsServiceDep, response: Response
+) -> OverviewRead:
+    """System-wide statistics over every task, with the number of distinct owners.
+    Administrators only (403 otherwise). Stale and 503 behave as for `/api/v1/stats/`."""
+    served = await stats_service.system_overview(principal)
+    _freshness_headers(response, served)
+    return served.value

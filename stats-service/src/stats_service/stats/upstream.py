@@ -1,0 +1,61 @@
+"""The call to task-service's aggregate endpoint, on the caller's behalf."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import ValidationError
+from taskflow_kit.errors import Forbidden, Unauthorized
+from taskflow_kit.resilience import ResilientClient, UpstreamUnavailable
+
+from stats_service.stats.schemas import TaskAggregates
+
+AGGREGATES_PATH = "/internal/tasks/aggregates"
+logger = structlog.get_logger("stats_service.upstream")
+
+
+class TaskAggregatesClient:
+    """Reads counts computed by task-service (GROUP BY in its database), never task lists."""
+
+    def __init__(self, client: ResilientClient) -> None:
+        self._client = client
+
+    async def fetch(self, token: str, *, system: bool, activity_days: int) -> TaskAggregates:
+        """The caller's (or, for an administrator, every) task aggregates.
+
+        Raises `UpstreamUnavailable` when task-service is down, slow, failing or answers
+        something unusable; passes its 401/403 on unchanged in meaning.
+        """
+        params: dict[str, Any] = {"activity_days": activity_days}
+        if system:
+            params["scope"] = "system"
+        response = await self._client.request(
+            "GET", AGGREGATES_PATH, params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code == 401:
+            raise Unauthorized(_problem_detail(response) or "Not authenticated")
+        if response.status_code == 403:
+            raise Forbidden(_problem_detail(response) or "Forbidden")
+        if response.status_code != 200:
+            logger.warning("aggregates_unexpected_status", status=response.status_code)
+            raise UpstreamUnavailable(f"task-service answered {response.status_code}")
+        try:
+            return TaskAggregates.model_validate_json(response.content)
+        except ValidationError as exc:
+            logger.warning("aggregates_invalid_body", errors=exc.error_count())
+            raise UpstreamUnavailable("task-service sent an unreadable aggregate") from exc
+
+    async def check(self) -> None:
+        """Readiness probe: task-service answers its liveness endpoint."""
+        response = await self._client.request("GET", "/health")
+        response.raise_for_status()
+
+
+def _problem_detail(response: httpx.Response) -> str | None:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return None
+    return detail if isinstance(detail, str) else None
