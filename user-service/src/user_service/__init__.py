@@ -1,0 +1,1 @@
+"""TaskFlow user-service: accounts, login, JWT access and refresh tokens."""

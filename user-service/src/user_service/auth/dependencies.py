@@ -1,0 +1,70 @@
+"""Dependencies of the auth routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from taskflow_kit.db import SessionDep
+
+from user_service.auth.schemas import LoginRequest
+from user_service.auth.service import AuthService
+from user_service.auth.throttle import LoginThrottle, client_address
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle
+
+
+def get_auth_service(
+    request: Request,
+    session: SessionDep,
+    throttle: Annotated[LoginThrottle, Depends(get_login_throttle)],
+) -> AuthService:
+    state = request.app.state
+    return AuthService(
+        session, hasher=state.password_hasher, throttle=throttle, issuer=state.token_issuer
+    )
+
+
+def get_client_address(request: Request) -> str:
+    return client_address(
+        request, trust_forwarded_for=request.app.state.settings.trust_forwarded_for
+    )
+
+
+async def login_credentials(request: Request) -> LoginRequest:
+    """Credentials from a JSON body or from the OAuth2 password form (Swagger's Authorize).
+
+    Parsed by hand because FastAPI binds one body type per route; both land in `LoginRequest`,
+    so validation and its (input-free) error messages are the same either way.
+    """
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    data: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        data = {key: form.get(key) for key in ("username", "password") if key in form}
+    else:
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise RequestValidationError(
+                [{"loc": ("body",), "msg": "body must be JSON or a form", "type": "json_invalid"}]
+            ) from None
+    try:
+        return LoginRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
+LoginCredentialsDep = Annotated[LoginRequest, Depends(login_credentials)]

@@ -1,0 +1,84 @@
+"""Login, token refresh and logout (`/api/v1/auth/*`, login also as `/api/v1/users/login`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from taskflow_kit.errors import problem_response, problem_responses
+
+from user_service.auth.dependencies import AuthServiceDep, ClientAddressDep, LoginCredentialsDep
+from user_service.auth.errors import (
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    TooManyLoginFailures,
+)
+from user_service.auth.schemas import LoginRequest, RefreshRequest, TokenPair
+
+router = APIRouter(tags=["auth"])
+
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/api/v1/auth/login",
+    response_model=TokenPair,
+    responses=problem_responses(InvalidCredentials, TooManyLoginFailures),
+    openapi_extra=_LOGIN_BODY,
+)
+@router.post(
+    "/api/v1/users/login",
+    response_model=TokenPair,
+    responses=problem_responses(InvalidCredentials, TooManyLoginFailures),
+    openapi_extra=_LOGIN_BODY,
+)
+async def login(
+    credentials: LoginCredentialsDep, auth_service: AuthServiceDep, address: ClientAddressDep
+) -> TokenPair:
+    """Log in with username or email (any case) and password, as JSON or as the OAuth2
+    password form. Returns a bearer access token and a refresh token.
+
+    Unknown user, wrong password and deactivated account all give the same 401. Repeated
+    failures for one account or from one address give 429 with `Retry-After`.
+    """
+    return await auth_service.login(credentials.username, credentials.password, address=address)
+
+
+@router.post(
+    "/api/v1/auth/refresh",
+    response_model=TokenPair,
+    responses=problem_responses(InvalidRefreshToken),
+)
+async def refresh(body: RefreshRequest, auth_service: AuthServiceDep) -> TokenPair | Response:
+    """Exchange a refresh token for a new pair. Each refresh token works once: presenting a
+    used one again revokes every token of its login session (401)."""
+    try:
+        return await auth_service.refresh(body.refresh_token)
+    except RefreshTokenReused as exc:
+        # Returned, not raised: the session dependency commits the family revocation only
+        # when the endpoint returns normally.
+        return problem_response(exc.status_code, exc.title, exc.detail, headers=exc.headers)
+
+
+@router.post("/api/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, auth_service: AuthServiceDep) -> None:
+    """End the login session of this refresh token: it and every token rotated from the same
+    login are revoked. Always 204, also for an unknown or already revoked token."""
+    await auth_service.logout(body.refresh_token)

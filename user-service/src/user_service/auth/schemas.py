@@ -1,0 +1,30 @@
+"""Request and response bodies of login, refresh and logout."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from user_service.users.schemas import EMAIL_MAX, StorableText
+
+
+class LoginRequest(BaseModel):
+    """Login by username or email (any case). The password has no upper bound here: a long
+    one simply does not match (401), it is never a validation error."""
+
+    username: StorableText = Field(min_length=1, max_length=EMAIL_MAX)
+    password: str = Field(min_length=1)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    refresh_token: str

@@ -1,0 +1,72 @@
+"""Failed-login throttling per account and per client address (Redis, shared by replicas).
+
+Only failures are counted: a team behind one NAT, or a load test, logging in successfully is
+never slowed down. A success resets its account's counter, not the address's (otherwise one
+valid account would let an address reset its budget for guessing others).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.requests import Request
+from taskflow_kit.ratelimit import RateLimiter
+
+from user_service.auth.errors import TooManyLoginFailures
+from user_service.users.models import User
+
+
+def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
+    """The caller's address: the first X-Forwarded-For hop when the gateway is trusted to set
+    it, else the socket peer."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",", 1)[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else "unknown"
+
+
+def account_key(identifier: str, user: User | None) -> str:
+    """Count by user id when the account exists (so email and username share one budget), else
+    by the submitted name (hashed: bounded key length, no raw input in Redis)."""
+    if user is not None:
+        return f"user:{user.id}"
+    digest = hashlib.sha256(identifier.lower().encode("utf-8", "surrogatepass")).hexdigest()
+    return f"name:{digest[:32]}"
+
+
+class LoginThrottle:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        *,
+        per_account: int,
+        per_address: int,
+        window_seconds: float,
+    ) -> None:
+        self.limiter = limiter
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window = window_seconds
+
+    async def _check(self, key: str, limit: int) -> None:
+        count, reset_after = await self.limiter.peek(key)
+        if count >= limit:
+            raise TooManyLoginFailures(retry_after=max(1, int(reset_after + 0.999)))
+
+    async def check_address(self, address: str) -> None:
+        await self._check(f"login:addr:{address}", self.per_address)
+
+    async def check_account(self, account: str) -> None:
+        await self._check(f"login:acct:{account}", self.per_account)
+
+    async def record_failure(self, *, account: str, address: str | None) -> None:
+        await self.limiter.hit(f"login:acct:{account}", limit=self.per_account, window=self.window)
+        if address is not None:
+            await self.limiter.hit(
+                f"login:addr:{address}", limit=self.per_address, window=self.window
+            )
+
+    async def record_success(self, *, account: str) -> None:
+        await self.limiter.reset(f"login:acct:{account}")

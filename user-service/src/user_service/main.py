@@ -1,0 +1,88 @@
+"""The user-service application: `uvicorn user_service.main:create_app --factory --port 8001`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+from taskflow_kit.app import create_service_app
+from taskflow_kit.db import create_engine, create_sessionmaker, ping_database
+from taskflow_kit.health import health_router
+from taskflow_kit.logs import configure_logging
+from taskflow_kit.migrations import ensure_database, upgrade_to_head
+from taskflow_kit.ratelimit import RateLimiter
+from taskflow_kit.redis_client import create_redis, ping_redis
+
+from user_service import __doc__ as service_doc
+from user_service.auth.router import router as auth_router
+from user_service.auth.throttle import LoginThrottle
+from user_service.auth.tokens import TokenIssuer
+from user_service.config import ALEMBIC_INI, Settings
+from user_service.passwords import PasswordHasher
+from user_service.users.router import router as users_router
+
+SERVICE = "user-service"
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; connections are opened lazily and closed when the lifespan ends."""
+    settings = settings or Settings()
+    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    token_config = settings.token_config()
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    redis = create_redis(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await ensure_database(settings.database_url)
+            await asyncio.to_thread(upgrade_to_head, ALEMBIC_INI, settings.database_url)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = create_service_app(
+        service=SERVICE,
+        title="TaskFlow user-service",
+        version=VERSION,
+        description=service_doc or "",
+        token_config=token_config,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = redis
+    app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+    app.state.login_throttle = LoginThrottle(
+        RateLimiter(redis, prefix=f"{settings.redis_prefix}user-service:rl:"),
+        per_account=settings.login_failures_per_account,
+        per_address=settings.login_failures_per_address,
+        window_seconds=settings.login_failure_window_seconds,
+    )
+    app.state.token_issuer = TokenIssuer(
+        config=token_config,
+        access_ttl=timedelta(minutes=settings.access_token_expire_minutes),
+        refresh_ttl=timedelta(days=settings.refresh_token_expire_days),
+    )
+
+    async def database_check() -> None:
+        await ping_database(engine)
+
+    async def redis_check() -> None:
+        await ping_redis(redis)
+
+    app.include_router(health_router({"database": database_check, "redis": redis_check}))
+    app.include_router(auth_router)
+    app.include_router(users_router)
+    return app

@@ -1,0 +1,7 @@
+"""Every table of user-service, imported together (Alembic and tests need the full metadata)."""
+
+from user_service.auth.models import RefreshToken
+from user_service.database import Base
+from user_service.users.models import User
+
+__all__ = ["Base", "RefreshToken", "User"]

@@ -1,0 +1,36 @@
+"""The user account table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Identity, Index, String, func, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from user_service.database import Base
+
+
+class User(Base):
+    __tablename__ = "user_account"  # "user" is a reserved word in PostgreSQL
+    # Fetch server-side defaults (timestamps) with RETURNING instead of expiring them.
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    username: Mapped[str] = mapped_column(String(50))
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    hashed_password: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    is_superuser: Mapped[bool] = mapped_column(default=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+# Uniqueness is case-insensitive and enforced by the database, so concurrent registrations
+# cannot both win; the names are what the service maps an IntegrityError back to.
+EMAIL_UNIQUE_INDEX = "uq_user_account_lower_email"
+USERNAME_UNIQUE_INDEX = "uq_user_account_lower_username"
+Index(EMAIL_UNIQUE_INDEX, func.lower(User.email), unique=True)
+Index(USERNAME_UNIQUE_INDEX, func.lower(User.username), unique=True)

@@ -1,0 +1,93 @@
+"""Queries on user accounts (the only place they are written)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from user_service.users.models import User
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def get_by_login(self, identifier: str) -> User | None:
+        """The user whose username or email equals `identifier`, ignoring case.
+
+        Usernames cannot contain `@` and emails must, so at most one row matches.
+        """
+        lowered = identifier.lower()
+        statement = select(User).where(
+            or_(func.lower(User.username) == lowered, func.lower(User.email) == lowered)
+        )
+        return (await self.session.execute(statement)).scalars().first()
+
+    async def taken_fields(
+        self, *, email: str | None, username: str | None, exclude_id: int | None = None
+    ) -> tuple[bool, bool]:
+        """(email taken, username taken) by another user, ignoring case."""
+        conditions = []
+        if email is not None:
+            conditions.append(func.lower(User.email) == email.lower())
+        if username is not None:
+            conditions.append(func.lower(User.username) == username.lower())
+        if not conditions:
+            return False, False
+        statement = select(User.email, User.username).where(or_(*conditions))
+        if exclude_id is not None:
+            statement = statement.where(User.id != exclude_id)
+        rows = (await self.session.execute(statement)).all()
+        email_taken = email is not None and any(r.email.lower() == email.lower() for r in rows)
+        username_taken = username is not None and any(
+            r.username.lower() == username.lower() for r in rows
+        )
+        return email_taken, username_taken
+
+    async def add(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def delete(self, user: User) -> None:
+        await self.session.delete(user)
+        await self.session.flush()
+
+    def _directory_query(self, q: str | None, *, include_inactive: bool) -> Select[User]:
+        statement = select(User)
+        if not include_inactive:
+            statement = statement.where(User.is_active.is_(True))
+        if q:
+            pattern = _like_pattern(q)
+            statement = statement.where(
+                or_(
+                    User.username.ilike(pattern, escape="\\"),
+                    User.full_name.ilike(pattern, escape="\\"),
+                    User.email.ilike(pattern, escape="\\"),
+                )
+            )
+        return statement
+
+    async def directory(
+        self, *, q: str | None, skip: int, limit: int, include_inactive: bool
+    ) -> Sequence[User]:
+        statement = (
+            self._directory_query(q, include_inactive=include_inactive)
+            .order_by(func.lower(User.username), User.id)
+            .offset(skip)
+            .limit(limit)
+        )
+        return (await self.session.execute(statement)).scalars().all()

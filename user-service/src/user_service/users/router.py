@@ -1,0 +1,165 @@
+"""Accounts: registration, the caller's own account, the user directory and administration.
+
+Every route is served under both spellings the contract names (`/api/v1/auth/...` and
+`/api/v1/users/...`, with and without the trailing slash); the slash-less duplicates are hidden
+from the schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from taskflow_kit.errors import Forbidden, Unauthorized, problem_responses
+
+from user_service.auth.dependencies import LoginThrottleDep
+from user_service.auth.errors import TooManyLoginFailures
+from user_service.users.dependencies import CurrentAdminDep, CurrentUserDep, UserServiceDep
+from user_service.users.errors import (
+    EmailTaken,
+    SelfLockout,
+    UserNotFound,
+    WrongCurrentPassword,
+)
+from user_service.users.schemas import (
+    AdminUserUpdate,
+    PasswordChange,
+    StorableText,
+    UserCreate,
+    UserPublic,
+    UserRead,
+    UserUpdate,
+)
+
+router = APIRouter(tags=["users"])
+
+_AUTHENTICATED = problem_responses(Unauthorized)
+
+
+@router.post(
+    "/api/v1/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses=problem_responses(EmailTaken),
+)
+@router.post(
+    "/api/v1/users/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses=problem_responses(EmailTaken),
+)
+@router.post(
+    "/api/v1/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    include_in_schema=False,
+)
+async def register(body: UserCreate, user_service: UserServiceDep, response: Response) -> UserRead:
+    """Create an account. Email and username must be unused (compared ignoring case): 409
+    otherwise. Unknown fields are rejected (422)."""
+    user = await user_service.register(body)
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return UserRead.model_validate(user)
+
+
+@router.get("/api/v1/auth/me", response_model=UserRead, responses=_AUTHENTICATED)
+@router.get("/api/v1/users/me", response_model=UserRead, responses=_AUTHENTICATED)
+async def read_me(user: CurrentUserDep) -> UserRead:
+    """The caller's own account."""
+    return UserRead.model_validate(user)
+
+
+@router.patch(
+    "/api/v1/users/me",
+    response_model=UserRead,
+    responses=problem_responses(Unauthorized, EmailTaken),
+)
+async def update_me(
+    body: UserUpdate, user: CurrentUserDep, user_service: UserServiceDep
+) -> UserRead:
+    """Change the caller's full name, email or username (409 if the new email or username is
+    taken)."""
+    return UserRead.model_validate(await user_service.update_profile(user, body))
+
+
+@router.post(
+    "/api/v1/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(Unauthorized, WrongCurrentPassword, TooManyLoginFailures),
+)
+async def change_password(
+    body: PasswordChange,
+    user: CurrentUserDep,
+    user_service: UserServiceDep,
+    throttle: LoginThrottleDep,
+) -> None:
+    """Change the caller's password. A wrong current password is 400 (not 401: the caller's
+    token is fine). Every refresh token of the user is revoked: other sessions must log in
+    again."""
+    await user_service.change_password(
+        user, current=body.current_password, new=body.new_password, throttle=throttle
+    )
+
+
+@router.delete("/api/v1/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=_AUTHENTICATED)
+async def delete_me(user: CurrentUserDep, user_service: UserServiceDep) -> None:
+    """Delete the caller's account for good, with its sessions. The email and username may
+    be registered again; the numeric id is never reused."""
+    await user_service.delete(user)
+
+
+@router.get(
+    "/api/v1/users/",
+    response_model=list[UserRead] | list[UserPublic],
+    responses=_AUTHENTICATED,
+)
+@router.get(
+    "/api/v1/users",
+    response_model=list[UserRead] | list[UserPublic],
+    include_in_schema=False,
+)
+async def list_users(
+    user: CurrentUserDep,
+    user_service: UserServiceDep,
+    q: Annotated[StorableText | None, Query(max_length=100)] = None,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> list[UserRead] | list[UserPublic]:
+    """The user directory, ordered by username: public profiles of active users whose
+    username, full name or email contains `q` (ignoring case). Administrators get full records
+    and inactive users too."""
+    users = await user_service.directory(
+        q=q, skip=skip, limit=limit, include_inactive=user.is_superuser
+    )
+    if user.is_superuser:
+        return [UserRead.model_validate(found) for found in users]
+    return [UserPublic.model_validate(found) for found in users]
+
+
+@router.get(
+    "/api/v1/users/{user_id}",
+    response_model=UserRead | UserPublic,
+    responses=problem_responses(Unauthorized, UserNotFound),
+)
+async def read_user(
+    user_id: int, user: CurrentUserDep, user_service: UserServiceDep
+) -> UserRead | UserPublic:
+    """One user's public profile (`is_active` false for a deactivated account; 404 if there
+    is no such user). Administrators get the full record."""
+    found = await user_service.get(user_id)
+    if user.is_superuser:
+        return UserRead.model_validate(found)
+    return UserPublic.model_validate(found)
+
+
+@router.patch(
+    "/api/v1/users/{user_id}",
+    response_model=UserRead,
+    responses=problem_responses(Unauthorized, Forbidden, UserNotFound, SelfLockout),
+)
+async def administer_user(
+    user_id: int, body: AdminUserUpdate, admin: CurrentAdminDep, user_service: UserServiceDep
+) -> UserRead:
+    """Administrators only: activate or deactivate a user (deactivation ends their sessions),
+    grant or revoke administrator rights. Admins cannot lock themselves out (409)."""
+    return UserRead.model_validate(await user_service.administer(admin, user_id, body))
