@@ -1,0 +1,38 @@
+"""Internal route for stats-service (never routed by the gateway; the caller's token applies)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.db import SessionDep
+from taskflow_kit.errors import Unauthorized, problem_responses
+
+from task_service.aggregates.repository import AggregateRepository
+from task_service.aggregates.schemas import AggregateScope, TaskAggregates
+from task_service.aggregates.service import AggregateService, SystemScopeForbidden
+
+router = APIRouter(prefix="/internal/tasks", tags=["internal"])
+
+
+def get_aggregate_service(session: SessionDep) -> AggregateService:
+    return AggregateService(AggregateRepository(session))
+
+
+@router.get(
+    "/aggregates",
+    summary="Task counts for stats-service",
+    responses=problem_responses(Unauthorized, SystemScopeForbidden),
+)
+async def task_aggregates(
+    principal: PrincipalDep,
+    aggregate_service: Annotated[AggregateService, Depends(get_aggregate_service)],
+    scope: Annotated[
+        AggregateScope, Query(description="user: the caller's visible tasks; system: all (admin)")
+    ] = "user",
+    activity_days: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> TaskAggregates:
+    """Counts by status and priority, overdue, due in 7 days, completed in 7 days, and daily
+    created/completed counts for `activity_days` UTC days (zero-filled), all by GROUP BY."""
+    return await aggregate_service.aggregates(principal, scope, activity_days)

@@ -1,0 +1,63 @@
+"""Task aggregates for stats-service: the caller's visible tasks, or every task for admins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from taskflow_kit.auth import Principal
+from taskflow_kit.errors import Forbidden
+
+from task_service.aggregates.repository import AggregateRepository
+from task_service.aggregates.schemas import (
+    ActivityDay,
+    AggregateScope,
+    PriorityCounts,
+    StatusCounts,
+    TaskAggregates,
+)
+from task_service.tasks.models import PRIORITIES, STATUSES
+
+
+class SystemScopeForbidden(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("System-wide aggregates are for administrators")
+
+
+class AggregateService:
+    def __init__(
+        self,
+        repository: AggregateRepository,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.repository = repository
+        self.clock = clock
+
+    async def aggregates(
+        self, principal: Principal, scope: AggregateScope, activity_days: int
+    ) -> TaskAggregates:
+        if scope == "system" and not principal.is_superuser:
+            raise SystemScopeForbidden()
+        user_id = None if scope == "system" else principal.id
+        now = self.clock()
+        today = now.astimezone(UTC).date()
+        first_day = today - timedelta(days=activity_days - 1)
+        counts = await self.repository.counts(user_id, now)
+        created = await self.repository.created_per_day(user_id, first_day)
+        completed = await self.repository.completed_per_day(user_id, first_day)
+        days = [first_day + timedelta(days=offset) for offset in range(activity_days)]
+        return TaskAggregates(
+            total=counts["total"],
+            by_status=StatusCounts(**{name: counts[f"status_{name}"] for name in STATUSES}),
+            by_priority=PriorityCounts(**{name: counts[f"priority_{name}"] for name in PRIORITIES}),
+            overdue=counts["overdue"],
+            due_next_7_days=counts["due_next_7_days"],
+            completed_last_7_days=counts["completed_last_7_days"],
+            activity=[
+                ActivityDay(date=day, created=created.get(day, 0), completed=completed.get(day, 0))
+                for day in days
+            ],
+            owners=counts["owners"],
+            generated_at=now,
+        )

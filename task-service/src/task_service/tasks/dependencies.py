@@ -1,0 +1,118 @@
+"""Request dependencies of the tasks routes: the service, listing parameters, If-Match."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from taskflow_kit.db import SessionDep
+
+from task_service.tasks.repository import TaskRepository
+from task_service.tasks.schemas import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Scope,
+    SortField,
+    SortOrder,
+    TaskFilter,
+)
+from task_service.tasks.service import IfMatch, TaskService
+
+
+def get_task_service(request: Request, session: SessionDep) -> TaskService:
+    return TaskService(TaskRepository(session), request.app.state.user_directory)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeated parameters, each of which may also be comma-separated."""
+    return [part for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def get_task_filter(
+    status: Annotated[
+        list[str] | None,
+        Query(description="todo, in_progress or done (pending/completed accepted); repeatable"),
+    ] = None,
+    priority: Annotated[
+        list[str] | None, Query(description="low, medium, high or urgent; repeatable")
+    ] = None,
+    tags: Annotated[
+        str | None, Query(description="Comma-separated; a task must carry all of them")
+    ] = None,
+    search: Annotated[
+        str | None, Query(description="Case-insensitive substring of title or description")
+    ] = None,
+    assignee_id: Annotated[int | None, Query()] = None,
+    scope: Annotated[
+        Scope, Query(description="all: owned or assigned to me; owned; assigned")
+    ] = "all",
+    due_before: Annotated[
+        datetime | None, Query(description="due_date < this (naive = UTC)")
+    ] = None,
+    due_after: Annotated[
+        datetime | None, Query(description="due_date >= this (naive = UTC)")
+    ] = None,
+    overdue: Annotated[
+        bool | None, Query(description="true: not done and due_date in the past")
+    ] = None,
+    sort_by: Annotated[SortField, Query(description="priority sorts by rank")] = "created_at",
+    sort_order: Annotated[SortOrder, Query()] = "desc",
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[
+        int, Query(ge=1, description=f"1..{MAX_LIMIT}; larger values are capped at {MAX_LIMIT}")
+    ] = DEFAULT_LIMIT,
+) -> TaskFilter:
+    try:
+        return TaskFilter(
+            statuses=_split(status),
+            priorities=_split(priority),
+            tags=(tags or "").split(","),
+            search=(search or "").strip() or None,
+            assignee_id=assignee_id,
+            scope=scope,
+            due_before=due_before,
+            due_after=due_after,
+            overdue=overdue,
+            sort_by=sort_by,
+            sort_order=sort_order,
+            skip=skip,
+            limit=min(limit, MAX_LIMIT),
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+        ) from exc
+
+
+def parse_if_match(value: str | None) -> IfMatch:
+    """`*` or no header: no precondition. Otherwise the versions named by the entity tags
+    (`W/"3"`, `"3"` or a bare `3`); an unparseable tag matches nothing."""
+    if value is None or value.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for tag in value.split(","):
+        cleaned = tag.strip().removeprefix("W/").strip('"')
+        if cleaned.isdigit():
+            versions.add(int(cleaned))
+    return frozenset(versions)
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(alias="If-Match", description='ETag of the version being changed, e.g. W/"3"'),
+    ] = None,
+) -> IfMatch:
+    return parse_if_match(if_match)
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
+TaskFilterDep = Annotated[TaskFilter, Depends(get_task_filter)]
+IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]

@@ -1,0 +1,257 @@
+"""HTTP routes of the tasks API (`/api/v1/tasks`), thin over `TaskService`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.errors import Unauthorized, problem_responses
+from taskflow_kit.resilience import UpstreamUnavailable
+
+from task_service.tasks.dependencies import (
+    IfMatchDep,
+    TaskFilterDep,
+    TaskServiceDep,
+    etag,
+)
+from task_service.tasks.errors import (
+    AssigneeNotActive,
+    DependencyCycle,
+    IdempotencyKeyReused,
+    OwnerOnly,
+    SelfDependency,
+    TaskBlocked,
+    TaskNotFound,
+    VersionMismatch,
+)
+from task_service.tasks.schemas import (
+    MAX_ID,
+    DependencyCreate,
+    DependencyTreeNode,
+    TaskCreate,
+    TaskDependencies,
+    TaskList,
+    TaskRead,
+    TaskUpdate,
+)
+
+PREFIX = "/api/v1/tasks"
+router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=problem_responses(Unauthorized))
+
+TaskIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _with_etag(response: Response, task: TaskRead) -> TaskRead:
+    response.headers["ETag"] = etag(task.version)
+    return task
+
+
+@router.get("/", summary="List tasks")
+@router.get("", include_in_schema=False)
+async def list_tasks(
+    principal: PrincipalDep, task_service: TaskServiceDep, task_filter: TaskFilterDep
+) -> TaskList:
+    """Tasks the caller owns or is assigned to, filtered, sorted (ties broken by id) and paged."""
+    return await task_service.list_tasks(principal, task_filter)
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a task",
+    responses=problem_responses(
+        TaskNotFound, TaskBlocked, AssigneeNotActive, IdempotencyKeyReused, UpstreamUnavailable
+    ),
+)
+@router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+async def create_task(
+    data: TaskCreate,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Same key and body within 24 h: the same response, no second task",
+        ),
+    ] = None,
+) -> TaskRead:
+    """Create a task owned by the caller. `assignee_id` must be an active user (asked of
+    user-service: 503 with Retry-After when it cannot answer); `depends_on` lists visible tasks."""
+    if idempotency_key is None:
+        task = await task_service.create(principal, data)
+    else:
+        task = await task_service.create_once(principal, data, idempotency_key)
+    response.headers["Location"] = f"{PREFIX}/{task.id}"
+    return _with_etag(response, task)
+
+
+@router.get("/{task_id}", summary="Get a task", responses=problem_responses(TaskNotFound))
+async def get_task(
+    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep, response: Response
+) -> TaskRead:
+    """One task with its `ETag` (404 unless the caller owns it or is its assignee)."""
+    return _with_etag(response, await task_service.get(principal, task_id))
+
+
+_UPDATE_ERRORS = problem_responses(
+    TaskNotFound, OwnerOnly, VersionMismatch, TaskBlocked, AssigneeNotActive, UpstreamUnavailable
+)
+
+
+async def _update(
+    task_id: int,
+    data: TaskUpdate,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    task = await task_service.update(principal, task_id, data, if_match)
+    return _with_etag(response, task)
+
+
+@router.patch("/{task_id}", summary="Update a task", responses=_UPDATE_ERRORS)
+async def patch_task(
+    task_id: TaskIdPath,
+    data: TaskUpdate,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    """Change the fields sent. The owner may change everything, the assignee only `status`
+    (or `is_completed`). A stale `If-Match` → 412; done with open dependencies → 409."""
+    return await _update(task_id, data, principal, task_service, if_match, response)
+
+
+@router.put("/{task_id}", summary="Update a task (partial, like PATCH)", responses=_UPDATE_ERRORS)
+async def put_task(
+    task_id: TaskIdPath,
+    data: TaskUpdate,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    """Same as PATCH: only the fields sent change (kept for existing clients)."""
+    return await _update(task_id, data, principal, task_service, if_match, response)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task",
+    responses=problem_responses(TaskNotFound, OwnerOnly, VersionMismatch),
+)
+async def delete_task(
+    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep, if_match: IfMatchDep
+) -> None:
+    """Delete a task (owner only) and its dependency edges in both directions."""
+    await task_service.delete(principal, task_id, if_match)
+
+
+_STATUS_ERRORS = problem_responses(TaskNotFound, VersionMismatch, TaskBlocked)
+
+
+@router.patch("/{task_id}/complete", summary="Mark done", responses=_STATUS_ERRORS)
+async def complete_task(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    """Move the task to `done` (409 listing `blocking_ids` while a dependency is not done)."""
+    return _with_etag(response, await task_service.complete(principal, task_id, if_match))
+
+
+@router.patch("/{task_id}/incomplete", summary="Reopen", responses=_STATUS_ERRORS)
+async def reopen_task(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    """Move a done task back to `todo` (an unfinished task stays as it is)."""
+    return _with_etag(response, await task_service.reopen(principal, task_id, if_match))
+
+
+@router.post("/{task_id}/toggle", summary="Toggle done", responses=_STATUS_ERRORS)
+async def toggle_task(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> TaskRead:
+    """Done → todo; anything else → done."""
+    return _with_etag(response, await task_service.toggle(principal, task_id, if_match))
+
+
+@router.post(
+    "/{task_id}/dependencies",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a dependency",
+    responses=problem_responses(TaskNotFound, OwnerOnly, SelfDependency, DependencyCycle),
+)
+async def add_dependency(
+    task_id: TaskIdPath,
+    data: DependencyCreate,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    response: Response,
+) -> TaskRead:
+    """Make the task depend on `depends_on_id` (adding an existing edge changes nothing).
+    409 names the cycle the edge would close, e.g. `cycle: [1, 2, 3, 1]`."""
+    task = await task_service.add_dependency(principal, task_id, data.depends_on_id)
+    return _with_etag(response, task)
+
+
+@router.delete(
+    "/{task_id}/dependencies/{depends_on_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a dependency",
+    responses=problem_responses(TaskNotFound, OwnerOnly),
+)
+async def remove_dependency(
+    task_id: TaskIdPath,
+    depends_on_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+) -> None:
+    """Remove the edge task → depends_on_id (404 when there is none)."""
+    await task_service.remove_dependency(principal, task_id, depends_on_id)
+
+
+@router.get(
+    "/{task_id}/dependencies",
+    summary="Dependencies in both directions",
+    responses=problem_responses(TaskNotFound),
+)
+async def list_dependencies(
+    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep
+) -> TaskDependencies:
+    """The tasks this one depends on and the tasks depending on it (those the caller can see)."""
+    return await task_service.dependencies(principal, task_id)
+
+
+@router.get(
+    "/{task_id}/dependency-tree",
+    summary="Nested dependency tree",
+    responses=problem_responses(TaskNotFound),
+)
+async def dependency_tree(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    depth: Annotated[int, Query(ge=1, le=10, description="Levels below the task")] = 3,
+) -> DependencyTreeNode:
+    """What the task depends on, recursively, `depth` levels deep. Tasks the caller cannot see
+    appear with their id and status only, and are not expanded."""
+    return await task_service.dependency_tree(principal, task_id, depth)

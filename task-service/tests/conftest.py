@@ -1,0 +1,79 @@
+"""Fixtures: a migrated database per session, a Redis prefix, the app, a fake user-service."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+from fastapi import FastAPI
+from task_service.config import Settings
+from task_service.database import Base
+from task_service.main import create_app
+from taskflow_kit.testing import migrated_database, test_redis_url, truncate_all
+
+# The helpers module sits beside this file; its name is unique across the workspace's suites.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from task_factories import FakeUserService
+
+ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
+USER_SERVICE_URL = "http://user-service.test"
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    async with migrated_database("tf_tasks", ALEMBIC_INI) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        redis_url=test_redis_url(),
+        redis_prefix=f"test:{uuid.uuid4().hex[:10]}:",
+        user_service_url=USER_SERVICE_URL,
+        migrate_on_start=False,
+        log_json=False,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def clean(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Tests really commit: empty the tables and this session's Redis keys afterwards."""
+    yield
+    await truncate_all(app.state.engine, Base.metadata)
+    keys = [key async for key in app.state.redis.scan_iter(match=f"{settings.redis_prefix}*")]
+    if keys:
+        await app.state.redis.delete(*keys)
+
+
+@pytest.fixture
+def user_service() -> Iterator[FakeUserService]:
+    """user-service faked over HTTP with respx: users 1-9 exist and are active by default."""
+    fake = FakeUserService(active={1, 2, 3, 4, 5, 6, 7, 8, 9})
+    with respx.mock(base_url=USER_SERVICE_URL, assert_all_called=False) as router:
+        router.get(path__regex=r"^/api/v1/users/(?P<user_id>\d+)$").mock(side_effect=fake.handle)
+        yield fake
+
+
+@pytest.fixture
+async def client(
+    app: FastAPI, clean: None, user_service: FakeUserService
+) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http

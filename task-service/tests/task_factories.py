@@ -1,0 +1,60 @@
+"""Keyword-only helpers that build tokens, tasks and a fake user-service for the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from task_service.config import Settings
+from taskflow_kit.tokens import TokenConfig, issue_token
+
+TOKEN_CONFIG: TokenConfig = Settings(database_url="postgresql://unused/x").token_config()
+
+
+def auth(user_id: int, *, is_superuser: bool = False) -> dict[str, str]:
+    token = issue_token(
+        TOKEN_CONFIG,
+        subject=str(user_id),
+        token_type="access",
+        ttl=timedelta(minutes=5),
+        claims={"username": f"user{user_id}", "is_superuser": is_superuser},
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class FakeUserService:
+    """Answers `GET /api/v1/users/{id}` like user-service; counts the calls it gets."""
+
+    active: set[int]
+    inactive: set[int] = field(default_factory=set)
+    calls: list[int] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request, user_id: str) -> httpx.Response:
+        uid = int(user_id)
+        self.calls.append(uid)
+        self.authorizations.append(request.headers.get("Authorization"))
+        if uid in self.active or uid in self.inactive:
+            return httpx.Response(
+                200,
+                json={
+                    "id": uid,
+                    "username": f"user{uid}",
+                    "full_name": None,
+                    "is_active": uid in self.active,
+                },
+            )
+        return httpx.Response(404, json={"title": "Not Found", "status": 404})
+
+
+async def create_task(
+    client: httpx.AsyncClient, *, owner: int = 1, expect: int = 201, **fields: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"title": "A task", **fields}
+    response = await client.post("/api/v1/tasks/", json=body, headers=auth(owner))
+    assert response.status_code == expect, response.text
+    result: dict[str, Any] = response.json()
+    return result
