@@ -17,7 +17,7 @@ class UserDirectory:
     def __init__(
         self, *, client: ResilientClient, redis: Redis, key_prefix: str, cache_ttl_seconds: int
     ) -> None:
-        self._client = client
+        self.client = client
         self._redis = redis
         self._key_prefix = key_prefix
         self._cache_ttl_seconds = cache_ttl_seconds
@@ -28,7 +28,7 @@ class UserDirectory:
     async def is_active_user(self, user_id: int, *, token: str) -> bool:
         if await self._cached(user_id):
             return True
-        response = await self._client.request(
+        response = await self.client.request(
             "GET", f"/api/v1/users/{user_id}", headers={"Authorization": f"Bearer {token}"}
         )
         if response.status_code == 404:

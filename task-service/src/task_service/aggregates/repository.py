@@ -60,9 +60,9 @@ class AggregateRepository:
     async def _per_day(self, column: Any, user_id: int | None, since: date) -> dict[date, int]:
         day = _utc_date(column).label("day")
         statement = (
-            select(day, func.count())
+            select(day, func.count().label("tasks"))
             .where(self._scope(user_id), column.is_not(None), day >= since)
             .group_by(day)
         )
         rows = await self.session.execute(statement)
-        return dict(rows.tuples())
+        return {row.day: row.tasks for row in rows}

@@ -66,7 +66,7 @@ class TaskRepository:
         statement = (
             select(Task.id)
             .where(Task.id.in_(task_ids), visible_to(user_id))
-            .with_for_update(key_share=True)
+            .with_for_update(read=True, key_share=True)
         )
         return set((await self.session.execute(statement)).scalars())
 

@@ -1,0 +1,141 @@
+"""Races over real transactions: cycles, If-Match, idempotent creation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from task_factories import auth, create_task
+from task_service.tasks.models import Task, TaskDependency
+
+pytestmark = pytest.mark.usefixtures("client")
+
+
+async def count_tasks(app: FastAPI) -> int:
+    async with app.state.sessionmaker() as session:
+        return int((await session.execute(select(func.count()).select_from(Task))).scalar_one())
+
+
+async def test_opposite_edges_at_once_never_both_succeed(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    for _ in range(8):
+        a = await create_task(client, title="a")
+        b = await create_task(client, title="b")
+        forward, backward = await asyncio.gather(
+            client.post(
+                f"/api/v1/tasks/{a['id']}/dependencies",
+                json={"depends_on_id": b["id"]},
+                headers=auth(1),
+            ),
+            client.post(
+                f"/api/v1/tasks/{b['id']}/dependencies",
+                json={"depends_on_id": a["id"]},
+                headers=auth(1),
+            ),
+        )
+        assert sorted([forward.status_code, backward.status_code]) == [201, 409]
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(select(TaskDependency.task_id, TaskDependency.depends_on_id))
+        edges = {(source, target) for source, target in rows}
+    assert len(edges) == 8
+    assert not any((target, source) in edges for source, target in edges)
+
+
+async def test_three_way_cycle_race_leaves_no_cycle(client: httpx.AsyncClient) -> None:
+    a, b, c = [await create_task(client, title=name) for name in "abc"]
+    pairs = [(a, b), (b, c), (c, a)]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                f"/api/v1/tasks/{x['id']}/dependencies",
+                json={"depends_on_id": y["id"]},
+                headers=auth(1),
+            )
+            for x, y in pairs
+        )
+    )
+    assert sorted(response.status_code for response in responses) == [201, 201, 409]
+
+
+async def test_same_if_match_at_once_exactly_one_wins(client: httpx.AsyncClient) -> None:
+    task = await create_task(client)
+    url = f"/api/v1/tasks/{task['id']}"
+    responses = await asyncio.gather(
+        *(
+            client.patch(
+                url, json={"title": f"writer {n}"}, headers={**auth(1), "If-Match": 'W/"1"'}
+            )
+            for n in range(4)
+        )
+    )
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {200: 1, 412: 3}
+    winner = next(response for response in responses if response.status_code == 200)
+    current = (await client.get(url, headers=auth(1))).json()
+    assert current["title"] == winner.json()["title"]
+    assert current["version"] == 2
+
+
+async def test_idempotent_create_replays_the_same_response(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    headers = {**auth(1), "Idempotency-Key": "create-1"}
+    body = {"title": "once", "tags": ["a"]}
+    first = await client.post("/api/v1/tasks/", json=body, headers=headers)
+    second = await client.post("/api/v1/tasks/", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert first.headers["Location"] == second.headers["Location"]
+    assert await count_tasks(app) == 1
+
+    different = await client.post("/api/v1/tasks/", json={"title": "other"}, headers=headers)
+    assert different.status_code == 422
+    assert await count_tasks(app) == 1
+
+    # keys are per user
+    theirs = await client.post(
+        "/api/v1/tasks/", json=body, headers={**auth(2), "Idempotency-Key": "create-1"}
+    )
+    assert theirs.status_code == 201
+    assert theirs.json()["id"] != first.json()["id"]
+
+
+async def test_idempotency_key_expires_after_24_hours(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    headers = {**auth(1), "Idempotency-Key": "old"}
+    first = await client.post("/api/v1/tasks/", json={"title": "x"}, headers=headers)
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE idempotency_record SET created_at = created_at - interval '25 hours'")
+        )
+    second = await client.post("/api/v1/tasks/", json={"title": "x"}, headers=headers)
+    assert second.status_code == 201
+    assert second.json()["id"] != first.json()["id"]
+
+
+async def test_concurrent_duplicates_create_one_task(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    headers = {**auth(1), "Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/tasks/", json={"title": "burst"}, headers=headers) for _ in range(5))
+    )
+    assert {response.status_code for response in responses} == {201}
+    assert len({response.json()["id"] for response in responses}) == 1
+    assert await count_tasks(app) == 1
+
+
+async def test_failed_create_does_not_burn_the_key(client: httpx.AsyncClient, app: FastAPI) -> None:
+    headers = {**auth(1), "Idempotency-Key": "retry-me"}
+    failed = await client.post(
+        "/api/v1/tasks/", json={"title": "x", "assignee_id": 4242}, headers=headers
+    )
+    assert failed.status_code == 422
+    ok = await client.post("/api/v1/tasks/", json={"title": "x", "assignee_id": 3}, headers=headers)
+    assert ok.status_code == 201
