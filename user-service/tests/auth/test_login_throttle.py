@@ -1,0 +1,136 @@
+"""Failed logins are throttled per account and per client address; successes never are."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+
+PASSWORD = "correct horse battery staple"
+
+
+async def login(
+    client: httpx.AsyncClient, username: str, password: str, *, address: str | None = None
+) -> httpx.Response:
+    headers = {"X-Forwarded-For": f"{address}, 10.0.0.1"} if address else {}
+    return await client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}, headers=headers
+    )
+
+
+async def test_account_is_locked_after_five_failures(client: httpx.AsyncClient, api) -> None:
+    await api.register(username="alice")
+    await api.register(username="bob")
+
+    failures = [await login(client, "alice", f"guess-{n}", address=f"10.1.0.{n}") for n in range(5)]
+    locked = await login(client, "alice", PASSWORD, address="10.9.9.9")  # even the right password
+
+    assert [r.status_code for r in failures] == [401] * 5
+    assert locked.status_code == 429
+    assert locked.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(locked.headers["retry-after"]) <= 900
+    assert locked.json()["status"] == 429
+    assert (await login(client, "bob", PASSWORD)).status_code == 200  # other accounts unaffected
+
+
+async def test_email_and_username_share_one_account_budget(client: httpx.AsyncClient, api) -> None:
+    await api.register(username="alice", email="alice@example.com")
+
+    for n in range(3):
+        assert (await login(client, "alice", f"guess-{n}")).status_code == 401
+    for n in range(2):
+        assert (await login(client, "ALICE@example.com", f"guess-{n}")).status_code == 401
+
+    assert (await login(client, "alice", PASSWORD)).status_code == 429
+
+
+async def test_unknown_accounts_are_throttled_like_known_ones(client: httpx.AsyncClient) -> None:
+    statuses = [(await login(client, "ghost", f"guess-{n}")).status_code for n in range(6)]
+    assert statuses == [401] * 5 + [429]
+
+
+async def test_a_success_resets_the_account_counter(client: httpx.AsyncClient, api) -> None:
+    await api.register(username="alice")
+    for n in range(4):
+        assert (await login(client, "alice", f"guess-{n}")).status_code == 401
+    assert (await login(client, "alice", PASSWORD)).status_code == 200
+
+    statuses = [(await login(client, "alice", f"again-{n}")).status_code for n in range(4)]
+
+    assert statuses == [401] * 4
+
+
+async def test_one_address_is_throttled_across_accounts(make_api) -> None:
+    async with make_api(login_failures_per_address=3, login_failures_per_account=100) as api:
+        statuses = [
+            (await login(api.client, f"user{n}", "nope-nope", address="203.0.113.7")).status_code
+            for n in range(4)
+        ]
+        other_address = await login(api.client, "user9", "nope-nope", address="203.0.113.8")
+
+    assert statuses == [401, 401, 401, 429]
+    assert other_address.status_code == 401
+
+
+async def test_forwarded_for_is_ignored_unless_trusted(make_api) -> None:
+    async with make_api(
+        login_failures_per_address=3, login_failures_per_account=100, trust_forwarded_for=False
+    ) as api:
+        # Spoofed, changing X-Forwarded-For: all from the one socket address really.
+        statuses = [
+            (
+                await login(api.client, f"user{n}", "nope-nope", address=f"198.51.100.{n}")
+            ).status_code
+            for n in range(4)
+        ]
+
+    assert statuses == [401, 401, 401, 429]
+
+
+async def test_successful_logins_from_one_address_are_never_throttled(make_api) -> None:
+    async with make_api(login_failures_per_address=3) as api:
+        for n in range(10):
+            await api.register(username=f"member{n}")
+        statuses = [
+            (await login(api.client, f"member{n}", PASSWORD, address="192.0.2.1")).status_code
+            for n in range(10)
+            for _ in range(2)
+        ]
+
+    assert statuses == [200] * 20
+
+
+async def test_wrong_current_password_counts_against_the_account(
+    client: httpx.AsyncClient, api
+) -> None:
+    alice = await api.account(username="alice")
+
+    statuses = [
+        (
+            await client.post(
+                "/api/v1/users/me/password",
+                json={"current_password": f"guess-{n}", "new_password": "whatever-new-1"},
+                headers=alice.headers,
+            )
+        ).status_code
+        for n in range(6)
+    ]
+
+    assert statuses == [400] * 5 + [429]
+    assert (await login(client, "alice", PASSWORD)).status_code == 429
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_outage_falls_back_to_a_local_limit(make_api) -> None:
+    async with make_api(redis_url=f"redis://127.0.0.1:{closed_port()}/0") as api:
+        await api.register(username="alice")
+        statuses = [(await login(api.client, "alice", f"guess-{n}")).status_code for n in range(6)]
+        ok_elsewhere = await login(api.client, "bob", "guess")
+
+    assert statuses == [401] * 5 + [429]
+    assert ok_elsewhere.status_code == 401

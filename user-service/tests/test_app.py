@@ -1,0 +1,78 @@
+"""Operational surface: health, readiness, metrics, request ids, the schema and migrations."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from user_service.models import Base
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert {name: check["status"] for name, check in ready.json()["checks"].items()} == {
+        "database": "up",
+        "redis": "up",
+    }
+
+
+async def test_ready_is_503_without_redis(make_api) -> None:
+    async with make_api(redis_url=f"redis://127.0.0.1:{closed_port()}/0") as api:
+        ready = await api.client.get("/ready")
+        health = await api.client.get("/health")
+
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"]["status"] == "down"
+    assert health.status_code == 200
+
+
+async def test_metrics_use_route_templates(client: httpx.AsyncClient, api) -> None:
+    alice = await api.account(username="alice")
+    await client.get(f"/api/v1/users/{alice.id}", headers=alice.headers)
+
+    text = (await client.get("/metrics")).text
+
+    assert 'route="/api/v1/users/{user_id}"' in text
+    assert f'route="/api/v1/users/{alice.id}"' not in text
+
+
+async def test_request_id_is_kept(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "trace-123"})
+    assert response.headers["x-request-id"] == "trace-123"
+
+
+async def test_schema_lists_both_spellings(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in (
+        "/api/v1/auth/register",
+        "/api/v1/users/",
+        "/api/v1/auth/login",
+        "/api/v1/users/login",
+        "/api/v1/auth/me",
+        "/api/v1/users/me",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/users/me/password",
+        "/api/v1/users/{user_id}",
+    ):
+        assert path in paths
+    assert "hashed_password" not in str(paths)
+
+
+async def test_migrations_match_the_models(app: FastAPI) -> None:
+    async with app.state.engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []
