@@ -1,0 +1,109 @@
+"""Header rewriting at the proxy boundary: hop-by-hop removal, forwarding and trace headers."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the ones a proxy must not pass on.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the gateway itself; a client-supplied value would be a lie about where it came from.
+_REPLACED_ON_REQUEST = frozenset(
+    {b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"traceparent", b"forwarded"}
+)
+# uvicorn adds its own Date and Server to every response.
+_REPLACED_ON_RESPONSE = frozenset({b"date", b"server"})
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return tokens
+
+
+def next_traceparent(incoming: str | None, request_id: str | None) -> str:
+    """W3C trace context for the upstream call: keep the trace id (or start a trace, reusing a
+    32-hex request id so logs and traces line up) with a new span id for this hop."""
+    span_id = os.urandom(8).hex()
+    if incoming:
+        match = _TRACEPARENT.match(incoming.strip().lower())
+        if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+            return f"00-{match.group(1)}-{span_id}-{match.group(3)}"
+    if request_id and _HEX32.match(request_id) and request_id != "0" * 32:
+        trace_id = request_id
+    else:
+        trace_id = os.urandom(16).hex()
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def upstream_request_headers(
+    headers: RawHeaders,
+    *,
+    client_host: str | None,
+    scheme: str,
+    request_id: str,
+) -> list[tuple[str, str]]:
+    """The client's headers minus hop-by-hop ones, plus X-Forwarded-*, X-Request-ID and
+    traceparent. Host is kept so upstreams build client-facing URLs (Location)."""
+    connection_tokens = _connection_tokens(headers)
+    forwarded_for: str | None = None
+    host: str | None = None
+    traceparent: str | None = None
+    out: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name in HOP_BY_HOP or name in connection_tokens:
+            continue
+        text = value.decode("latin-1")
+        if name == b"x-forwarded-for":
+            forwarded_for = text if forwarded_for is None else f"{forwarded_for}, {text}"
+            continue
+        if name in _REPLACED_ON_REQUEST:
+            if name == b"traceparent":
+                traceparent = text
+            continue
+        if name == b"host":
+            host = text
+        out.append((name.decode("latin-1"), text))
+    if client_host:
+        forwarded_for = f"{forwarded_for}, {client_host}" if forwarded_for else client_host
+    if forwarded_for:
+        out.append(("x-forwarded-for", forwarded_for))
+    out.append(("x-forwarded-proto", scheme))
+    if host:
+        out.append(("x-forwarded-host", host))
+    out.append(("x-request-id", request_id))
+    out.append(("traceparent", next_traceparent(traceparent, request_id)))
+    return out
+
+
+def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """The upstream's response headers minus hop-by-hop ones and those uvicorn sets."""
+    headers = list(headers)
+    connection_tokens = _connection_tokens((name.lower(), value) for name, value in headers)
+    out: RawHeaders = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in _REPLACED_ON_RESPONSE or lower in connection_tokens:
+            continue
+        out.append((lower, value))
+    return out

@@ -1,0 +1,112 @@
+"""The api-gateway application: `uvicorn api_gateway.main:create_app --factory --port 8000`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from starlette.middleware.cors import CORSMiddleware
+from taskflow_kit.app import create_service_app
+from taskflow_kit.health import health_router
+from taskflow_kit.logs import configure_logging
+
+from api_gateway import status
+from api_gateway.config import Settings
+from api_gateway.gateway import Gateway
+from api_gateway.proxy import ProxyRoute
+from api_gateway.replicas import Resolver, resolve_host
+from api_gateway.routing import ROUTES
+
+DESCRIPTION = """The single entry point of TaskFlow: every public route of user-service,
+task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAuth2 password
+flow against `/api/v1/auth/login`)."""
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Location",
+    "X-Request-ID",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+]
+
+
+def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve_host) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(service="api-gateway", level=settings.log_level, json=settings.log_json)
+    # httpx logs every request at INFO: that is the access log's job, once.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway(settings, gateway_schema=lambda: own_schema(app), resolver=resolver)
+        app.state.gateway = gateway
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = create_service_app(
+        service="api-gateway",
+        title="TaskFlow API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        token_config=settings.token_config(),
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    # Raw ASGI routes first: the hot path matches before any FastAPI route is tried.
+    for prefix, upstream in ROUTES.items():
+        app.router.routes.insert(0, ProxyRoute(prefix, upstream))
+
+    async def redis_check() -> None:
+        await app.state.gateway.redis.ping()
+
+    app.include_router(health_router({"redis": redis_check}))
+    app.include_router(status.router)
+
+    def merged_openapi() -> dict[str, Any]:
+        gateway: Gateway | None = getattr(app.state, "gateway", None)
+        if gateway is None:
+            return own_schema(app)
+        return gateway.docs.document()
+
+    app.openapi = merged_openapi  # type: ignore[method-assign]
+
+    origins = settings.cors_origin_list()
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials="*" not in origins,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=600,
+    )
+    return app
+
+
+def own_schema(app: FastAPI) -> dict[str, Any]:
+    """The gateway's own routes (health, status) as an OpenAPI document."""
+    return get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=[route for route in app.routes if isinstance(route, APIRoute)],
+    )

@@ -1,0 +1,345 @@
+"""The forwarding path: a raw ASGI route per public prefix, in front of a pooled client.
+
+Raw ASGI rather than a catch-all FastAPI endpoint: no request parsing, no dependency
+resolution and no Response object per request; bodies stream through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from starlette.datastructures import URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+from taskflow_kit.context import current_request_id
+from taskflow_kit.errors import BadRequest, GatewayTimeout, TooManyRequests
+from taskflow_kit.logs import normalise_request_id
+from taskflow_kit.resilience import BreakerState, UpstreamUnavailable
+from yarl import URL
+
+from api_gateway.errors import BadGateway, PayloadTooLarge
+from api_gateway.headers import client_response_headers, upstream_request_headers
+from api_gateway.limits import GatewayRateLimits
+from api_gateway.replicas import Replica
+from api_gateway.routing import UnsafePathError, check_raw_path, upstream_url
+from api_gateway.tokens import TokenGate
+from api_gateway.upstreams import TRANSPORT_ERRORS, FailureKind, Upstream, classify
+
+logger = structlog.get_logger("api_gateway.proxy")
+
+# RFC 9110 §9.2.2: safe to repeat when it is unknown whether the first attempt was processed.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# Bodies up to this size are read whole (one upstream write, replayable on retry); bigger
+# declared bodies stream through.
+BUFFER_LIMIT = 64 * 1024
+
+
+class ClientDisconnected(Exception):
+    """The client went away while sending its body: there is nobody to answer."""
+
+
+class _StreamedBody:
+    """A request body streamed from the client, counted against the limit as it goes."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self.started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        total = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self._limit:
+                raise PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"The request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Forwarder:
+    """Everything a proxied request goes through, in order: path safety, body limit, early
+    token check, rate limit, breaker, replica choice with retries, streaming the answer."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenGate,
+        limits: GatewayRateLimits,
+        max_body_bytes: int,
+        connect_timeout: float,
+        read_timeout: float,
+        deadline: float,
+        retries: int,
+        retry_backoff: float,
+        eject_after_5xx: int,
+    ) -> None:
+        self.tokens = tokens
+        self.limits = limits
+        self.max_body_bytes = max_body_bytes
+        self.deadline = deadline
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.eject_after_5xx = eject_after_5xx
+        # `connect` bounds waiting for a pooled connection plus connecting; `sock_read` is the
+        # per-attempt wait for each read (the response head, then every body chunk).
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+
+    async def __call__(
+        self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            path = check_raw_path(scope.get("raw_path") or scope["path"].encode())
+        except UnsafePathError as exc:
+            raise BadRequest(str(exc)) from exc
+
+        content_length: int | None = None
+        chunked = False
+        authorization: bytes | None = None
+        idempotency_key = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError as exc:
+                    raise BadRequest("Content-Length is not a number") from exc
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"idempotency-key":
+                idempotency_key = True
+        if content_length is not None and content_length > self.max_body_bytes:
+            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes")
+
+        subject = self.tokens.subject(authorization)
+        client = scope.get("client")
+        client_host = client[0] if client else None
+        decision = await self.limits.check(client_ip=client_host or "unknown", user_id=subject)
+        extra_headers = decision.headers() if decision else []
+        if decision and not decision.allowed:
+            raise TooManyRequests(
+                "Rate limit exceeded",
+                retry_after=decision.retry_after,
+                headers={name.decode(): value.decode() for name, value in extra_headers},
+            )
+
+        content: bytes | _StreamedBody | None
+        try:
+            if chunked and content_length is None:
+                # Undeclared length: collect up to the limit, so the 413 is decided before
+                # the service sees a byte of it.
+                content = await _read_body(receive, self.max_body_bytes)
+            elif not content_length:
+                content = None
+            elif content_length <= BUFFER_LIMIT:
+                content = await _read_body(receive, self.max_body_bytes)
+            else:
+                content = _StreamedBody(receive, self.max_body_bytes)
+        except ClientDisconnected:
+            return
+
+        request_id = current_request_id() or normalise_request_id(None)
+        headers = upstream_request_headers(
+            scope["headers"], client_host=client_host, scheme=scope["scheme"], request_id=request_id
+        )
+        method: str = scope["method"]
+        response, replica = await self._exchange(
+            upstream,
+            method=method,
+            path=path,
+            query=scope["query_string"],
+            headers=headers,
+            content=content,
+            may_repeat=method in IDEMPOTENT_METHODS or idempotency_key,
+        )
+        try:
+            await self._relay(response, send, extra_headers)
+        finally:
+            replica.in_flight -= 1
+            response.release()
+
+    async def _exchange(
+        self,
+        upstream: Upstream,
+        *,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[str, str]],
+        content: bytes | _StreamedBody | None,
+        may_repeat: bool,
+    ) -> tuple[aiohttp.ClientResponse, Replica]:
+        """Send the request to a replica, retrying elsewhere when that is safe; the replica's
+        in-flight count stays raised until the caller has relayed the body."""
+        breaker = upstream.breaker
+        if not breaker.allow():
+            raise UpstreamUnavailable(
+                f"{upstream.name} is unavailable (circuit open)",
+                retry_after=breaker.retry_after(),
+            )
+        is_probe = breaker.state is BreakerState.HALF_OPEN
+        settled = False
+        tried: list[Replica] = []
+        try:
+            async with asyncio.timeout(self.deadline):
+                while True:
+                    replica = upstream.replicas.pick(tried)
+                    if replica is None:
+                        raise UpstreamUnavailable(f"{upstream.name} has no replicas")
+                    tried.append(replica)
+                    # encoded=True: the checked raw path goes out byte for byte, never requoted.
+                    url = URL(upstream_url(replica.base_url, path, query), encoded=True)
+                    replica.in_flight += 1
+                    try:
+                        response = await upstream.client.request(
+                            method,
+                            url,
+                            headers=headers,
+                            data=content,
+                            allow_redirects=False,
+                            timeout=self._timeout,
+                        )
+                    except BaseException as exc:
+                        replica.in_flight -= 1
+                        if not isinstance(exc, TRANSPORT_ERRORS):
+                            raise
+                        error: BaseException = exc
+                    else:
+                        replica.record_status(response.status, eject_after_5xx=self.eject_after_5xx)
+                        breaker.record_success()
+                        settled = True
+                        return response, replica
+
+                    if isinstance(error.__cause__, PayloadTooLarge | ClientDisconnected):
+                        raise error.__cause__ from None
+                    kind = classify(error)
+                    replayable = not isinstance(content, _StreamedBody) or not content.started
+                    # Nothing was sent on a connect failure, so any method may go elsewhere;
+                    # a lost connection may have been processed: only repeatable requests.
+                    retry = (
+                        len(tried) <= self.retries
+                        and replayable
+                        and (
+                            kind is FailureKind.CONNECT
+                            or (kind is FailureKind.DISCONNECT and may_repeat)
+                        )
+                    )
+                    if kind in (FailureKind.CONNECT, FailureKind.TIMEOUT):
+                        replica.eject(f"{kind.value}: {type(error).__name__}")
+                    logger.warning(
+                        "upstream_attempt_failed",
+                        upstream=upstream.name,
+                        replica=replica.base_url,
+                        failure=kind.value,
+                        error=type(error).__name__,
+                        retry=retry,
+                    )
+                    if not retry:
+                        breaker.record_failure()
+                        settled = True
+                        raise self._failure(upstream, kind) from error
+                    delay = self.retry_backoff * (2 ** (len(tried) - 1))
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+        except TimeoutError as exc:
+            if not settled:
+                breaker.record_failure()
+                settled = True
+            raise GatewayTimeout(
+                f"{upstream.name} did not answer within {self.deadline:g} s"
+            ) from exc
+        finally:
+            if is_probe and not settled:
+                breaker.record_failure()  # never leave the half-open probe slot taken
+
+    @staticmethod
+    def _failure(upstream: Upstream, kind: FailureKind) -> Exception:
+        if kind is FailureKind.CONNECT:
+            return UpstreamUnavailable(f"{upstream.name} is unreachable", retry_after=1)
+        if kind is FailureKind.TIMEOUT:
+            return GatewayTimeout(f"{upstream.name} did not answer in time")
+        return BadGateway(f"{upstream.name} closed the connection or answered invalid HTTP")
+
+    @staticmethod
+    async def _relay(
+        response: aiohttp.ClientResponse, send: Send, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        headers = client_response_headers(response.raw_headers)
+        headers.extend(extra_headers)
+        length = response.content_length
+        small = length is not None and length <= BUFFER_LIMIT
+        start = {"type": "http.response.start", "status": response.status, "headers": headers}
+        try:
+            if small:
+                body = await response.read()
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(start)
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except TRANSPORT_ERRORS as exc:
+            if small:  # nothing sent yet: a clean error is still possible
+                raise BadGateway("The upstream response was cut short") from exc
+            # Headers are out: ending without the final body message makes the server drop the
+            # connection, which is how a truncated body must reach the client.
+            logger.warning("upstream_body_failed", error=type(exc).__name__)
+
+
+class ProxyRoute(BaseRoute):
+    """Matches one public prefix (with or without trailing slash, and everything below it)
+    and hands the request to the forwarder for that prefix's upstream."""
+
+    def __init__(self, prefix: str, upstream: str) -> None:
+        self.path = prefix  # also the bounded metrics label
+        self.upstream = upstream
+        self.name = f"proxy:{prefix}"
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path: str = scope["path"]
+        prefix = self.path
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = scope["app"].state.gateway
+        await gateway.forwarder(gateway.upstreams[self.upstream], scope, receive, send)

@@ -1,0 +1,78 @@
+"""Which upstream serves a path, and which raw paths are safe to forward at all.
+
+The upstream URL is always the chosen replica's `scheme://host:port` followed by the client's
+raw path, so the host can only ever come from configuration. Paths that an upstream might
+interpret differently from the gateway (dot-segments, encoded slashes, backslashes) are
+refused instead of normalised: the gateway never rewrites paths.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote_from_bytes, unquote
+
+# Public prefixes and the upstream behind each. `/internal/...` is deliberately absent.
+ROUTES: dict[str, str] = {
+    "/api/v1/auth": "user-service",
+    "/api/v1/users": "user-service",
+    "/api/v1/tasks": "task-service",
+    "/api/v1/stats": "stats-service",
+}
+
+# Percent-escapes of "/", "\" and NUL: an upstream may decode them into path structure.
+_AMBIGUOUS_ESCAPE = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+_UNSAFE_QUERY_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
+_QUERY_SAFE = "!$&'()*+,-./:;=?@_~%[]"
+
+
+class UnsafePathError(ValueError):
+    """The path could mean something else to the upstream than to the gateway."""
+
+
+def upstream_for(path: str) -> str | None:
+    """The upstream serving a decoded request path, or None (not routed: 404)."""
+    for prefix, upstream in ROUTES.items():
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return upstream
+    return None
+
+
+def route_prefix(path: str) -> str | None:
+    """The routing prefix that matches `path` (used as a bounded metrics label)."""
+    for prefix in ROUTES:
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return prefix
+    return None
+
+
+def check_raw_path(raw_path: bytes) -> str:
+    """The raw path as text if it is safe to append to an upstream base URL.
+
+    Raises UnsafePathError for anything that is not an origin-form path, contains a
+    backslash, an encoded slash/backslash/NUL, an empty leading segment (`//host`),
+    or a `.`/`..` segment (also when percent-encoded).
+    """
+    if not raw_path.startswith(b"/") or raw_path.startswith(b"//"):
+        raise UnsafePathError("the path must be an absolute path")
+    if b"\\" in raw_path or _AMBIGUOUS_ESCAPE.search(raw_path):
+        raise UnsafePathError("the path contains an encoded or backward slash")
+    try:
+        text = raw_path.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise UnsafePathError("the path must be ASCII (percent-encode other bytes)") from exc
+    if any(ord(char) <= 0x20 or char in "#?" or ord(char) == 0x7F for char in text):
+        raise UnsafePathError("the path contains characters that must be percent-encoded")
+    for segment in text.split("/"):
+        if unquote(segment) in {".", ".."}:
+            raise UnsafePathError("the path contains a dot-segment")
+    return text
+
+
+def upstream_url(base_url: str, raw_path: str, query_string: bytes) -> str:
+    """`base_url` (scheme://host:port, no path) + a path accepted by `check_raw_path`."""
+    if not query_string:
+        return f"{base_url}{raw_path}"
+    if query_string.isascii() and not _UNSAFE_QUERY_BYTE.search(query_string):
+        return f"{base_url}{raw_path}?{query_string.decode('ascii')}"
+    # Raw non-ASCII or whitespace bytes: percent-encode them rather than let a URL parser guess.
+    return f"{base_url}{raw_path}?{quote_from_bytes(query_string, safe=_QUERY_SAFE)}"
