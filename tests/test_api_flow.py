@@ -74,7 +74,11 @@ def test_users_register_login_form_and_directory(client: httpx.Client) -> None:
     # Public profile and directory.
     profile = client.get(f"{API}/users/{someone.id}", headers=someone.headers)
     assert profile.status_code == 200, profile.text
-    assert profile.json() == {"id": someone.id, "username": someone.username, "full_name": "script"}
+    public = profile.json()
+    assert public["id"] == someone.id
+    assert public["username"] == someone.username
+    assert public["full_name"] == "script"
+    assert "email" not in public  # a public profile, not the account
     directory = client.get(f"{API}/users/", params={"q": someone.username}, headers=someone.headers)
     assert directory.status_code == 200, directory.text
     assert someone.id in {entry["id"] for entry in directory_entries(directory.json())}
@@ -133,8 +137,11 @@ def test_sorting_by_priority_uses_rank_and_paging_is_exact(
         seen.extend(task["id"] for task in page["tasks"])
     assert seen == everything  # every task once, in the same (stable) order
 
-    for bad in ({"limit": 0}, {"limit": 101}, {"skip": -1}, {"sort_by": "owner_id"}):
+    for bad in ({"limit": 0}, {"skip": -1}, {"sort_by": "owner_id"}, {"status": "lost"}):
         is_problem(client.get(f"{API}/tasks/", params=bad, headers=owner.headers), 422)
+    capped = client.get(f"{API}/tasks/", params={"limit": 1000}, headers=owner.headers)
+    assert capped.status_code == 200, capped.text
+    assert capped.json()["limit"] == 100  # larger limits are capped (issue 3)
 
 
 def test_dependencies_cycles_blocked_completion_and_tree(client: httpx.Client, owner: User) -> None:

@@ -3,7 +3,6 @@ the body limit, path tricks, merged docs and the status page."""
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import re
@@ -160,8 +159,6 @@ def raw_exchange(
                 sock.sendall(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 break
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
         data = b""
         while b"\r\n\r\n" not in data or not _complete(data):
             if time.monotonic() > deadline:
@@ -296,18 +293,24 @@ def canary() -> Iterator[Canary]:
 
 
 def test_path_tricks_never_reach_another_host(
-    gateway: ServiceProcess, user: User, canary: Canary
+    gateway: ServiceProcess, suite: Suite, user: User, canary: Canary
 ) -> None:
+    # Control: the internal route answers this token when called directly, so a trick that
+    # reached it through the gateway would show up as a 200.
+    internal = httpx.get(
+        f"{suite.task_replicas[0].url}/internal/tasks/aggregates", headers=user.headers
+    )
+    assert internal.status_code == 200, internal.text
     elsewhere = f"{LOOPBACK}:{canary.port}"
     targets = [
         f"{API}/tasks/..%2f..%2finternal",
-        f"{API}/tasks/..%2F..%2Finternal%2Faggregates",
+        f"{API}/tasks/..%2F..%2Finternal%2Ftasks%2Faggregates",
         f"{API}/tasks/%2e%2e/%2e%2e/internal",
         f"{API}/tasks/../../internal",
-        f"{API}/tasks/../../../internal/aggregates",
-        f"{API}/../internal/aggregates",
-        f"{API}/tasks/..%2f..%2f..%2finternal%2faggregates",
-        f"{API}/tasks/%2e%2e/%2e%2e/%2e%2e/internal/aggregates",
+        f"{API}/tasks/../../../internal/tasks/aggregates",
+        f"{API}/../internal/tasks/aggregates",
+        f"{API}/tasks/..%2f..%2f..%2finternal%2ftasks%2faggregates",
+        f"{API}/tasks/%2e%2e/%2e%2e/%2e%2e/internal/tasks/aggregates",
         f"{API}/tasks%2f..%2f..%2finternal",
         f"{API}%2ftasks",
         f"//evil.com{API}/tasks",
@@ -321,23 +324,31 @@ def test_path_tricks_never_reach_another_host(
         f"{API}/tasks/\\\\{elsewhere}",
         f"http://{elsewhere}{API}/tasks",  # absolute-form target, as sent to a forward proxy
         f"{API}/tasks/%00",
-        "/internal/aggregates",
+        "/internal/tasks/aggregates",
     ]
+    problems: list[str] = []
     for target in targets:
         for host_header in (LOOPBACK, elsewhere):
             head = (
                 f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\n"
                 f"Authorization: Bearer {user.token}\r\nConnection: close\r\n\r\n"
             ).encode()
-            status, headers, body = raw_exchange(gateway.port, head, [])
+            try:
+                status, headers, body = raw_exchange(gateway.port, head, [])
+            except AssertionError as exc:
+                problems.append(f"{target} (Host: {host_header}): {exc}")
+                continue
             where = f"{target} (Host: {host_header}) -> {status} {body[:200]!r}"
-            assert status < 500, where
-            assert body != b"canary", where
             location = headers.get("location", "")
-            assert "evil.com" not in location, where
-            assert elsewhere not in location, where
-            if "internal" in target:
-                assert status in (400, 401, 403, 404, 405), where
+            if (
+                status >= 500
+                or body == b"canary"
+                or "evil.com" in location
+                or elsewhere in location
+                or ("internal" in target and status not in (400, 401, 403, 404, 405))
+            ):
+                problems.append(where)
+    assert problems == [], "\n".join(problems)
     assert canary.hits == [], canary.hits
 
 
@@ -347,13 +358,22 @@ def test_path_tricks_never_reach_another_host(
 def test_status_lists_every_upstream_and_replica(client: httpx.Client, suite: Suite) -> None:
     status = client.get("/api/status")
     assert status.status_code == 200, status.text
-    text = status.text
-    for process in (suite.user, *suite.task_replicas, suite.stats):
-        assert process is not None
-        assert str(process.port) in text, f"{process.name} ({process.url}) missing: {text}"
-    lowered = text.lower()
-    for upstream in ("user", "task", "stats", "redis"):
-        assert upstream in lowered, upstream
+    report = status.json()
+    upstreams = report["upstreams"]
+    expected = {
+        "user-service": [suite.user],
+        "task-service": suite.task_replicas,
+        "stats-service": [suite.stats],
+    }
+    assert set(upstreams) == set(expected)
+    for name, processes in expected.items():
+        replicas = upstreams[name]["replicas"]
+        assert sorted(r["url"] for r in replicas) == sorted(p.url for p in processes if p), name
+        assert all(r["state"] == "up" for r in replicas), replicas
+        assert all(isinstance(r["latency_ms"], int | float) for r in replicas), replicas
+        assert upstreams[name]["circuit"] == "closed", name
+    assert report["redis"]["status"] == "up"
+    assert report["rate_limiter"]["mode"] == "redis"
 
 
 def test_merged_openapi_and_docs(client: httpx.Client) -> None:
