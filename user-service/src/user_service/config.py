@@ -34,6 +34,8 @@ class Settings(ServiceSettings):
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_address: int = Field(default=50, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
-    # The client address is the first X-Forwarded-For hop when true (user-service sits behind
-    # the gateway, which sets that header); set false when clients reach this service directly.
+    # Behind the gateway the client address comes from X-Forwarded-For: the entry appended by
+    # the last `forwarded_for_proxy_hops` trusted proxies (the gateway: 1). Set
+    # trust_forwarded_for false when clients reach this service directly.
     trust_forwarded_for: bool = True
+    forwarded_for_proxy_hops: int = Field(default=1, ge=1)

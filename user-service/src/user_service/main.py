@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await ensure_database(settings.database_url)
             await asyncio.to_thread(upgrade_to_head, ALEMBIC_INI, settings.database_url)
+        await app.state.password_hasher.warm_up()
         try:
             yield
         finally:

@@ -38,7 +38,7 @@ class PasswordHasher:
 
     def __init__(self, *, rounds: int = 12) -> None:
         self.rounds = rounds
-        self._dummy_hash: bytes | None = None
+        self._dummy_hash: str | None = None
 
     def _hash(self, password: str) -> str:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode("ascii")
@@ -56,15 +56,20 @@ class PasswordHasher:
     async def verify(self, password: str, hashed: str) -> bool:
         return await asyncio.to_thread(self._verify, password, hashed)
 
+    async def warm_up(self) -> None:
+        """Make the dummy hash now, so the first unknown-user login is not slower than others."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("not-a-real-password")
+
     async def verify_dummy(self, password: str) -> None:
         """Spend the time of a real verification, for a login whose user does not exist.
 
         Without it an unknown username answers in microseconds and a known one in ~250 ms, which
         tells an attacker which usernames and emails have accounts.
         """
-        if self._dummy_hash is None:
-            self._dummy_hash = (await self.hash("not-a-real-password")).encode("ascii")
-        await self.verify(password, self._dummy_hash.decode("ascii"))
+        await self.warm_up()
+        assert self._dummy_hash is not None
+        await self.verify(password, self._dummy_hash)
 
     def needs_rehash(self, hashed: str) -> bool:
         """True when the stored hash was made with another cost than the configured one."""

@@ -12,7 +12,8 @@ PASSWORD = "correct horse battery staple"
 async def login(
     client: httpx.AsyncClient, username: str, password: str, *, address: str | None = None
 ) -> httpx.Response:
-    headers = {"X-Forwarded-For": f"{address}, 10.0.0.1"} if address else {}
+    # As the gateway forwards it: whatever the client sent, then the address the gateway saw.
+    headers = {"X-Forwarded-For": f"6.6.6.6, {address}"} if address else {}
     return await client.post(
         "/api/v1/auth/login", json={"username": username, "password": password}, headers=headers
     )
@@ -70,6 +71,40 @@ async def test_one_address_is_throttled_across_accounts(make_api) -> None:
 
     assert statuses == [401, 401, 401, 429]
     assert other_address.status_code == 401
+
+
+async def test_a_forged_forwarded_for_entry_does_not_escape_the_address_limit(make_api) -> None:
+    async with make_api(login_failures_per_address=3, login_failures_per_account=100) as api:
+        statuses = [
+            (
+                await api.client.post(
+                    "/api/v1/auth/login",
+                    json={"username": f"user{n}", "password": "nope-nope"},
+                    headers={"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.7"},
+                )
+            ).status_code
+            for n in range(4)
+        ]
+
+    assert statuses == [401, 401, 401, 429]
+
+
+async def test_more_trusted_proxies_move_the_client_leftwards(make_api) -> None:
+    async with make_api(
+        login_failures_per_address=2, login_failures_per_account=100, forwarded_for_proxy_hops=2
+    ) as api:
+        statuses = [
+            (
+                await api.client.post(
+                    "/api/v1/auth/login",
+                    json={"username": f"user{n}", "password": "nope-nope"},
+                    headers={"X-Forwarded-For": f"6.6.6.{n}, 203.0.113.7, 10.0.0.{n}"},
+                )
+            ).status_code
+            for n in range(3)
+        ]
+
+    assert statuses == [401, 401, 429]
 
 
 async def test_forwarded_for_is_ignored_unless_trusted(make_api) -> None:

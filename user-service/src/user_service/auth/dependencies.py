@@ -34,8 +34,11 @@ def get_auth_service(
 
 
 def get_client_address(request: Request) -> str:
+    settings = request.app.state.settings
     return client_address(
-        request, trust_forwarded_for=request.app.state.settings.trust_forwarded_for
+        request,
+        trust_forwarded_for=settings.trust_forwarded_for,
+        proxy_hops=settings.forwarded_for_proxy_hops,
     )
 
 

@@ -16,14 +16,19 @@ from user_service.auth.errors import TooManyLoginFailures
 from user_service.users.models import User
 
 
-def client_address(request: Request, *, trust_forwarded_for: bool) -> str:
-    """The caller's address: the first X-Forwarded-For hop when the gateway is trusted to set
-    it, else the socket peer."""
+def client_address(request: Request, *, trust_forwarded_for: bool, proxy_hops: int = 1) -> str:
+    """The caller's address, as the limits count it.
+
+    Behind the gateway the socket peer is the gateway, so the address comes from
+    X-Forwarded-For. Each proxy *appends* the address it saw, so only the last `proxy_hops`
+    entries were written by proxies we trust; anything left of them is whatever the client
+    sent and can be forged. The client is therefore the `proxy_hops`-th entry from the right.
+    """
     if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",", 1)[0].strip()
-        if first:
-            return first[:64]
+        hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
+        hops = [hop for hop in hops if hop]
+        if hops:
+            return hops[-min(proxy_hops, len(hops))][:64]
     return request.client.host if request.client else "unknown"
 
 
