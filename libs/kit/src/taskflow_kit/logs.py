@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskflow_kit.context import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Probes and scrapes arrive every few seconds from the gateway and Prometheus: log them at debug.
+QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_logger = structlog.get_logger("taskflow.access")
@@ -80,7 +82,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if self.access_log:
-                access_logger.info(
+                emit = access_logger.debug if scope["path"] in QUIET_PATHS else access_logger.info
+                emit(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
