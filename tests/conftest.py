@@ -52,19 +52,45 @@ def gateway_serves_tasks(client: httpx.Client, user: User, *, rounds: int = 6) -
     return True
 
 
+def task_replicas_in_rotation(client: httpx.Client, suite: Suite, probe: User) -> bool:
+    """True when a task read succeeds and `/api/status` then shows every task replica up and
+    the task breaker closed (the read lets a half-open breaker close)."""
+    try:
+        client.get("/api/v1/tasks/", headers=probe.headers, timeout=5.0)
+        upstream = client.get("/api/status", timeout=5.0).json()["upstreams"]["task-service"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    states = {replica["url"]: replica["state"] for replica in upstream["replicas"]}
+    expected = {replica.url: "up" for replica in suite.task_replicas}
+    return bool(upstream["circuit"] == "closed" and states == expected)
+
+
 @pytest.fixture
 def restore_replicas(suite: Suite, client: httpx.Client) -> Iterator[list[ServiceProcess]]:
     """The task-service replicas, for a test that pauses or kills them.
 
-    Afterwards every replica runs again and the gateway serves tasks again (breaker closed,
-    replicas back in rotation), so later tests start from a healthy system.
+    Before: every replica is up and in the gateway's rotation. Afterwards every replica runs
+    again, the gateway has every one back in rotation (breaker closed) and serves tasks, so later
+    tests start from a healthy system.
     """
     replicas = suite.task_replicas
     assert len(replicas) == 2, "task-service has not landed"
+    probe = register_and_login(client, "rotation")
+    wait_until(
+        lambda: task_replicas_in_rotation(client, suite, probe),
+        timeout=20,
+        interval=0.2,
+        what="every task-service replica to be up in /api/status",
+    )
     yield replicas
     for replica in replicas:
         replica.ensure_running()
-    probe = register_and_login(client, "restore")
+    wait_until(
+        lambda: task_replicas_in_rotation(client, suite, probe),
+        timeout=30,
+        interval=0.2,
+        what="the gateway to take every restored replica back into rotation",
+    )
     wait_until(
         lambda: gateway_serves_tasks(client, probe),
         timeout=30,

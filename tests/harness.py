@@ -11,6 +11,7 @@ Used by `tests/conftest.py`; the tests drive everything through the gateway's UR
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import importlib.util
@@ -319,6 +320,7 @@ class Suite:
         A service whose package has not landed yet is left out; the gateway then points that
         upstream at a closed port (tests needing it are skipped at collection time).
         """
+        atexit.register(self.close)  # even if pytest itself dies, no process is left behind
         self.create_databases()
         self.user: ServiceProcess | None = None
         self.task_replicas: list[ServiceProcess] = []

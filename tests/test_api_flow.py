@@ -297,3 +297,74 @@ def test_idempotency_key_replays_the_first_answer(client: httpx.Client, owner: U
     )
     assert theirs.status_code == 201, theirs.text
     assert theirs.json()["id"] != first.json()["id"]
+
+
+def test_refresh_rotation_and_logout(client: httpx.Client) -> None:
+    someone = register_and_login(client, "refresher")
+    login = client.post(
+        f"{API}/auth/login", json={"username": someone.username, "password": someone.password}
+    )
+    first = login.json()["refresh_token"]
+    rotated = client.post(f"{API}/auth/refresh", json={"refresh_token": first})
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()["refresh_token"]
+    assert second != first
+    me = client.get(
+        f"{API}/auth/me", headers={"Authorization": f"Bearer {rotated.json()['access_token']}"}
+    )
+    assert me.status_code == 200, me.text
+
+    # Reusing the rotated token is refused and revokes the whole family.
+    is_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": first}), 401)
+    is_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": second}), 401)
+
+    fresh = client.post(
+        f"{API}/auth/login", json={"username": someone.username, "password": someone.password}
+    ).json()["refresh_token"]
+    logout = client.post(f"{API}/auth/logout", json={"refresh_token": fresh})
+    assert logout.status_code == 204, logout.text
+    is_problem(client.post(f"{API}/auth/refresh", json={"refresh_token": fresh}), 401)
+
+
+def test_status_shortcuts_due_dates_and_activity(client: httpx.Client) -> None:
+    someone = register_and_login(client, "dates")
+    late = create_task(client, someone, title="late", due_date="2020-01-02T03:04:05")
+    assert late["due_date"].replace("+00:00", "Z") == "2020-01-02T03:04:05Z"  # naive means UTC
+    soon = create_task(client, someone, title="soon", due_date="2999-01-01T00:00:00+02:00")
+    assert soon["due_date"].replace("+00:00", "Z") == "2998-12-31T22:00:00Z"
+
+    assert listed_ids(client, someone, {"overdue": "true"}) == [late["id"]]
+    assert listed_ids(client, someone, {"due_before": "2021-01-01T00:00:00Z"}) == [late["id"]]
+    assert listed_ids(client, someone, {"due_after": "2021-01-01T00:00:00Z"}) == [soon["id"]]
+
+    path = f"{API}/tasks/{soon['id']}"
+    toggled = client.post(f"{path}/toggle", headers=someone.headers)
+    assert toggled.status_code == 200, toggled.text
+    assert toggled.json()["status"] == "done"
+    reopened = client.patch(f"{path}/incomplete", headers=someone.headers)
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["status"] == "todo"
+    assert reopened.json()["completed_at"] is None
+    via_flag = client.patch(path, json={"is_completed": True}, headers=someone.headers)
+    assert via_flag.json()["status"] == "done"
+    via_alias = client.patch(path, json={"status": "pending"}, headers=someone.headers)
+    assert via_alias.json()["status"] == "todo"
+    assert via_alias.json()["is_completed"] is False
+    client.patch(f"{path}/complete", headers=someone.headers).raise_for_status()
+
+    # First statistics of this user: the database's figures, not a cache.
+    stats = client.get(f"{API}/stats/", headers=someone.headers).json()
+    assert stats["total_tasks"] == 2
+    assert stats["overdue"] == 1
+    assert stats["completed_tasks"] == 1
+    activity = client.get(f"{API}/stats/activity", params={"days": 7}, headers=someone.headers)
+    assert activity.status_code == 200, activity.text
+    rows = activity.json()
+    assert len(rows) == 7
+    assert [row["date"] for row in rows] == sorted(row["date"] for row in rows)
+    assert sum(row["created"] for row in rows) == 2
+    assert sum(row["completed"] for row in rows) == 1
+    is_problem(
+        client.get(f"{API}/stats/activity", params={"days": 0}, headers=someone.headers), 422
+    )
+    is_problem(client.get(f"{API}/stats/overview", headers=someone.headers), 403)
