@@ -32,11 +32,18 @@ class FakeUserService:
     inactive: set[int] = field(default_factory=set)
     calls: list[int] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    # Failures to produce before answering normally: an exception to raise or a status code.
+    failures: list[Exception | int] = field(default_factory=list)
 
     def handle(self, request: httpx.Request, user_id: str) -> httpx.Response:
         uid = int(user_id)
         self.calls.append(uid)
         self.authorizations.append(request.headers.get("Authorization"))
+        if self.failures:
+            failure = self.failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return httpx.Response(failure, json={"title": "failure"})
         if uid in self.active or uid in self.inactive:
             return httpx.Response(
                 200,

@@ -1,0 +1,126 @@
+"""`/internal/tasks/aggregates` (stats-service's source) against rows with known timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from task_factories import auth
+from task_service.tasks.models import Task
+
+pytestmark = pytest.mark.usefixtures("client")
+URL = "/internal/tasks/aggregates"
+
+
+async def insert(app: FastAPI, **rows: dict[str, Any]) -> None:
+    async with app.state.sessionmaker() as session, session.begin():
+        for title, row in rows.items():
+            status = row.pop("status", "todo")
+            created_at = row.pop("created_at", datetime.now(UTC))
+            session.add(
+                Task(
+                    title=title,
+                    status=status,
+                    priority=row.pop("priority", "medium"),
+                    tags=[],
+                    created_at=created_at,
+                    updated_at=created_at,
+                    completed_at=row.pop("completed_at", created_at if status == "done" else None),
+                    version=1,
+                    **row,
+                )
+            )
+
+
+async def test_counts_for_the_callers_visible_tasks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    await insert(
+        app,
+        overdue={
+            "owner_id": 1,
+            "priority": "low",
+            "due_date": now - day,
+            "created_at": now - 2 * day,
+        },
+        soon={
+            "owner_id": 1,
+            "status": "in_progress",
+            "priority": "high",
+            "due_date": now + 3 * day,
+        },
+        recent={
+            "owner_id": 1,
+            "status": "done",
+            "priority": "urgent",
+            "due_date": now - day,  # done: not overdue
+            "created_at": now - 3 * day,
+            "completed_at": now - day,
+        },
+        old={
+            "owner_id": 1,
+            "status": "done",
+            "created_at": now - 40 * day,
+            "completed_at": now - 10 * day,
+        },
+        assigned={"owner_id": 2, "assignee_id": 1, "due_date": now + 10 * day},
+        foreign={"owner_id": 3, "due_date": now - day},
+        own_and_assigned={"owner_id": 1, "assignee_id": 1, "priority": "low"},
+    )
+    response = await client.get(URL, headers=auth(1))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == 6
+    assert body["by_status"] == {"todo": 3, "in_progress": 1, "done": 2}
+    assert body["by_priority"] == {"low": 2, "medium": 2, "high": 1, "urgent": 1}
+    assert body["overdue"] == 1
+    assert body["due_next_7_days"] == 1
+    assert body["completed_last_7_days"] == 1
+    assert body["owners"] == 2
+    assert datetime.fromisoformat(body["generated_at"]).tzinfo is not None
+
+    activity = body["activity"]
+    today = now.date()
+    assert len(activity) == 30
+    assert [date.fromisoformat(row["date"]) for row in activity] == [
+        today - timedelta(days=offset) for offset in range(29, -1, -1)
+    ]
+    by_date = {date.fromisoformat(row["date"]): row for row in activity}
+    assert by_date[today]["created"] == 3  # soon, assigned, own_and_assigned
+    assert by_date[today - 2 * day]["created"] == 1
+    assert by_date[today - 3 * day]["created"] == 1
+    assert by_date[today - day]["completed"] == 1
+    assert by_date[today - 10 * day]["completed"] == 1
+    assert sum(row["created"] for row in activity) == 5  # "old" was created 40 days ago
+    assert sum(row["completed"] for row in activity) == 2
+
+
+async def test_activity_window_and_validation(client: httpx.AsyncClient) -> None:
+    response = await client.get(URL, params={"activity_days": 1}, headers=auth(1))
+    body = response.json()
+    assert body["activity"] == [
+        {"date": datetime.now(UTC).date().isoformat(), "created": 0, "completed": 0}
+    ]
+    assert body["total"] == 0
+    assert body["by_status"] == {"todo": 0, "in_progress": 0, "done": 0}
+    for bad in (0, 366, "x"):
+        response = await client.get(URL, params={"activity_days": bad}, headers=auth(1))
+        assert response.status_code == 422
+    assert (await client.get(URL)).status_code == 401
+
+
+async def test_system_scope_is_for_superusers(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await insert(app, a={"owner_id": 1}, b={"owner_id": 2}, c={"owner_id": 3, "status": "done"})
+    response = await client.get(URL, params={"scope": "system"}, headers=auth(1))
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+    response = await client.get(URL, params={"scope": "system"}, headers=auth(9, is_superuser=True))
+    body = response.json()
+    assert (body["total"], body["owners"], body["by_status"]["done"]) == (3, 3, 1)
+    mine = (await client.get(URL, headers=auth(9, is_superuser=True))).json()
+    assert mine["total"] == 0
