@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
@@ -108,5 +107,5 @@ def own_schema(app: FastAPI) -> dict[str, Any]:
         title=app.title,
         version=app.version,
         description=app.description,
-        routes=[route for route in app.routes if isinstance(route, APIRoute)],
+        routes=app.routes,
     )

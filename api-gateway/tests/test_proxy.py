@@ -1,0 +1,236 @@
+"""Forwarding through a real gateway to a real stand-in backend: headers, paths, bodies."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from conftest import BackendStarter, GatewayFactory
+from gateway_doubles import raw_request
+
+
+def header(record: dict, name: str) -> list[str]:
+    return [value for key, value in record["headers"] if key == name]
+
+
+async def test_routes_each_prefix_to_its_upstream_with_and_without_slash(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _users, users_server = await start_backend("users")
+    _tasks, tasks_server = await start_backend("tasks")
+    _stats, stats_server = await start_backend("stats")
+    async with make_gateway(
+        users=[users_server.url], tasks=[tasks_server.url], stats=[stats_server.url]
+    ) as gw:
+        expected = {
+            "/api/v1/auth/login": "users",
+            "/api/v1/users": "users",
+            "/api/v1/users/": "users",
+            "/api/v1/users/me": "users",
+            "/api/v1/tasks": "tasks",
+            "/api/v1/tasks/": "tasks",
+            "/api/v1/tasks/7/dependencies": "tasks",
+            "/api/v1/stats": "stats",
+            "/api/v1/stats/": "stats",
+        }
+        for path, backend in expected.items():
+            response = await gw.client.get(path)
+            assert response.status_code == 200, path
+            assert response.json()["backend"] == backend, path
+            assert response.json()["path"] == path  # never rewritten, no redirect
+
+
+async def test_unrouted_and_internal_paths_are_404_problems_never_proxied(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    tasks, server = await start_backend("tasks")
+    async with make_gateway(tasks=[server.url], users=[server.url], stats=[server.url]) as gw:
+        for path in [
+            "/internal/tasks/aggregates",
+            "/api/v1",
+            "/api/v1/",
+            "/api/v1/tasksx",
+            "/api/v2/tasks",
+            "/metricsx",
+            "/api/v1/internal/x",
+        ]:
+            response = await gw.client.get(path)
+            assert response.status_code == 404, path
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["status"] == 404
+    assert tasks.hits == 0
+
+
+async def test_forwarding_headers_request_id_and_trace_context(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url]) as gw:
+        response = await gw.client.get(
+            "/api/v1/tasks/%41b?q=a%20b&tags=x,y",
+            headers={
+                "X-Forwarded-For": "203.0.113.9",
+                "Connection": "x-private",
+                "X-Private": "secret",
+                "TE": "trailers",
+                "Proxy-Authorization": "Basic abc",
+                "Host": "frontend.example:8000",
+            },
+        )
+        assert response.status_code == 200
+        seen = backend.requests[-1]
+        assert seen["raw_path"] == "/api/v1/tasks/%41b"  # byte for byte
+        assert seen["query"] == "q=a%20b&tags=x,y"
+        assert header(seen, "x-forwarded-for") == ["203.0.113.9, 127.0.0.1"]
+        assert header(seen, "x-forwarded-proto") == ["http"]
+        assert header(seen, "host") == ["frontend.example:8000"]
+        assert header(seen, "x-forwarded-host") == ["frontend.example:8000"]
+        for hop in ("x-private", "te", "proxy-authorization", "connection"):
+            assert header(seen, hop) == [], hop
+        # A request id is generated, sent upstream and returned to the client.
+        request_id = response.headers["x-request-id"]
+        assert header(seen, "x-request-id") == [request_id]
+        (traceparent,) = header(seen, "traceparent")
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", traceparent)
+        # Hop-by-hop response headers are dropped; the rest pass through.
+        assert "x-upstream-private" not in response.headers
+        assert "keep-alive" not in response.headers
+        assert response.headers["etag"] == '"v1"'
+        assert response.headers["set-cookie"].startswith("session=from-upstream")
+
+        gw.client.cookies.clear()  # the test client keeps cookies; the gateway must not
+        incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        response = await gw.client.get(
+            "/api/v1/tasks", headers={"X-Request-ID": "client-id-1", "traceparent": incoming}
+        )
+        seen = backend.requests[-1]
+        assert response.headers["x-request-id"] == "client-id-1"
+        assert header(seen, "x-request-id") == ["client-id-1"]
+        (traceparent,) = header(seen, "traceparent")
+        assert traceparent.startswith("00-0af7651916cd43dd8448eb211c80319c-")
+        assert traceparent != incoming  # a new span id for this hop
+        # The upstream's cookie was never stored and replayed by the gateway's client.
+        assert header(seen, "cookie") == []
+
+
+async def test_path_tricks_never_change_the_upstream(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url], users=[server.url], stats=[server.url]) as gw:
+        refused = [
+            b"GET /api/v1/tasks/..%2f..%2finternal/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks/%2e%2e/%2e%2e/internal/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks/../../internal/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks%2F..%2Finternal HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks/a%5c..%5cb HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks/%00 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        for request in refused:
+            status, _body = await raw_request(gw.url, request)
+            assert status in (400, 404), request
+        not_routed = [
+            b"GET //evil.example/api/v1/tasks HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /api/v1/tasks@evil.example/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /internal/tasks HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        for request in not_routed:
+            status, _ = await raw_request(gw.url, request)
+            assert status in (400, 404), request
+        assert backend.hits == 0
+
+        # These reach the configured upstream, and only it, with the path as sent.
+        status, _ = await raw_request(
+            gw.url, b"GET /api/v1/tasks/@evil.example/x HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert status == 200
+        assert backend.requests[-1]["raw_path"] == "/api/v1/tasks/@evil.example/x"
+        status, _ = await raw_request(
+            gw.url, b"GET http://evil.example/api/v1/tasks HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        assert status == 200
+        assert backend.requests[-1]["raw_path"] == "/api/v1/tasks"
+
+
+async def test_bodies_stream_both_ways_intact(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url]) as gw:
+        small = b'{"title": "x"}'
+        response = await gw.client.post("/api/v1/tasks/", content=small)
+        assert response.json()["body_length"] == len(small)
+
+        big = bytes(range(256)) * 3000  # 768 000 bytes: above the buffering threshold
+        response = await gw.client.put("/api/v1/tasks/1", content=big)
+        assert response.status_code == 200
+        assert response.json()["body_sha"] == hashlib.sha256(big).hexdigest()
+
+        async def chunks():
+            for _ in range(10):
+                yield b"y" * 1000
+
+        response = await gw.client.post("/api/v1/tasks/", content=chunks())  # chunked
+        assert response.json()["body_length"] == 10_000
+        assert header(backend.requests[-1], "transfer-encoding") == []
+
+        async with gw.client.stream("GET", "/api/v1/tasks/stream?bytes=3000000") as streamed:
+            total = 0
+            async for piece in streamed.aiter_raw():
+                total += len(piece)
+        assert streamed.status_code == 200
+        assert total == 3_000_000
+
+
+async def test_body_limit_is_413_before_the_service_declared_or_chunked(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url], max_body_bytes=1000) as gw:
+        response = await gw.client.post("/api/v1/tasks/", content=b"x" * 1001)
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+
+        async def chunks():
+            for _ in range(5):
+                yield b"z" * 300
+
+        response = await gw.client.post("/api/v1/tasks/", content=chunks())
+        assert response.status_code == 413
+        assert backend.hits == 0
+
+        response = await gw.client.post("/api/v1/tasks/", content=b"x" * 1000)
+        assert response.status_code == 200
+
+
+async def test_head_and_status_codes_pass_through(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _backend, server = await start_backend(status=409)
+    async with make_gateway(tasks=[server.url]) as gw:
+        response = await gw.client.post("/api/v1/tasks/", json={})
+        assert response.status_code == 409
+        response = await gw.client.head("/api/v1/tasks/1")
+        assert response.status_code == 409
+        assert response.content == b""
+
+
+async def test_gateway_health_and_docs_pages(make_gateway: GatewayFactory) -> None:
+    async with make_gateway() as gw:
+        assert (await gw.client.get("/health")).json() == {"status": "ok"}
+        docs = await gw.client.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger" in docs.text.lower()
+        assert (await gw.client.get("/redoc")).status_code == 200
+
+
+async def test_declared_oversize_body_is_refused_without_reading_it(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url]) as gw:
+        request = b"POST /api/v1/tasks/ HTTP/1.1\r\nHost: a\r\nContent-Length: 5000000\r\n\r\nabc"
+        status, body = await raw_request(gw.url, request)
+        assert status == 413
+        assert b"problem+json" in body
+    assert backend.hits == 0

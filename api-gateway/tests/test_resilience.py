@@ -1,0 +1,202 @@
+"""Replicas, retries, ejection, probes, timeouts and the circuit breaker, against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from conftest import BackendStarter, GatewayFactory
+from gateway_doubles import Backend, dropping_server, free_port, start_server
+
+
+def replica_states(status: dict, upstream: str) -> dict[str, str]:
+    return {r["url"]: r["state"] for r in status["upstreams"][upstream]["replicas"]}
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_load_spreads_over_replicas(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _a, server_a = await start_backend("a")
+    _b, server_b = await start_backend("b")
+    async with make_gateway(tasks=[server_a.url, server_b.url]) as gw:
+        seen = Counter()
+        for _ in range(20):
+            response = await gw.client.get("/api/v1/tasks")
+            seen[response.json()["backend"]] += 1
+        assert seen == {"a": 10, "b": 10}
+
+
+async def test_a_dead_replica_costs_no_failed_request_and_is_ejected(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    alive, server = await start_backend("alive")
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with make_gateway(tasks=[dead, server.url], health_interval_seconds=60) as gw:
+        for method in ("GET", "POST", "DELETE"):  # nothing was sent: any method may go elsewhere
+            for _ in range(3):
+                response = await gw.client.request(method, "/api/v1/tasks/")
+                assert response.status_code == 200
+        status = (await gw.client.get("/api/status")).json()
+        assert replica_states(status, "task-service")[dead] in {"down", "ejected"}
+        assert replica_states(status, "task-service")[server.url] == "up"
+        assert alive.hits == 9
+
+
+async def test_a_restarted_replica_is_brought_back_by_the_health_probe(
+    make_gateway: GatewayFactory,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    backend = Backend("late")
+    async with make_gateway(tasks=[url], health_interval_seconds=0.1) as gw:
+
+        async def state() -> str:
+            return replica_states((await gw.client.get("/api/status")).json(), "task-service")[url]
+
+        await wait_for(lambda: _eq(state(), "down"))
+        server = await start_server(backend.app(), port=port)
+        try:
+            await wait_for(lambda: _eq(state(), "up"))
+            assert (await gw.client.get("/api/v1/tasks")).status_code == 200
+        finally:
+            await server.stop()
+
+
+async def _eq(value, expected) -> bool:  # type: ignore[no-untyped-def]
+    return await value == expected
+
+
+async def test_repeated_5xx_eject_a_replica(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    broken, broken_server = await start_backend("broken", status=500)
+    _good, good_server = await start_backend("good")
+    async with make_gateway(
+        tasks=[broken_server.url, good_server.url], eject_after_5xx=2, health_interval_seconds=60
+    ) as gw:
+        statuses = [(await gw.client.get("/api/v1/tasks")).status_code for _ in range(10)]
+        assert statuses.count(500) == 2  # then the broken replica is out of rotation
+        assert broken.hits == 2
+
+
+def api_requests(heads: list[bytes]) -> list[bytes]:
+    return [head for head in heads if b" /api/v1/" in head]  # not probes or docs fetches
+
+
+async def test_lost_connection_is_retried_only_when_repeating_is_safe(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    good, good_server = await start_backend("good")
+    async with (
+        dropping_server() as (dropping, heads),
+        make_gateway(tasks=[dropping, good_server.url], health_interval_seconds=60) as gw,
+    ):
+        replicas = gw.gateway.upstreams["task-service"].replicas
+        replicas._next = 0  # the dropping replica first
+        response = await gw.client.get("/api/v1/tasks")
+        assert response.status_code == 200  # repeated on the other replica
+        assert response.json()["backend"] == "good"
+        dropped = len(api_requests(heads))
+        assert dropped >= 1
+
+        replicas._next = 0
+        response = await gw.client.post("/api/v1/tasks/", json={"title": "x"})
+        assert response.status_code == 502  # may have been processed: never repeated
+        assert response.headers["content-type"] == "application/problem+json"
+        assert len(api_requests(heads)) == dropped + 1
+
+        replicas._next = 0
+        response = await gw.client.post(
+            "/api/v1/tasks/", json={"title": "x"}, headers={"Idempotency-Key": "k1"}
+        )
+        assert response.status_code == 200
+        assert len(api_requests(heads)) == dropped + 2
+    assert good.hits == 2
+
+
+async def test_slow_replica_gives_504_within_the_timeout_and_is_ejected(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _slow, slow_server = await start_backend("slow", delay=5)
+    async with make_gateway(
+        tasks=[slow_server.url], read_timeout=0.3, deadline=2, health_interval_seconds=60
+    ) as gw:
+        started = time.monotonic()
+        response = await gw.client.get("/api/v1/tasks")
+        assert response.status_code == 504
+        assert response.json()["status"] == 504
+        assert time.monotonic() - started < 1.5
+        status = (await gw.client.get("/api/status")).json()
+        assert replica_states(status, "task-service")[slow_server.url] == "ejected"
+
+
+async def test_overall_deadline_bounds_retries(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _slow, slow_server = await start_backend("slow", delay=5)
+    async with make_gateway(
+        tasks=[slow_server.url], read_timeout=3, deadline=0.4, health_interval_seconds=60
+    ) as gw:
+        started = time.monotonic()
+        response = await gw.client.get("/api/v1/tasks")
+        assert response.status_code == 504
+        assert time.monotonic() - started < 1.5
+
+
+async def test_breaker_fails_fast_then_half_opens_and_closes_on_success(
+    make_gateway: GatewayFactory,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    backend = Backend("phoenix")
+    async with make_gateway(
+        tasks=[url],
+        breaker_failures=3,
+        breaker_reset_seconds=0.5,
+        retries=0,
+        health_interval_seconds=60,
+    ) as gw:
+        for _ in range(3):
+            response = await gw.client.get("/api/v1/tasks")
+            assert response.status_code == 503  # unreachable
+        response = await gw.client.get("/api/v1/tasks")
+        assert response.status_code == 503
+        assert "circuit open" in response.json()["detail"]
+        assert int(response.headers["retry-after"]) >= 1
+        status = (await gw.client.get("/api/status")).json()
+        assert status["upstreams"]["task-service"]["circuit"] == "open"
+
+        server = await start_server(backend.app(), port=port)
+        try:
+            await asyncio.sleep(0.6)  # past the reset timeout: the next request is the probe
+            response = await gw.client.get("/api/v1/tasks")
+            assert response.status_code == 200
+            status = (await gw.client.get("/api/status")).json()
+            assert status["upstreams"]["task-service"]["circuit"] == "closed"
+        finally:
+            await server.stop()
+
+
+async def test_failed_half_open_probe_reopens_the_breaker(make_gateway: GatewayFactory) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with make_gateway(
+        tasks=[url],
+        breaker_failures=1,
+        breaker_reset_seconds=0.3,
+        retries=0,
+        health_interval_seconds=60,
+    ) as gw:
+        assert (await gw.client.get("/api/v1/tasks")).status_code == 503
+        await asyncio.sleep(0.35)
+        probe = await gw.client.get("/api/v1/tasks")
+        assert "unreachable" in probe.json()["detail"]
+        after = await gw.client.get("/api/v1/tasks")
+        assert "circuit open" in after.json()["detail"]
