@@ -382,3 +382,15 @@ async def test_sort_by_priority_uses_rank(client: httpx.AsyncClient) -> None:
         "/api/v1/tasks/", params={"sort_by": "priority", "sort_order": "asc"}, headers=auth(1)
     )
     assert [t["priority"] for t in response.json()["tasks"]] == ["low", "medium", "high", "urgent"]
+
+
+async def test_nul_characters_are_422_not_500(client: httpx.AsyncClient) -> None:
+    for body in (
+        {"title": "a\x00b"},
+        {"title": "x", "description": "\x00"},
+        {"title": "x", "tags": ["\x00"]},
+    ):
+        response = await client.post("/api/v1/tasks/", json=body, headers=auth(1))
+        assert response.status_code == 422
+    response = await client.get("/api/v1/tasks/", params={"search": "a\x00"}, headers=auth(1))
+    assert response.status_code == 422

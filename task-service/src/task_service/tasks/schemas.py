@@ -15,6 +15,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -66,15 +67,26 @@ def normalise_tags(tags: list[str]) -> list[str]:
     return list(seen)
 
 
+def no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it at the edge instead of failing in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def unique_ids(ids: list[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
 StatusInput = Annotated[TaskStatus, BeforeValidator(normalise_status)]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=10_000)]
-Tag = Annotated[str, StringConstraints(max_length=50)]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(no_nul),
+]
+Description = Annotated[str, Field(max_length=10_000), AfterValidator(no_nul)]
+Tag = Annotated[str, StringConstraints(max_length=50), AfterValidator(no_nul)]
 Tags = Annotated[list[Tag], Field(max_length=100), AfterValidator(normalise_tags)]
 UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
 TaskId = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -130,13 +142,14 @@ class TaskUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
+    # SkipJsonSchema: absent is fine, null is not (the schema says so; the validator enforces it).
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
-    status: StatusInput | None = None
-    priority: TaskPriority | None = None
-    is_completed: bool | None = None
+    status: StatusInput | SkipJsonSchema[None] = None
+    priority: TaskPriority | SkipJsonSchema[None] = None
+    is_completed: bool | SkipJsonSchema[None] = None
     due_date: UtcDatetime | None = None
-    tags: Tags | None = None
+    tags: Tags | SkipJsonSchema[None] = None
     assignee_id: UserId | None = None
 
     @model_validator(mode="after")
@@ -224,7 +237,7 @@ class TaskFilter(BaseModel):
     statuses: list[StatusInput] = Field(default_factory=list)
     priorities: list[TaskPriority] = Field(default_factory=list)
     tags: Tags = Field(default_factory=list)
-    search: Annotated[str, Field(max_length=200)] | None = None
+    search: Annotated[str, Field(max_length=200), AfterValidator(no_nul)] | None = None
     assignee_id: UserId | None = None
     scope: Scope = "all"
     due_before: UtcDatetime | None = None
