@@ -24,16 +24,30 @@ class LimiterMode(enum.StrEnum):
 
 
 class _Limiter(RateLimiter):
-    def local_hit(self, key: str, *, limit: int, window: float) -> RateLimitResult:
-        """Count in this process only (while Redis is known to be down)."""
-        count, ttl_ms = self._local_hit(key, window, 1)
-        return RateLimitResult(
-            allowed=count <= limit,
-            limit=limit,
-            remaining=max(0, limit - count),
-            reset_after=ttl_ms / 1000,
-            degraded=True,
-        )
+    """The kit's limiter, plus counting in this process only while Redis is known down."""
+
+    def local_hits(self, limits: list[tuple[str, int]], *, window: float) -> list[RateLimitResult]:
+        """Count in this process only (while Redis is down)."""
+        results = []
+        for key, limit in limits:
+            count, ttl_ms = self._local_hit(key, window, 1)
+            results.append(_result(count, ttl_ms, limit, degraded=True))
+        return results
+
+    async def hits(self, limits: list[tuple[str, int]], *, window: float) -> list[RateLimitResult]:
+        """One hit on each key (a pipeline would cost more here: redis-py checks its scripts
+        with an extra SCRIPT EXISTS on every pipelined call)."""
+        return [await self.hit(key, limit=limit, window=window) for key, limit in limits]
+
+
+def _result(count: int, ttl_ms: int, limit: int, *, degraded: bool) -> RateLimitResult:
+    return RateLimitResult(
+        allowed=count <= limit,
+        limit=limit,
+        remaining=max(0, limit - count),
+        reset_after=ttl_ms / 1000,
+        degraded=degraded,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +95,21 @@ class GatewayRateLimits:
             return LimiterMode.LOCAL_FALLBACK
         return LimiterMode.REDIS
 
-    async def _hit(self, key: str, limit: int) -> RateLimitResult:
-        if not self._redis_breaker.allow():
-            return self._limiter.local_hit(key, limit=limit, window=self.window)
-        result = await self._limiter.hit(key, limit=limit, window=self.window)
-        if result.degraded:
-            self._redis_breaker.record_failure()
-        else:
-            self._redis_breaker.record_success()
-        return result
-
     async def check(self, *, client_ip: str, user_id: str | None) -> Decision | None:
         """Count one request; None when limits are off."""
         if not self.enabled:
             return None
-        results = [await self._hit(f"ip:{client_ip}", self.per_ip)]
+        limits = [(f"ip:{client_ip}", self.per_ip)]
         if user_id is not None:
-            results.append(await self._hit(f"user:{user_id}", self.per_user))
+            limits.append((f"user:{user_id}", self.per_user))
+        if self._redis_breaker.allow():
+            results = await self._limiter.hits(limits, window=self.window)
+            if results[0].degraded:
+                self._redis_breaker.record_failure()
+            else:
+                self._redis_breaker.record_success()
+        else:
+            results = self._limiter.local_hits(limits, window=self.window)
         allowed = all(result.allowed for result in results)
         # Report the limit closest to running out (or the one that refused).
         tightest = min(results, key=lambda result: (result.allowed, result.remaining))

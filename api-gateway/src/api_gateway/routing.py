@@ -9,7 +9,7 @@ refused instead of normalised: the gateway never rewrites paths.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote_from_bytes, unquote
+from urllib.parse import quote_from_bytes
 
 # Public prefixes and the upstream behind each. `/internal/...` is deliberately absent.
 ROUTES: dict[str, str] = {
@@ -21,6 +21,10 @@ ROUTES: dict[str, str] = {
 
 # Percent-escapes of "/", "\" and NUL: an upstream may decode them into path structure.
 _AMBIGUOUS_ESCAPE = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+# Controls, space, DEL, "#", "?" and non-ASCII bytes: never part of a raw origin-form path.
+_NOT_PATH_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff#?]")
+# A "." or ".." segment, its dots possibly percent-encoded (%2e).
+_DOT_SEGMENT = re.compile(r"/(?:\.|%2e){1,2}(?=/|$)", re.IGNORECASE)
 _UNSAFE_QUERY_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
 _QUERY_SAFE = "!$&'()*+,-./:;=?@_~%[]"
 
@@ -56,15 +60,11 @@ def check_raw_path(raw_path: bytes) -> str:
         raise UnsafePathError("the path must be an absolute path")
     if b"\\" in raw_path or _AMBIGUOUS_ESCAPE.search(raw_path):
         raise UnsafePathError("the path contains an encoded or backward slash")
-    try:
-        text = raw_path.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise UnsafePathError("the path must be ASCII (percent-encode other bytes)") from exc
-    if any(ord(char) <= 0x20 or char in "#?" or ord(char) == 0x7F for char in text):
-        raise UnsafePathError("the path contains characters that must be percent-encoded")
-    for segment in text.split("/"):
-        if unquote(segment) in {".", ".."}:
-            raise UnsafePathError("the path contains a dot-segment")
+    if _NOT_PATH_BYTE.search(raw_path):
+        raise UnsafePathError("the path contains bytes that must be percent-encoded")
+    text = raw_path.decode("ascii")
+    if _DOT_SEGMENT.search(text):
+        raise UnsafePathError("the path contains a dot-segment")
     return text
 
 
