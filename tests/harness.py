@@ -77,6 +77,15 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(factory())).result()
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when the process (thread) that started it dies, so a
+    killed test run never leaves services behind."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class StartupError(RuntimeError):
     """A service process exited or did not answer `/health` in time."""
 
@@ -144,6 +153,10 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # signals to pytest's terminal never reach it
+                # The death signal follows the starting *thread*: only set it from the main one.
+                preexec_fn=_die_with_parent
+                if threading.current_thread() is threading.main_thread() and sys.platform == "linux"
+                else None,
             )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
@@ -223,6 +236,20 @@ class ServiceProcess:
     def log_tail(self, lines: int = 60) -> str:
         tail = self.log_text().splitlines()[-lines:]
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
+
+
+def _terminate_gracefully() -> None:
+    """Turn SIGTERM into SystemExit (when nobody else handles it), so that teardown and atexit
+    still stop the services when a CI job or a developer terminates the test run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_now)
 
 
 def start_and_wait(processes: Iterable[ServiceProcess], timeout: float = START_TIMEOUT) -> None:
@@ -320,7 +347,8 @@ class Suite:
         A service whose package has not landed yet is left out; the gateway then points that
         upstream at a closed port (tests needing it are skipped at collection time).
         """
-        atexit.register(self.close)  # even if pytest itself dies, no process is left behind
+        atexit.register(self.close)  # an interpreter that exits early still stops everything
+        _terminate_gracefully()
         self.create_databases()
         self.user: ServiceProcess | None = None
         self.task_replicas: list[ServiceProcess] = []
