@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -219,8 +218,11 @@ class WrkResult:
 
 
 def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        return float("nan")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def run_wrk(
@@ -236,11 +238,15 @@ def run_wrk(
         argv += ["-H", f"{name}: {value}"]
     cpu_before = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    if "requests in" not in out or "Requests/sec" not in out:
+        raise SystemExit(f"wrk gave no result for {url}:\n{out}")
     cpu_after = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50_match = re.search(r"50%\s+(\S+)", out)
+    p99_match = re.search(r"99%\s+(\S+)", out)
+    p50 = _ms(p50_match.group(1)) if p50_match else float("nan")
+    p99 = _ms(p99_match.group(1)) if p99_match else float("nan")
     errors = 0
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(match.group(1))
@@ -284,7 +290,7 @@ async def fixed_rate(url: str, *, rate: float, seconds: float) -> list[float]:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def median(values: list[float]) -> float:
@@ -339,9 +345,9 @@ async def seed_tasks(url: str, token: str, count: int) -> None:
 
 @contextlib.contextmanager
 def temporary_database() -> Iterator[str]:
+    from sqlalchemy.engine import make_url
     from taskflow_kit.migrations import drop_database
     from taskflow_kit.testing import test_database_server_url
-    from sqlalchemy.engine import make_url
 
     url = make_url(test_database_server_url()).set(database=f"tf_bench_{uuid.uuid4().hex[:10]}")
     rendered = url.render_as_string(hide_password=False)
@@ -509,7 +515,7 @@ def main() -> None:
             }
             for url, _ in task_targets.values():
                 run_wrk(url, seconds=1, connections=32, headers=headers)
-            print(f"task-service list (20 of 40 tasks, token), 32 connections", flush=True)
+            print("task-service list (20 of 40 tasks, token), 32 connections", flush=True)
             task_runs: dict[str, list[WrkResult]] = {"direct": [], "gateway": []}
             for round_index in range(rounds):
                 for name, (url, pid) in task_targets.items():

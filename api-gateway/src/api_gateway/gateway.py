@@ -82,6 +82,8 @@ class Gateway:
         self._spawn(self._every(self.settings.dns_refresh_seconds, self._refresh_dns))
         self._spawn(self._every(self.settings.health_interval_seconds, self._probe_replicas))
         self._spawn(self.docs.run())
+        if self.limits.enabled:
+            self._spawn(self.limits.run_flusher())
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -91,6 +93,7 @@ class Gateway:
                 await task
         for upstream in self.upstreams.values():
             await upstream.aclose()
+        await self.limits.flush()
         await self.redis.aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

@@ -2,19 +2,47 @@
 
 Every proxied request counts against its client address; a request with a valid access token
 also counts against its user. The tighter of the two decides and fills the `RateLimit-*`
-headers. When Redis fails the limits are kept in this process (fail open, `/api/status` says
-`local-fallback`), and a breaker stops paying a Redis timeout on every request meanwhile.
+headers.
+
+A Redis round trip per request would cost about a quarter of the gateway's CPU, so counting is
+batched while a key is far from its limit: the hit is allowed on the last total Redis returned
+plus this process's unsent hits, and the unsent hits are added to Redis (INCRBY) every
+`flush_interval` or once `max_unsent(limit)` have gathered, whichever comes first. Every hit
+still reaches Redis, so the shared count is exact; only the decision for a key with plenty of
+room left uses a slightly stale total. Once a key's remaining budget is under `margin(limit)`
+(and always for small limits), each hit goes to Redis before the decision, so limits are exact
+where it matters.
+
+When Redis fails the limits are kept in this process with the kit's local fallback (fail open:
+`/api/status` says `local-fallback`), and a breaker stops paying for a Redis timeout on every
+request meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
+import time
 from dataclasses import dataclass
 
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from taskflow_kit.ratelimit import RateLimiter, RateLimitResult
 from taskflow_kit.resilience import BreakerState, CircuitBreaker
+
+logger = structlog.get_logger("api_gateway.limits")
+
+# INCRBY the window's counter and start its expiry on the first hit (as the kit's script, but
+# adding a batch of hits at once).
+_ADD_SCRIPT = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
 
 
 class LimiterMode(enum.StrEnum):
@@ -23,31 +51,36 @@ class LimiterMode(enum.StrEnum):
     DISABLED = "disabled"
 
 
-class _Limiter(RateLimiter):
-    """The kit's limiter, plus counting in this process only while Redis is known down."""
-
-    def local_hits(self, limits: list[tuple[str, int]], *, window: float) -> list[RateLimitResult]:
-        """Count in this process only (while Redis is down)."""
-        results = []
-        for key, limit in limits:
-            count, ttl_ms = self._local_hit(key, window, 1)
-            results.append(_result(count, ttl_ms, limit, degraded=True))
-        return results
-
-    async def hits(self, limits: list[tuple[str, int]], *, window: float) -> list[RateLimitResult]:
-        """One hit on each key (a pipeline would cost more here: redis-py checks its scripts
-        with an extra SCRIPT EXISTS on every pipelined call)."""
-        return [await self.hit(key, limit=limit, window=window) for key, limit in limits]
+def margin(limit: int) -> int:
+    """Below this many remaining hits, every hit is checked in Redis before the decision."""
+    return max(limit // 10, 50)
 
 
-def _result(count: int, ttl_ms: int, limit: int, *, degraded: bool) -> RateLimitResult:
-    return RateLimitResult(
-        allowed=count <= limit,
-        limit=limit,
-        remaining=max(0, limit - count),
-        reset_after=ttl_ms / 1000,
-        degraded=degraded,
-    )
+def max_unsent(limit: int) -> int:
+    """At most this many hits are held back per key before one is decided in Redis again, so
+    the other replicas' unsent hits (unseen here) stay well inside the margin."""
+    return max(1, margin(limit) // 4)
+
+
+class _LocalFallback(RateLimiter):
+    """The kit's limiter, used only for its in-process fallback while Redis is down."""
+
+    def local_hit(self, key: str, *, limit: int, window: float) -> RateLimitResult:
+        count, ttl_ms = self._local_hit(key, window, 1)
+        return RateLimitResult(
+            allowed=count <= limit,
+            limit=limit,
+            remaining=max(0, limit - count),
+            reset_after=ttl_ms / 1000,
+            degraded=True,
+        )
+
+
+@dataclass
+class _Window:
+    total: int  # the shared count as Redis last reported it
+    pending: int  # hits allowed here and not yet added in Redis
+    expires_at: float  # monotonic time at which the Redis window ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +112,25 @@ class GatewayRateLimits:
         per_ip: int,
         window_seconds: float,
         enabled: bool = True,
+        flush_interval: float = 0.05,
     ) -> None:
         self.enabled = enabled
         self.per_user = per_user
         self.per_ip = per_ip
         self.window = window_seconds
-        self._limiter = _Limiter(redis, prefix=prefix)
+        self.flush_interval = flush_interval
+        self._prefix = prefix
+        self._add = redis.register_script(_ADD_SCRIPT)
+        self._fallback = _LocalFallback(redis, prefix=prefix)
+        self._windows: dict[str, _Window] = {}
         self._redis_breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
+        self._redis_failed = False
 
     @property
     def mode(self) -> LimiterMode:
         if not self.enabled:
             return LimiterMode.DISABLED
-        if self._limiter.degraded or self._redis_breaker.state is BreakerState.OPEN:
+        if self._redis_failed or self._redis_breaker.state is BreakerState.OPEN:
             return LimiterMode.LOCAL_FALLBACK
         return LimiterMode.REDIS
 
@@ -99,17 +138,9 @@ class GatewayRateLimits:
         """Count one request; None when limits are off."""
         if not self.enabled:
             return None
-        limits = [(f"ip:{client_ip}", self.per_ip)]
+        results = [await self._hit(f"ip:{client_ip}", self.per_ip)]
         if user_id is not None:
-            limits.append((f"user:{user_id}", self.per_user))
-        if self._redis_breaker.allow():
-            results = await self._limiter.hits(limits, window=self.window)
-            if results[0].degraded:
-                self._redis_breaker.record_failure()
-            else:
-                self._redis_breaker.record_success()
-        else:
-            results = self._limiter.local_hits(limits, window=self.window)
+            results.append(await self._hit(f"user:{user_id}", self.per_user))
         allowed = all(result.allowed for result in results)
         # Report the limit closest to running out (or the one that refused).
         tightest = min(results, key=lambda result: (result.allowed, result.remaining))
@@ -119,3 +150,77 @@ class GatewayRateLimits:
             remaining=tightest.remaining,
             reset_after=tightest.reset_after,
         )
+
+    async def _hit(self, key: str, limit: int) -> RateLimitResult:
+        now = time.monotonic()
+        window = self._windows.get(key)
+        if window is not None and window.expires_at <= now:
+            window = None  # the Redis window is over (its unsent hits were flushed or lost)
+        if window is not None and not self._redis_failed:
+            remaining = limit - (window.total + window.pending + 1)
+            if remaining >= margin(limit) and window.pending < max_unsent(limit):
+                window.pending += 1
+                return RateLimitResult(
+                    allowed=True,
+                    limit=limit,
+                    remaining=remaining,
+                    reset_after=window.expires_at - now,
+                )
+        if window is None:
+            window = self._windows[key] = _Window(total=0, pending=0, expires_at=now)
+        # Close to the limit (or unknown): add this hit and the unsent ones, then decide.
+        amount, window.pending = window.pending + 1, 0
+        added = await self._send(key, amount)
+        if added is None:
+            self._windows.pop(key, None)
+            return self._fallback.local_hit(key, limit=limit, window=self.window)
+        total, reset_after = added
+        window.total = total
+        window.expires_at = time.monotonic() + reset_after
+        return RateLimitResult(
+            allowed=total <= limit,
+            limit=limit,
+            remaining=max(0, limit - total),
+            reset_after=reset_after,
+        )
+
+    async def _send(self, key: str, amount: int) -> tuple[int, float] | None:
+        """INCRBY in Redis: (new total, seconds to the window's end), or None if Redis failed."""
+        if not self._redis_breaker.allow():
+            return None
+        window_ms = max(1, int(self.window * 1000))
+        try:
+            total, ttl_ms = await self._add(keys=[self._prefix + key], args=[window_ms, amount])
+        except (RedisError, OSError) as exc:
+            if not self._redis_failed:
+                logger.warning("rate_limit_redis_down", error=type(exc).__name__)
+            self._redis_failed = True
+            self._redis_breaker.record_failure()
+            return None
+        self._redis_failed = False
+        self._redis_breaker.record_success()
+        return int(total), int(ttl_ms) / 1000
+
+    async def flush(self) -> None:
+        """Add every key's unsent hits to Redis; forget windows that are over."""
+        now = time.monotonic()
+        for key, window in list(self._windows.items()):
+            if window.expires_at <= now and not window.pending:
+                del self._windows[key]
+                continue
+            if not window.pending:
+                continue
+            amount, window.pending = window.pending, 0
+            added = await self._send(key, amount)
+            if added is not None:
+                total, reset_after = added
+                # A decision made meanwhile may have brought a newer total: keep the larger.
+                same_window = window.expires_at > time.monotonic()
+                window.total = max(window.total, total) if same_window else total
+                window.expires_at = time.monotonic() + reset_after
+
+    async def run_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            if self._windows:
+                await self.flush()
