@@ -290,6 +290,10 @@ class Suite:
         self.redis_prefix = f"tfsuite:{self.run_id}:"
         self.users_db = f"{self.database_server}/tf_suite_users_{self.run_id}"
         self.tasks_db = f"{self.database_server}/tf_suite_tasks_{self.run_id}"
+        self.user: ServiceProcess | None = None
+        self.task_replicas: list[ServiceProcess] = []
+        self.stats: ServiceProcess | None = None
+        self.gateway: ServiceProcess | None = None
 
     # ---- processes -------------------------------------------------------------------------
 
@@ -350,10 +354,6 @@ class Suite:
         atexit.register(self.close)  # an interpreter that exits early still stops everything
         _terminate_gracefully()
         self.create_databases()
-        self.user: ServiceProcess | None = None
-        self.task_replicas: list[ServiceProcess] = []
-        self.stats: ServiceProcess | None = None
-        self.gateway: ServiceProcess | None = None
         if package_available("user_service"):
             user_env = self.base_env() | {
                 "USER_SERVICE_DATABASE_URL": self.users_db,

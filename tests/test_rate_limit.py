@@ -21,6 +21,7 @@ from tests.harness import (
     register_and_login,
     require_services,
     start_and_wait,
+    unique,
 )
 
 require_services(*ALL_SERVICES)
@@ -95,3 +96,42 @@ def test_gateway_fails_open_without_redis(suite: Suite) -> None:
             assert report["rate_limiter"]["mode"] != "redis", report["rate_limiter"]
     finally:
         gateway.stop()
+
+
+def test_spoofed_forwarded_for_does_not_evade_login_throttling(suite: Suite) -> None:
+    """The gateway appends the address it saw to X-Forwarded-For; user-service must count
+    failed logins against that one, not against whatever the client wrote first."""
+    prefix = f"{suite.redis_prefix}throttle:"
+    users = suite.add_process(
+        "user-service-throttled",
+        "user_service",
+        suite.base_env(prefix)
+        | {
+            "USER_SERVICE_DATABASE_URL": suite.users_db,
+            "BCRYPT_ROUNDS": "4",
+            "LOGIN_FAILURES_PER_ADDRESS": "5",
+        },
+    )
+    gateway = suite.gateway_process(
+        "api-gateway-throttled", redis_prefix=prefix, GATEWAY_USER_SERVICE_URLS=users.url
+    )
+    try:
+        start_and_wait([users])
+        start_and_wait([gateway])
+        # The client comes from 127.0.0.2: like a remote client, it is not on uvicorn's list of
+        # trusted proxies (127.0.0.1 by default), so its own X-Forwarded-For is just a header.
+        remote = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=gateway.url, timeout=10.0, transport=remote) as http:
+            answers = [
+                http.post(
+                    "/api/v1/auth/login",
+                    json={"username": unique("ghost"), "password": "not the password"},
+                    headers={"X-Forwarded-For": f"10.9.{attempt}.1"},
+                )
+                for attempt in range(8)
+            ]
+    finally:
+        gateway.stop()
+        users.stop()
+    assert [a.status_code for a in answers] == [401] * 5 + [429] * 3
+    assert int(answers[-1].headers["retry-after"]) >= 1
