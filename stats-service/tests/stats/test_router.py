@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -454,3 +455,32 @@ async def test_activity_is_cached_per_window_and_stale_when_task_service_fails(
     assert stale.json() == week.json()
     assert unknown.status_code == 503
     assert "Retry-After" in unknown.headers
+
+
+async def test_concurrent_misses_of_one_caller_share_one_task_service_call(
+    client: httpx.AsyncClient, task_service: respx.MockRouter, payload: Payload, auth: Auth
+) -> None:
+    release = asyncio.Event()
+    arrived: list[httpx.Request] = []
+
+    async def slow_answer(request: httpx.Request) -> httpx.Response:
+        arrived.append(request)
+        await release.wait()
+        return httpx.Response(200, json=payload(todo=1, done=1))
+
+    route = task_service.get(AGGREGATES).mock(side_effect=slow_answer)
+    headers = auth(12)
+
+    requests = [
+        asyncio.ensure_future(client.get("/api/v1/stats/", headers=headers)) for _ in range(5)
+    ]
+    async with asyncio.timeout(5):
+        while not arrived:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # give the other four time to arrive (they must not call)
+    release.set()
+    responses = await asyncio.gather(*requests)
+
+    assert [response.status_code for response in responses] == [200] * 5
+    assert {response.json()["completed_percentage"] for response in responses} == {50.0}
+    assert len(arrived) == route.call_count == 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import Counter
@@ -125,6 +126,7 @@ class StatsService:
         self.upstream = upstream
         self.cache = cache
         self.clock = clock
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     async def user_stats(self, principal: Principal) -> Served[StatsRead]:
         async def compute() -> StatsRead:
@@ -133,7 +135,8 @@ class StatsService:
             )
             return user_stats(aggregates)
 
-        served = await self._serve(f"user:{principal.id}:summary", "summary", _STATS, compute)
+        key = f"user:{principal.id}:summary"
+        served = await self._serve(key, "summary", _STATS, compute, caller=principal.token)
         return _mark_stale(served)
 
     async def user_activity(self, principal: Principal, *, days: int) -> Served[list[ActivityDay]]:
@@ -144,7 +147,7 @@ class StatsService:
             return user_activity(aggregates, days=days)
 
         key = f"user:{principal.id}:activity:{days}"
-        return await self._serve(key, "activity", _ACTIVITY, compute)
+        return await self._serve(key, "activity", _ACTIVITY, compute, caller=principal.token)
 
     async def system_overview(self, principal: Principal) -> Served[OverviewRead]:
         async def compute() -> OverviewRead:
@@ -153,7 +156,8 @@ class StatsService:
             )
             return system_overview(aggregates)
 
-        served = await self._serve("system:overview", "overview", _OVERVIEW, compute)
+        key = "system:overview"
+        served = await self._serve(key, "overview", _OVERVIEW, compute, caller=principal.token)
         return _mark_stale(served)
 
     async def _serve(
@@ -162,18 +166,37 @@ class StatsService:
         view: str,
         adapter: TypeAdapter[T],
         compute: Callable[[], Awaitable[T]],
+        *,
+        caller: str,
     ) -> Served[T]:
         cached = _load(adapter, await self.cache.fresh(key))
         if cached is not None:
             ANSWERS.labels(view, "cache").inc()
             return Served(cached)
         try:
-            value = await compute()
+            value = await self._once((key, caller), compute)
         except UpstreamUnavailable as exc:
             return await self._last_known(key, view, adapter, exc)
         await self.cache.store(key, adapter.dump_python(value, mode="json"), now=self.clock())
         ANSWERS.labels(view, "upstream").inc()
         return Served(value)
+
+    async def _once(self, flight: tuple[str, str], compute: Callable[[], Awaitable[T]]) -> T:
+        """Concurrent misses of one caller for one key share a single task-service call (a
+        dashboard opening several tabs costs one aggregate query, not one per tab)."""
+        running = self._in_flight.get(flight)
+        if running is None:
+            running = asyncio.ensure_future(compute())
+            self._in_flight[flight] = running
+            running.add_done_callback(lambda done: self._landed(flight, done))
+        # Shielded: a caller that goes away does not cancel the call the others wait for.
+        result: T = await asyncio.shield(running)
+        return result
+
+    def _landed(self, flight: tuple[str, str], done: asyncio.Future[Any]) -> None:
+        self._in_flight.pop(flight, None)
+        if not done.cancelled():
+            done.exception()  # marks a failure as seen even when every waiter has gone
 
     async def _last_known(
         self, key: str, view: str, adapter: TypeAdapter[T], failure: UpstreamUnavailable
