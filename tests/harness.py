@@ -376,7 +376,12 @@ class Suite:
         if package_available("stats_service"):
             # stats-service reads aggregates from ONE task-service replica (the first): internal
             # routes are never routed by the gateway; the failure tests know which one it is.
-            stats_env = self.base_env() | {"TASK_SERVICE_URL": self.task_urls[0]}
+            stats_env = self.base_env() | {
+                "TASK_SERVICE_URL": self.task_urls[0],
+                # Fresh figures expire after 1 s, so the failure test sees the stale path.
+                "STATS_CACHE_TTL_SECONDS": "1",
+                "TASK_SERVICE_TIMEOUT_SECONDS": "2",
+            }
             self.stats = self.add_process("stats-service", "stats_service", stats_env)
             later.append(self.stats)
         first = [p for p in (self.user, *self.task_replicas[:1]) if p is not None]
