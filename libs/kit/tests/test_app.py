@@ -165,3 +165,13 @@ async def test_metrics_use_route_templates(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert 'route="/health"' in response.text
     assert "taskflow_http_request_duration_seconds_bucket" in response.text
+
+
+async def test_openapi_documents_validation_errors_as_problem_json(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    unprocessable = schema["paths"]["/signup"]["post"]["responses"]["422"]
+    assert list(unprocessable["content"]) == ["application/problem+json"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert "Problem" in schema["components"]["schemas"]

@@ -7,8 +7,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
-from taskflow_kit.errors import install_error_handlers
+from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import MetricsMiddleware, metrics_router
 from taskflow_kit.tokens import TokenConfig
@@ -39,4 +40,36 @@ def create_service_app(
     app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(metrics_router)
+    _document_validation_errors_as_problems(app)
     return app
+
+
+def _document_validation_errors_as_problems(app: FastAPI) -> None:
+    """FastAPI documents 422 as `application/json` HTTPValidationError; ours are problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+                if "422" in responses:
+                    responses["422"]["content"] = problem
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
