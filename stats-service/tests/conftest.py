@@ -93,6 +93,8 @@ def settings(redis_prefix: str) -> Settings:
 
 @pytest.fixture
 async def redis(redis_prefix: str) -> AsyncIterator[Redis]:
+    """A Redis client; this test's keys are deleted afterwards (any test using `settings`
+    against the real Redis must request it)."""
     client = create_redis(test_redis_url())
     yield client
     keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from stats_service.config import Settings
 from stats_service.main import create_app
 from stats_service.stats.schemas import TaskAggregates
@@ -50,6 +51,7 @@ async def silent_server() -> AsyncIterator[str]:
 
 async def test_redis_down_still_answers_from_task_service(
     settings: Settings,
+    redis: Redis,
     start_app: StartApp,
     task_service: respx.MockRouter,
     payload: Payload,
@@ -74,7 +76,7 @@ async def test_redis_down_still_answers_from_task_service(
 
 
 async def test_redis_and_task_service_down_is_503_not_500(
-    settings: Settings, start_app: StartApp, auth: Auth
+    settings: Settings, redis: Redis, start_app: StartApp, auth: Auth
 ) -> None:
     app = create_app(
         settings.model_copy(
@@ -94,6 +96,7 @@ async def test_redis_and_task_service_down_is_503_not_500(
 
 async def test_a_hung_task_service_times_out_to_the_last_known_value(
     settings: Settings,
+    redis: Redis,
     start_app: StartApp,
     silent_server: str,
     auth: Auth,
