@@ -79,3 +79,23 @@ async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine) -> None:
         response = await client.post("/items/fail-1")
     assert response.status_code == 409
     assert await count(engine, "fail-1") == 0
+
+
+async def test_unreachable_database_is_503_not_500() -> None:
+    dead = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.sessionmaker = create_sessionmaker(dead)
+
+    @app.get("/items")
+    async def items(session: SessionDep) -> list[str]:
+        result = await session.execute(text("SELECT name FROM item"))
+        return list(result.scalars())
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/items")
+    await dead.dispose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == "application/problem+json"

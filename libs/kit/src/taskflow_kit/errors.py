@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskflow_kit.context import current_request_id
@@ -194,7 +195,26 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _is_unavailable_database(exc: Exception) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg raises plain OSError subclasses (connection refused/reset) when it cannot connect.
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if _is_unavailable_database(exc):
+        logger.warning(
+            "dependency_unavailable", path=request.url.path, error_type=type(exc).__name__
+        )
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "A backing service is unavailable; try again shortly",
+            headers={"Retry-After": "5"},
+        )
     logger.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(500, "Internal Server Error", "An unexpected error occurred")
 
