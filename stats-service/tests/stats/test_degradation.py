@@ -33,16 +33,15 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-async def silent_server() -> AsyncIterator[str]:
-    """A TCP server that accepts connections and never answers: a hung task-service."""
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers: a hung dependency."""
     held: list[asyncio.StreamWriter] = []
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
+    yield server.sockets[0].getsockname()[1]
     for writer in held:
         writer.close()
     server.close()
@@ -98,13 +97,16 @@ async def test_a_hung_task_service_times_out_to_the_last_known_value(
     settings: Settings,
     redis: Redis,
     start_app: StartApp,
-    silent_server: str,
+    silent_port: int,
     auth: Auth,
     payload: Payload,
 ) -> None:
     app = create_app(
         settings.model_copy(
-            update={"task_service_url": silent_server, "task_service_timeout_seconds": 0.3}
+            update={
+                "task_service_url": f"http://127.0.0.1:{silent_port}",
+                "task_service_timeout_seconds": 0.3,
+            }
         )
     )
     headers = auth(9)
@@ -126,3 +128,31 @@ async def test_a_hung_task_service_times_out_to_the_last_known_value(
     assert stale.status_code == 200
     assert stale.json()["stale"] is True
     assert stale.json()["completed_tasks"] == 3
+
+
+async def test_a_hung_redis_costs_one_timeout_then_is_skipped(
+    settings: Settings,
+    start_app: StartApp,
+    silent_port: int,
+    task_service: respx.MockRouter,
+    payload: Payload,
+    auth: Auth,
+) -> None:
+    route = task_service.get(AGGREGATES).respond(json=payload(todo=1))
+    app = create_app(
+        settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{silent_port}/0"})
+    )
+    headers = auth(1)
+
+    async with start_app(app) as client:
+        started = time.perf_counter()
+        first = await client.get("/api/v1/stats/", headers=headers)
+        first_took = time.perf_counter() - started
+        started = time.perf_counter()
+        second = await client.get("/api/v1/stats/", headers=headers)
+        second_took = time.perf_counter() - started
+
+    assert first.status_code == second.status_code == 200
+    assert route.call_count == 2
+    assert first_took >= 0.9  # the Redis client's 1 s socket timeout, once
+    assert second_took < 0.5  # Redis skipped while its breaker is open
