@@ -78,7 +78,7 @@ def test_unroutable_and_tried_replicas_are_avoided_while_others_exist() -> None:
 
 
 def test_passive_5xx_ejection_and_probe_restore() -> None:
-    replica = Replica("http://10.0.0.1:1", "http://10.0.0.1:1")
+    replica = Replica("http://10.0.0.1:1", "http://10.0.0.1:1", "10.0.0.1", 1)
     replica.record_status(500, eject_after_5xx=3)
     replica.record_status(502, eject_after_5xx=3)
     replica.record_status(200, eject_after_5xx=3)  # a success resets the streak

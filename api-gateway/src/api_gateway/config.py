@@ -44,8 +44,8 @@ class Settings(ServiceSettings):
     deadline: float = Field(15.0, gt=0, validation_alias=_env("DEADLINE"))
     retries: int = Field(2, ge=0, validation_alias=_env("RETRIES"))
     retry_backoff_seconds: float = Field(0.02, ge=0, validation_alias=_env("RETRY_BACKOFF_SECONDS"))
-    max_connections_per_upstream: int = Field(
-        256, ge=1, validation_alias=_env("MAX_CONNECTIONS_PER_UPSTREAM")
+    max_connections_per_replica: int = Field(
+        256, ge=1, validation_alias=_env("MAX_CONNECTIONS_PER_REPLICA")
     )
 
     breaker_failures: int = Field(5, ge=1, validation_alias=_env("BREAKER_FAILURES"))

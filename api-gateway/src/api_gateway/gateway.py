@@ -16,13 +16,14 @@ from redis.exceptions import RedisError
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.resilience import CircuitBreaker
 
+from api_gateway.client import UpstreamClient
 from api_gateway.config import Settings
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.openapi import Document, OpenAPIAggregator
 from api_gateway.proxy import Forwarder
 from api_gateway.replicas import ReplicaSet, Resolver, resolve_host
 from api_gateway.tokens import TokenGate
-from api_gateway.upstreams import Upstream, create_client
+from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway")
 
@@ -41,7 +42,11 @@ class Gateway:
             self.upstreams[name] = Upstream(
                 name,
                 ReplicaSet(name, urls, resolver=resolver),
-                create_client(max_connections=settings.max_connections_per_upstream),
+                UpstreamClient(
+                    connect_timeout=settings.connect_timeout,
+                    read_timeout=settings.read_timeout,
+                    max_connections_per_replica=settings.max_connections_per_replica,
+                ),
                 breaker=CircuitBreaker(
                     failure_threshold=settings.breaker_failures,
                     reset_timeout=settings.breaker_reset_seconds,

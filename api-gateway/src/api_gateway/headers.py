@@ -22,9 +22,18 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# Set by the gateway itself; a client-supplied value would be a lie about where it came from.
+# Set by the gateway itself (a client-supplied value would be a lie about where it came from),
+# or handled by the gateway towards the client (Expect: 100-continue).
 _REPLACED_ON_REQUEST = frozenset(
-    {b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"traceparent", b"forwarded"}
+    {
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+        b"traceparent",
+        b"forwarded",
+        b"expect",
+        b"content-length",
+    }
 )
 # uvicorn adds its own Date and Server to every response.
 _REPLACED_ON_RESPONSE = frozenset({b"date", b"server"})
@@ -62,38 +71,59 @@ def upstream_request_headers(
     client_host: str | None,
     scheme: str,
     request_id: str,
-) -> list[tuple[str, str]]:
+) -> RawHeaders:
     """The client's headers minus hop-by-hop ones, plus X-Forwarded-*, X-Request-ID and
     traceparent. Host is kept so upstreams build client-facing URLs (Location)."""
     connection_tokens = _connection_tokens(headers)
-    forwarded_for: str | None = None
-    host: str | None = None
+    forwarded_for: bytes | None = None
+    host: bytes | None = None
     traceparent: str | None = None
-    out: list[tuple[str, str]] = []
+    out: RawHeaders = []
     for name, value in headers:
         if name in HOP_BY_HOP or name in connection_tokens:
             continue
-        text = value.decode("latin-1")
         if name == b"x-forwarded-for":
-            forwarded_for = text if forwarded_for is None else f"{forwarded_for}, {text}"
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         if name in _REPLACED_ON_REQUEST:
             if name == b"traceparent":
-                traceparent = text
+                traceparent = value.decode("latin-1")
             continue
         if name == b"host":
-            host = text
-        out.append((name.decode("latin-1"), text))
+            host = value
+        out.append((name, value))
     if client_host:
-        forwarded_for = f"{forwarded_for}, {client_host}" if forwarded_for else client_host
+        client = client_host.encode()
+        forwarded_for = forwarded_for + b", " + client if forwarded_for else client
     if forwarded_for:
-        out.append(("x-forwarded-for", forwarded_for))
-    out.append(("x-forwarded-proto", scheme))
+        out.append((b"x-forwarded-for", forwarded_for))
+    out.append((b"x-forwarded-proto", scheme.encode()))
     if host:
-        out.append(("x-forwarded-host", host))
-    out.append(("x-request-id", request_id))
-    out.append(("traceparent", next_traceparent(traceparent, request_id)))
+        out.append((b"x-forwarded-host", host))
+    out.append((b"x-request-id", request_id.encode()))
+    out.append((b"traceparent", next_traceparent(traceparent, request_id).encode()))
     return out
+
+
+def request_head(
+    method: str, target: str, headers: RawHeaders, *, body_length: int | None
+) -> bytes:
+    """The request line and header block, ready to write. Content-Length is the gateway's own
+    (it knows the body it sends); a streamed body keeps the client's declared length, which
+    `upstream_request_headers` left out, so it is passed here as `body_length` too."""
+    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    has_host = False
+    for name, value in headers:
+        if name in (b"\r", b"\n") or b"\r" in value or b"\n" in value:
+            continue  # the server's parser already refuses these; never split a header block
+        has_host = has_host or name == b"host"
+        lines.append(name + b": " + value + b"\r\n")
+    if not has_host:
+        lines.append(b"host: upstream\r\n")
+    if body_length is not None:
+        lines.append(b"content-length: " + str(body_length).encode() + b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:

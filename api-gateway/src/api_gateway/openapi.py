@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +19,9 @@ from typing import Any
 import structlog
 from taskflow_kit.auth import TOKEN_URL
 
+from api_gateway.client import UpstreamError
 from api_gateway.routing import upstream_for
-from api_gateway.upstreams import TRANSPORT_ERRORS, Upstream
+from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway.openapi")
 
@@ -151,12 +153,15 @@ class OpenAPIAggregator:
             return
         try:
             async with asyncio.timeout(self.fetch_timeout):
-                async with upstream.client.get(f"{replica.base_url}/openapi.json") as response:
-                    response.raise_for_status()
-                    document = await response.json(content_type=None)
+                status, body = await upstream.client.get(
+                    replica.host, replica.port, "/openapi.json"
+                )
+            if status != 200:
+                raise ValueError(f"answered {status}")
+            document = json.loads(body)
             if not isinstance(document, dict) or "paths" not in document:
                 raise ValueError("not an OpenAPI document")
-        except (*TRANSPORT_ERRORS, ValueError) as exc:
+        except (UpstreamError, TimeoutError, ValueError) as exc:
             self.errors[upstream.name] = f"{type(exc).__name__}: {exc}"[:200]
             return
         self.errors.pop(upstream.name, None)

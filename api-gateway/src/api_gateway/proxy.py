@@ -11,7 +11,6 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import structlog
 from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound
@@ -20,15 +19,15 @@ from taskflow_kit.context import current_request_id
 from taskflow_kit.errors import BadRequest, GatewayTimeout, TooManyRequests
 from taskflow_kit.logs import normalise_request_id
 from taskflow_kit.resilience import BreakerState, UpstreamUnavailable
-from yarl import URL
 
+from api_gateway.client import FailureKind, UpstreamError, UpstreamResponse
 from api_gateway.errors import BadGateway, PayloadTooLarge
-from api_gateway.headers import client_response_headers, upstream_request_headers
+from api_gateway.headers import client_response_headers, request_head, upstream_request_headers
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.replicas import Replica
-from api_gateway.routing import UnsafePathError, check_raw_path, upstream_url
+from api_gateway.routing import UnsafePathError, check_raw_path, request_target
 from api_gateway.tokens import TokenGate
-from api_gateway.upstreams import TRANSPORT_ERRORS, FailureKind, Upstream, classify
+from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway.proxy")
 
@@ -108,14 +107,6 @@ class Forwarder:
         self.retries = retries
         self.retry_backoff = retry_backoff
         self.eject_after_5xx = eject_after_5xx
-        # `connect` bounds waiting for a pooled connection plus connecting; `sock_read` is the
-        # per-attempt wait for each read (the response head, then every body chunk).
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=connect_timeout,
-            sock_connect=connect_timeout,
-            sock_read=read_timeout,
-        )
 
     async def __call__(
         self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
@@ -172,36 +163,41 @@ class Forwarder:
             return
 
         request_id = current_request_id() or normalise_request_id(None)
-        headers = upstream_request_headers(
-            scope["headers"], client_host=client_host, scheme=scope["scheme"], request_id=request_id
-        )
         method: str = scope["method"]
+        head = request_head(
+            method,
+            request_target(path, scope["query_string"]),
+            upstream_request_headers(
+                scope["headers"],
+                client_host=client_host,
+                scheme=scope["scheme"],
+                request_id=request_id,
+            ),
+            # A streamed body goes out with the length the client declared (and uvicorn enforced).
+            body_length=len(content) if isinstance(content, bytes) else content_length,
+        )
         response, replica = await self._exchange(
             upstream,
-            method=method,
-            path=path,
-            query=scope["query_string"],
-            headers=headers,
+            head=head,
             content=content,
+            head_only=method == "HEAD",
             may_repeat=method in IDEMPOTENT_METHODS or idempotency_key,
         )
         try:
             await self._relay(response, send, extra_headers)
         finally:
             replica.in_flight -= 1
-            response.release()
+            upstream.client.finish(response)
 
     async def _exchange(
         self,
         upstream: Upstream,
         *,
-        method: str,
-        path: str,
-        query: bytes,
-        headers: list[tuple[str, str]],
+        head: bytes,
         content: bytes | _StreamedBody | None,
+        head_only: bool,
         may_repeat: bool,
-    ) -> tuple[aiohttp.ClientResponse, Replica]:
+    ) -> tuple[UpstreamResponse, Replica]:
         """Send the request to a replica, retrying elsewhere when that is safe; the replica's
         in-flight count stays raised until the caller has relayed the body."""
         breaker = upstream.breaker
@@ -220,32 +216,23 @@ class Forwarder:
                     if replica is None:
                         raise UpstreamUnavailable(f"{upstream.name} has no replicas")
                     tried.append(replica)
-                    # encoded=True: the checked raw path goes out byte for byte, never requoted.
-                    url = URL(upstream_url(replica.base_url, path, query), encoded=True)
                     replica.in_flight += 1
                     try:
-                        response = await upstream.client.request(
-                            method,
-                            url,
-                            headers=headers,
-                            data=content,
-                            allow_redirects=False,
-                            timeout=self._timeout,
+                        response = await upstream.client.send(
+                            replica.host, replica.port, head, content, head_only=head_only
                         )
                     except BaseException as exc:
                         replica.in_flight -= 1
-                        if not isinstance(exc, TRANSPORT_ERRORS):
+                        if not isinstance(exc, UpstreamError):
                             raise
-                        error: BaseException = exc
+                        error = exc
                     else:
                         replica.record_status(response.status, eject_after_5xx=self.eject_after_5xx)
                         breaker.record_success()
                         settled = True
                         return response, replica
 
-                    if isinstance(error.__cause__, PayloadTooLarge | ClientDisconnected):
-                        raise error.__cause__ from None
-                    kind = classify(error)
+                    kind = error.kind
                     replayable = not isinstance(content, _StreamedBody) or not content.started
                     # Nothing was sent on a connect failure, so any method may go elsewhere;
                     # a lost connection may have been processed: only repeatable requests.
@@ -258,13 +245,13 @@ class Forwarder:
                         )
                     )
                     if kind in (FailureKind.CONNECT, FailureKind.TIMEOUT):
-                        replica.eject(f"{kind.value}: {type(error).__name__}")
+                        replica.eject(f"{kind.value}: {error}")
                     logger.warning(
                         "upstream_attempt_failed",
                         upstream=upstream.name,
                         replica=replica.base_url,
                         failure=kind.value,
-                        error=type(error).__name__,
+                        error=str(error),
                         retry=retry,
                     )
                     if not retry:
@@ -294,12 +281,12 @@ class Forwarder:
 
     @staticmethod
     async def _relay(
-        response: aiohttp.ClientResponse, send: Send, extra_headers: list[tuple[bytes, bytes]]
+        response: UpstreamResponse, send: Send, extra_headers: list[tuple[bytes, bytes]]
     ) -> None:
         headers = client_response_headers(response.raw_headers)
         headers.extend(extra_headers)
         length = response.content_length
-        small = length is not None and length <= BUFFER_LIMIT
+        small = response.complete or (length is not None and length <= BUFFER_LIMIT)
         start = {"type": "http.response.start", "status": response.status, "headers": headers}
         try:
             if small:
@@ -308,15 +295,15 @@ class Forwarder:
                 await send({"type": "http.response.body", "body": body})
                 return
             await send(start)
-            async for chunk in response.content.iter_any():
+            async for chunk in response.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except TRANSPORT_ERRORS as exc:
+        except UpstreamError as exc:
             if small:  # nothing sent yet: a clean error is still possible
                 raise BadGateway("The upstream response was cut short") from exc
             # Headers are out: ending without the final body message makes the server drop the
             # connection, which is how a truncated body must reach the client.
-            logger.warning("upstream_body_failed", error=type(exc).__name__)
+            logger.warning("upstream_body_failed", error=str(exc))
 
 
 class ProxyRoute(BaseRoute):

@@ -31,6 +31,8 @@ class Replica:
 
     base_url: str  # scheme://host:port, never a path
     source: str  # the configured URL it came from
+    host: str  # address to connect to (no brackets around IPv6)
+    port: int
     state: ReplicaState = ReplicaState.UP
     in_flight: int = 0
     consecutive_5xx: int = 0
@@ -87,11 +89,12 @@ class ConfiguredURL:
     @classmethod
     def parse(cls, url: str) -> ConfiguredURL:
         parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"not an http(s) base URL: {url!r}")
+        if parts.scheme != "http" or not parts.hostname:
+            # Upstreams are internal services on a private network: plain HTTP only.
+            raise ValueError(f"not an http:// base URL: {url!r}")
         if parts.path not in {"", "/"} or parts.query or parts.fragment:
             raise ValueError(f"an upstream URL carries no path (the gateway never rewrites): {url}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or 80
         return cls(parts.scheme, parts.hostname, port, url)
 
     @property
@@ -132,7 +135,9 @@ class ReplicaSet:
             raise ValueError(f"{name}: at least one replica URL is required")
         self._resolver = resolver
         self.replicas: list[Replica] = [
-            Replica(base_url(c.scheme, c.host, c.port), c.raw) for c in self.configured if c.is_ip
+            Replica(base_url(c.scheme, c.host, c.port), c.raw, c.host, c.port)
+            for c in self.configured
+            if c.is_ip
         ]
         self._next = 0
         self.dns_error: str | None = None
@@ -162,7 +167,7 @@ class ReplicaSet:
                     continue
             for address in addresses:
                 url = base_url(configured.scheme, address, configured.port)
-                replica = by_url.get(url) or Replica(url, configured.raw)
+                replica = by_url.get(url) or Replica(url, configured.raw, address, configured.port)
                 if replica not in wanted:
                     wanted.append(replica)
         self.dns_error = "; ".join(errors) or None

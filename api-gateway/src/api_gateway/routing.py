@@ -68,11 +68,16 @@ def check_raw_path(raw_path: bytes) -> str:
     return text
 
 
-def upstream_url(base_url: str, raw_path: str, query_string: bytes) -> str:
-    """`base_url` (scheme://host:port, no path) + a path accepted by `check_raw_path`."""
+def request_target(raw_path: str, query_string: bytes) -> str:
+    """The origin-form request target sent upstream: a path accepted by `check_raw_path`, and
+    the query as received (bytes that cannot appear in a request line percent-encoded)."""
     if not query_string:
-        return f"{base_url}{raw_path}"
+        return raw_path
     if query_string.isascii() and not _UNSAFE_QUERY_BYTE.search(query_string):
-        return f"{base_url}{raw_path}?{query_string.decode('ascii')}"
-    # Raw non-ASCII or whitespace bytes: percent-encode them rather than let a URL parser guess.
-    return f"{base_url}{raw_path}?{quote_from_bytes(query_string, safe=_QUERY_SAFE)}"
+        return f"{raw_path}?{query_string.decode('ascii')}"
+    return f"{raw_path}?{quote_from_bytes(query_string, safe=_QUERY_SAFE)}"
+
+
+def upstream_url(base_url: str, raw_path: str, query_string: bytes) -> str:
+    """The URL the upstream sees: `base_url` (scheme://host:port, no path) + request target."""
+    return base_url + request_target(raw_path, query_string)

@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections.abc import Callable
 
-import aiohttp
 import structlog
 from taskflow_kit.resilience import CircuitBreaker
 
+from api_gateway.client import UpstreamClient, UpstreamError
 from api_gateway.replicas import Replica, ReplicaSet
 
 logger = structlog.get_logger("api_gateway.upstreams")
-
-
-class FailureKind(enum.Enum):
-    """Where an attempt failed, which decides whether it may be retried."""
-
-    CONNECT = "connect"  # no connection: not a byte of the request was sent
-    DISCONNECT = "disconnect"  # connection lost before a response: may have been processed
-    TIMEOUT = "timeout"  # sent, no answer within the read timeout
-    PROTOCOL = "protocol"  # the upstream answered something that is not HTTP
-
-
-TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
-
-
-def classify(exc: BaseException) -> FailureKind:
-    """What a transport exception means for retries and ejection."""
-    # Order matters: aiohttp's connect errors subclass its generic connection errors, and its
-    # connect timeout subclasses its read timeout.
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return FailureKind.CONNECT
-    if isinstance(exc, asyncio.TimeoutError):
-        return FailureKind.TIMEOUT
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return FailureKind.PROTOCOL
-    return FailureKind.DISCONNECT
-
-
-def create_client(*, max_connections: int) -> aiohttp.ClientSession:
-    """One pooled client per upstream. aiohttp rather than httpx: on this hot path httpx
-    (even over aiohttp's transport) costs 2-4x the CPU per request (docs/gateway.md)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=max_connections, limit_per_host=0, keepalive_timeout=30, use_dns_cache=False
-        ),
-        # A proxy must never remember one user's cookies and replay them for another.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # The client's own headers are forwarded; aiohttp must not invent Accept-Encoding etc.
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        auto_decompress=False,
-        trust_env=False,
-    )
 
 
 class Upstream:
@@ -64,7 +22,7 @@ class Upstream:
         self,
         name: str,
         replicas: ReplicaSet,
-        client: aiohttp.ClientSession,
+        client: UpstreamClient,
         *,
         breaker: CircuitBreaker,
         probe_timeout: float = 2.0,
@@ -78,21 +36,21 @@ class Upstream:
         self.on_replica_restored = on_replica_restored
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.client.aclose()
 
     async def probe(self, replica: Replica) -> None:
         """GET /health on one replica and apply the result."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.probe_timeout):
-                async with self.client.get(f"{replica.base_url}/health") as response:
-                    await response.read()
-        except TRANSPORT_ERRORS as exc:
-            replica.probe_result(ok=False, latency_ms=None, error=type(exc).__name__)
+                status, _ = await self.client.get(replica.host, replica.port, "/health")
+        except (UpstreamError, TimeoutError) as exc:
+            reason = exc.kind.value if isinstance(exc, UpstreamError) else "timeout"
+            replica.probe_result(ok=False, latency_ms=None, error=f"health probe: {reason}")
             return
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        ok = response.status < 500
-        error = None if ok else f"health answered {response.status}"
+        ok = status < 500
+        error = None if ok else f"health answered {status}"
         came_back = replica.probe_result(ok=ok, latency_ms=latency_ms, error=error)
         if came_back and self.on_replica_restored:
             self.on_replica_restored(self)
