@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"
@@ -289,30 +290,52 @@ async def fixed_rate(url: str, *, rate: float, seconds: float) -> list[float]:
     """Open-loop load at `rate` req/s; latency (ms) from each request's start to its last byte.
 
     Requests are started on a fixed schedule whatever the previous ones do (no coordinated
-    omission at this rate); 32 pooled connections."""
+    omission at this rate), over pooled keep-alive connections. The client is the gateway's
+    own upstream client: the lightest one at hand, so it adds little noise of its own."""
+    from api_gateway.client import UpstreamClient
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    head = f"GET {target} HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode()
+    client = UpstreamClient(connect_timeout=2, read_timeout=10, max_connections_per_replica=64)
     latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=32)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(50):  # warm the pool
-            async with session.get(url) as response:
-                await response.read()
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.05
-        count = int(rate * seconds)
 
-        async def one(index: int) -> None:
-            delay = start + index / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            began = time.perf_counter()
-            async with session.get(url) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{url} answered {response.status}")
-            latencies.append((time.perf_counter() - began) * 1000)
+    async def get() -> None:
+        response = await client.send(host, port, head, None)
+        try:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{url} answered {response.status}")
+        finally:
+            client.finish(response)
 
-        await asyncio.gather(*(one(i) for i in range(count)))
+    for _ in range(50):  # warm the pool
+        await get()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    count = int(rate * seconds)
+
+    async def one(index: int) -> None:
+        delay = start + index / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        began = time.perf_counter()
+        await get()
+        latencies.append((time.perf_counter() - began) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await client.aclose()
     return latencies
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run on uvloop when it is installed (as uvicorn does): less client-side noise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -355,9 +378,9 @@ def access_token() -> str:
     )
 
 
-async def seed_tasks(url: str, token: str, count: int) -> None:
+def seed_tasks(url: str, token: str, count: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
         for index in range(count):
             body = {
                 "title": f"benchmark task {index}",
@@ -365,9 +388,9 @@ async def seed_tasks(url: str, token: str, count: int) -> None:
                 "description": "seeded by bench/gateway_bench.py",
                 "tags": ["bench"],
             }
-            async with session.post(f"{url}/api/v1/tasks/", json=body) as response:
-                if response.status != 201:
-                    raise SystemExit(f"seeding failed: {response.status} {await response.text()}")
+            response = client.post("/api/v1/tasks/", json=body)
+            if response.status_code != 201:
+                raise SystemExit(f"seeding failed: {response.status_code} {response.text}")
 
 
 @contextlib.contextmanager
@@ -540,7 +563,7 @@ def main() -> None:
         samples: dict[str, list[float]] = {"direct": [], "gateway": []}
         for _ in range(2):
             for name in ("direct", "gateway"):
-                samples[name] += asyncio.run(
+                samples[name] += run_async(
                     fixed_rate(targets[name][0], rate=500, seconds=latency_seconds / 2)
                 )
         for name, values in samples.items():
@@ -557,7 +580,7 @@ def main() -> None:
 
         if task_url:
             token = access_token()
-            asyncio.run(seed_tasks(task_url, token, 40))
+            seed_tasks(task_url, token, 40)
             headers = {"Authorization": f"Bearer {token}"}
             list_path = "/api/v1/tasks/?limit=20"
             task_targets = {
