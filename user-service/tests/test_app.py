@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 
 import httpx
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
+from user_service.main import create_app
 from user_service.models import Base
 
 
@@ -76,3 +78,64 @@ async def test_migrations_match_the_models(app: FastAPI) -> None:
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
         )
     assert diff == []
+
+
+async def test_migrate_on_start_creates_and_migrates_the_database(settings) -> None:
+    from sqlalchemy.engine import make_url
+    from taskflow_kit.migrations import drop_database
+    from taskflow_kit.testing import unique_name
+
+    url = make_url(settings.database_url).set(database=unique_name("tf_users_start"))
+    fresh_url = url.render_as_string(hide_password=False)
+    app = create_app(
+        settings.model_copy(update={"database_url": fresh_url, "migrate_on_start": True})
+    )
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                ready = await client.get("/ready")
+                created = await client.post(
+                    "/api/v1/users/",
+                    json={
+                        "email": "m@example.com",
+                        "username": "migrated",
+                        "password": "pw-pw-pw-pw",
+                    },
+                )
+    finally:
+        await drop_database(fresh_url)
+
+    assert ready.status_code == 200
+    assert created.status_code == 201
+
+
+@pytest.mark.parametrize("number", ["0", "-1", "9223372036854775808", "99999999999999999999"])
+async def test_out_of_range_numbers_are_422_not_500(
+    client: httpx.AsyncClient, api, number: str
+) -> None:
+    alice = await api.account(username="alice", admin=True)
+    by_id = await client.get(f"/api/v1/users/{number}", headers=alice.headers)
+    admin_patch = await client.patch(f"/api/v1/users/{number}", json={}, headers=alice.headers)
+    skip = await client.get("/api/v1/users/", params={"skip": number}, headers=alice.headers)
+
+    assert by_id.status_code == 422
+    assert admin_patch.status_code == 422
+    assert skip.status_code == (200 if number == "0" else 422)
+
+
+async def test_a_token_with_an_impossible_user_id_is_401(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from datetime import timedelta
+
+    from taskflow_kit.tokens import issue_token
+
+    token = issue_token(
+        app.state.token_issuer.config,
+        subject=str(2**70),
+        token_type="access",
+        ttl=timedelta(minutes=5),
+    )
+    response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401

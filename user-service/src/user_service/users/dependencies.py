@@ -10,7 +10,7 @@ from taskflow_kit.db import SessionDep
 from taskflow_kit.errors import Forbidden
 
 from user_service.users.errors import InactiveOrUnknownUser
-from user_service.users.models import User
+from user_service.users.models import BIGINT_MAX, User
 from user_service.users.repository import UserRepository
 from user_service.users.service import UserService
 
@@ -22,6 +22,8 @@ def get_user_service(request: Request, session: SessionDep) -> UserService:
 async def current_user(principal: PrincipalDep, session: SessionDep) -> User:
     """The caller's account, re-read from the database: a valid access token of a deleted or
     deactivated user is refused here even though it has not expired yet."""
+    if not 1 <= principal.id <= BIGINT_MAX:  # not an id we could have issued
+        raise InactiveOrUnknownUser()
     user = await UserRepository(session).get(principal.id)
     if user is None or not user.is_active:
         raise InactiveOrUnknownUser()

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from user_service.database import Base
 
+BIGINT_MAX = 2**63 - 1  # the largest id the column can hold
+
 
 class User(Base):
     __tablename__ = "user_account"  # "user" is a reserved word in PostgreSQL

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from taskflow_kit.errors import Forbidden, Unauthorized, problem_responses
 
 from user_service.auth.dependencies import LoginThrottleDep
@@ -21,6 +21,7 @@ from user_service.users.errors import (
     UserNotFound,
     WrongCurrentPassword,
 )
+from user_service.users.models import BIGINT_MAX
 from user_service.users.schemas import (
     AdminUserUpdate,
     PasswordChange,
@@ -32,6 +33,8 @@ from user_service.users.schemas import (
 )
 
 router = APIRouter(tags=["users"])
+
+UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's numeric id")]
 
 _AUTHENTICATED = problem_responses(Unauthorized)
 
@@ -122,7 +125,7 @@ async def list_users(
     user: CurrentUserDep,
     user_service: UserServiceDep,
     q: Annotated[StorableText | None, Query(max_length=100)] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[UserRead] | list[UserPublic]:
     """The user directory, ordered by username: public profiles of active users whose
@@ -142,7 +145,7 @@ async def list_users(
     responses=problem_responses(Unauthorized, UserNotFound),
 )
 async def read_user(
-    user_id: int, user: CurrentUserDep, user_service: UserServiceDep
+    user_id: UserId, user: CurrentUserDep, user_service: UserServiceDep
 ) -> UserRead | UserPublic:
     """One user's public profile (`is_active` false for a deactivated account; 404 if there
     is no such user). Administrators get the full record."""
@@ -158,7 +161,7 @@ async def read_user(
     responses=problem_responses(Unauthorized, Forbidden, UserNotFound, SelfLockout),
 )
 async def administer_user(
-    user_id: int, body: AdminUserUpdate, admin: CurrentAdminDep, user_service: UserServiceDep
+    user_id: UserId, body: AdminUserUpdate, admin: CurrentAdminDep, user_service: UserServiceDep
 ) -> UserRead:
     """Administrators only: activate or deactivate a user (deactivation ends their sessions),
     grant or revoke administrator rights. Admins cannot lock themselves out (409)."""
