@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +11,7 @@ from taskflow_kit.app import create_service_app
 from taskflow_kit.db import create_engine, create_sessionmaker, ping_database
 from taskflow_kit.health import health_router
 from taskflow_kit.logs import configure_logging
-from taskflow_kit.migrations import ensure_database, upgrade_to_head
+from taskflow_kit.migrations import prepare_database
 from taskflow_kit.redis_client import create_redis, ping_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 
@@ -34,8 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await ensure_database(settings.database_url)
-            await asyncio.to_thread(upgrade_to_head, ALEMBIC_INI, settings.database_url)
+            await prepare_database(ALEMBIC_INI, settings.database_url)
         engine = create_engine(settings.database_url)
         redis = create_redis(settings.redis_url)
         user_client = ResilientClient(

@@ -87,6 +87,13 @@ async def ensure_database(url: str) -> bool:
         await connection.close()
 
 
+async def prepare_database(alembic_ini: Path, database_url: str) -> None:
+    """Create the database if it is missing and migrate it to head: what a service does at start
+    when `MIGRATE_ON_START` is set (concurrent starts are serialised by `run_env`'s lock)."""
+    await ensure_database(database_url)
+    await asyncio.to_thread(upgrade_to_head, alembic_ini, database_url)
+
+
 async def drop_database(url: str) -> None:
     name = make_url(url).database
     connection = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskflow_kit.migrations import drop_database, ensure_database, upgrade_to_head
+from taskflow_kit.migrations import drop_database, prepare_database
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -36,9 +35,8 @@ async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str
     """A new database with every migration applied; dropped afterwards."""
     url = make_url(test_database_server_url()).set(database=unique_name(prefix))
     database_url = url.render_as_string(hide_password=False)
-    await ensure_database(database_url)
     try:
-        await asyncio.to_thread(upgrade_to_head, alembic_ini, database_url)
+        await prepare_database(alembic_ini, database_url)
         yield database_url
     finally:
         await drop_database(database_url)
