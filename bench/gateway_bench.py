@@ -271,8 +271,9 @@ def run_wrk(
     cpu_after = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50_match = re.search(r"50%\s+(\S+)", out)
-    p99_match = re.search(r"99%\s+(\S+)", out)
+    # Anchored: "+/- Stdev" columns also end in "%" (e.g. "72.50%").
+    p50_match = re.search(r"^\s+50%\s+(\S+)$", out, re.MULTILINE)
+    p99_match = re.search(r"^\s+99%\s+(\S+)$", out, re.MULTILINE)
     p50 = _ms(p50_match.group(1)) if p50_match else float("nan")
     p99 = _ms(p99_match.group(1)) if p99_match else float("nan")
     errors = 0

@@ -200,3 +200,24 @@ async def test_failed_half_open_probe_reopens_the_breaker(make_gateway: GatewayF
         assert "unreachable" in probe.json()["detail"]
         after = await gw.client.get("/api/v1/tasks")
         assert "circuit open" in after.json()["detail"]
+
+
+async def test_connections_per_replica_are_bounded(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _slow, slow_server = await start_backend("slow", delay=0.5)
+    async with make_gateway(
+        tasks=[slow_server.url],
+        max_connections_per_replica=1,
+        connect_timeout=0.1,
+        retries=0,
+        health_interval_seconds=60,
+    ) as gw:
+        first, second = await asyncio.gather(
+            gw.client.get("/api/v1/tasks/1"), gw.client.get("/api/v1/tasks/2")
+        )
+        assert sorted([first.status_code, second.status_code]) == [200, 503]
+        # Busy is not broken: the replica stays in rotation and its connection is reused.
+        status = (await gw.client.get("/api/status")).json()
+        assert replica_states(status, "task-service")[slow_server.url] == "up"
+        assert (await gw.client.get("/api/v1/tasks/3")).status_code == 200

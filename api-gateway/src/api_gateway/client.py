@@ -38,9 +38,11 @@ class FailureKind(enum.Enum):
 
 
 class UpstreamError(Exception):
-    def __init__(self, kind: FailureKind, detail: str) -> None:
+    def __init__(self, kind: FailureKind, detail: str, *, replica_at_fault: bool = True) -> None:
         super().__init__(detail)
         self.kind = kind
+        # False when the replica is merely busy (every pooled connection in use).
+        self.replica_at_fault = replica_at_fault
 
 
 class UpstreamResponse:
@@ -279,11 +281,16 @@ class UpstreamClient:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(self.limit)
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await pool.slots.acquire()
-        except TimeoutError as exc:
-            raise UpstreamError(FailureKind.CONNECT, "no free connection in time") from exc
+        if pool.slots.locked():  # all connections busy: wait, but no longer than a connect
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await pool.slots.acquire()
+            except TimeoutError as exc:
+                raise UpstreamError(
+                    FailureKind.CONNECT, "no free connection in time", replica_at_fault=False
+                ) from exc
+        else:
+            await pool.slots.acquire()  # free: returns at once
         connection = pool.take_idle()
         if connection is not None:
             return connection

@@ -244,7 +244,10 @@ class Forwarder:
                             or (kind is FailureKind.DISCONNECT and may_repeat)
                         )
                     )
-                    if kind in (FailureKind.CONNECT, FailureKind.TIMEOUT):
+                    if error.replica_at_fault and kind in (
+                        FailureKind.CONNECT,
+                        FailureKind.TIMEOUT,
+                    ):
                         replica.eject(f"{kind.value}: {error}")
                     logger.warning(
                         "upstream_attempt_failed",
