@@ -221,3 +221,23 @@ async def test_connections_per_replica_are_bounded(
         status = (await gw.client.get("/api/status")).json()
         assert replica_states(status, "task-service")[slow_server.url] == "up"
         assert (await gw.client.get("/api/v1/tasks/3")).status_code == 200
+
+
+async def test_one_frozen_replica_does_not_open_the_circuit_for_the_others(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _slow, slow_server = await start_backend("frozen", delay=5)
+    _good, good_server = await start_backend("good")
+    async with make_gateway(
+        tasks=[slow_server.url, good_server.url],
+        read_timeout=0.3,
+        breaker_failures=2,
+        health_interval_seconds=60,
+    ) as gw:
+        burst = await asyncio.gather(*(gw.client.get(f"/api/v1/tasks/{i}") for i in range(8)))
+        assert {r.status_code for r in burst} == {200, 504}
+        steady = [(await gw.client.get("/api/v1/tasks")).status_code for _ in range(10)]
+        assert steady == [200] * 10
+        status = (await gw.client.get("/api/status")).json()
+        assert status["upstreams"]["task-service"]["circuit"] == "closed"
+        assert replica_states(status, "task-service")[slow_server.url] == "ejected"

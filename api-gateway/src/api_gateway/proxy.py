@@ -258,14 +258,20 @@ class Forwarder:
                         retry=retry,
                     )
                     if not retry:
-                        breaker.record_failure()
+                        # The breaker is about the upstream as a whole: a replica that failed
+                        # is ejected above, and while others are routable they keep serving.
+                        if is_probe or not upstream.replicas.any_routable():
+                            breaker.record_failure()
                         settled = True
                         raise self._failure(upstream, kind) from error
                     delay = self.retry_backoff * (2 ** (len(tried) - 1))
                     await asyncio.sleep(delay * random.uniform(0.5, 1.5))
         except TimeoutError as exc:
+            if tried:
+                tried[-1].eject("no answer within the deadline")
             if not settled:
-                breaker.record_failure()
+                if is_probe or not upstream.replicas.any_routable():
+                    breaker.record_failure()
                 settled = True
             raise GatewayTimeout(
                 f"{upstream.name} did not answer within {self.deadline:g} s"

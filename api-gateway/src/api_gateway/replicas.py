@@ -177,6 +177,9 @@ class ReplicaSet:
             )
         self.replicas = wanted
 
+    def any_routable(self) -> bool:
+        return any(replica.routable for replica in self.replicas)
+
     def pick(self, exclude: Iterable[Replica] = ()) -> Replica | None:
         """The routable replica with the fewest requests in flight (round-robin among equals).
 
