@@ -55,6 +55,7 @@ class UpstreamResponse:
         self.status = 0
         self.raw_headers: RawHeaders = []
         self.content_length: int | None = None
+        self.chunked = False
         self.keep_alive = False
         self.complete = False
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -68,6 +69,8 @@ class UpstreamResponse:
         name = name.lower()
         if name == b"content-length" and value.isdigit():
             self.content_length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            self.chunked = True
         self.raw_headers.append((name, value))
 
     def _on_headers_complete(self, status: int, keep_alive: bool) -> None:
@@ -89,6 +92,10 @@ class UpstreamResponse:
     def _on_complete(self) -> None:
         self.complete = True
         self._wake()
+
+    def delimited_by_close(self) -> bool:
+        """A head without Content-Length or chunked coding: the body runs to the close."""
+        return self._head.done() and self.content_length is None and not self.chunked
 
     def _fail(self, error: UpstreamError) -> None:
         if self.complete:
@@ -170,10 +177,14 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.response is not None:
-            self.response._fail(
-                UpstreamError(FailureKind.DISCONNECT, "the upstream closed the connection")
-            )
+        response = self.response
+        if response is not None:
+            if exc is None and response.delimited_by_close():
+                response._on_complete()  # HTTP/1.0 style: the body ends with the connection
+            else:
+                response._fail(
+                    UpstreamError(FailureKind.DISCONNECT, "the upstream closed the connection")
+                )
         if self._can_write is not None:
             self._can_write.set()
         self.pool.forget(self)

@@ -1,0 +1,137 @@
+"""The upstream client on the wire: keep-alive reuse, stale connections, odd framings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from api_gateway.client import FailureKind, UpstreamClient, UpstreamError
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP server running `handler` per connection; yields its port and connection count."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            await handler(reader, writer)  # type: ignore[misc]
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def client(**options: float) -> UpstreamClient:
+    return UpstreamClient(
+        connect_timeout=options.get("connect_timeout", 1.0),
+        read_timeout=options.get("read_timeout", 1.0),
+        max_connections_per_replica=4,
+    )
+
+
+async def test_keep_alive_connections_are_reused() -> None:
+    async def answer_many(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    upstream = client()
+    async with raw_server(answer_many) as (port, connections):
+        for _ in range(5):
+            status, body = await upstream.get("127.0.0.1", port, "/x")
+            assert (status, body) == (200, b"ok")
+        assert len(connections) == 1
+        await upstream.aclose()
+
+
+async def test_a_connection_closed_by_the_server_while_idle_is_not_reused() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # then an idle timeout closes it, as uvicorn does
+
+    upstream = client()
+    async with raw_server(answer_then_close) as (port, connections):
+        assert await upstream.get("127.0.0.1", port, "/x") == (200, b"ok")
+        await asyncio.sleep(0.2)
+        assert await upstream.get("127.0.0.1", port, "/x") == (200, b"ok")
+        assert len(connections) == 2
+        await upstream.aclose()
+
+
+async def test_a_body_delimited_by_the_connection_close_is_complete() -> None:
+    async def old_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
+    upstream = client()
+    async with raw_server(old_style) as (port, _):
+        assert await upstream.get("127.0.0.1", port, "/x") == (200, b"until the end")
+        await upstream.aclose()
+
+
+async def test_failures_are_classified_by_where_they_happened() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+        await writer.drain()
+
+    upstream = client(read_timeout=0.2)
+    expectations = [
+        (silent, FailureKind.TIMEOUT),
+        (hang_up, FailureKind.DISCONNECT),
+        (garbage, FailureKind.PROTOCOL),
+        (truncated, FailureKind.DISCONNECT),
+    ]
+    for handler, kind in expectations:
+        async with raw_server(handler) as (port, _):
+            with pytest.raises(UpstreamError) as caught:
+                await upstream.get("127.0.0.1", port, "/x")
+            assert caught.value.kind is kind, handler.__name__
+
+    async with raw_server(silent) as (port, _):
+        pass  # closed: nothing listens on this port any more
+    with pytest.raises(UpstreamError) as caught:
+        await upstream.get("127.0.0.1", port, "/x")
+    assert caught.value.kind is FailureKind.CONNECT
+    await upstream.aclose()
+
+
+async def test_slots_are_returned_whatever_happens() -> None:
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
+            await writer.drain()
+            return
+
+    upstream = client(read_timeout=0.1, connect_timeout=0.2)
+    async with raw_server(truncated) as (port, _):
+        for _ in range(10):  # more than the 4 slots: each failure must give its slot back
+            with pytest.raises(UpstreamError):
+                await upstream.get("127.0.0.1", port, "/x")
+    await upstream.aclose()
