@@ -134,6 +134,9 @@ class ServiceProcess:
             LOOPBACK,
             "--port",
             str(self.port),
+            # The gateway is the edge and the services apply their own X-Forwarded-For rules:
+            # uvicorn must not rewrite the client address from headers a client can forge.
+            "--no-proxy-headers",
         ]
 
     def start(self) -> None:

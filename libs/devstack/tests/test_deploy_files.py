@@ -59,6 +59,7 @@ def test_dockerfile_runs_the_service_package(service: str) -> None:
     assert f"--package {service}" in dockerfile
     assert f'"{package}.main:create_app"' in dockerfile
     assert f"EXPOSE {port}" in dockerfile
+    assert "--no-proxy-headers" in dockerfile, "uvicorn must not trust forged X-Forwarded-For"
     assert re.search(r"^USER \w+", dockerfile, re.MULTILINE), "images must not run as root"
     assert (ROOT / service / "src" / package / "__init__.py").is_file()
 

@@ -127,6 +127,9 @@ def run(stack: Stack) -> int:
                 "--port",
                 str(service.port),
                 "--no-access-log",
+                # Clients on this host must not be able to forge their address through
+                # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
+                "--no-proxy-headers",
             ]
             process = subprocess.Popen(
                 command,
