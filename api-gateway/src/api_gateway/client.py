@@ -109,8 +109,8 @@ class UpstreamResponse:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _wait_head(self) -> None:
-        await _with_timeout(self._head, self._read_timeout)
+    async def _wait_head(self, seconds: float) -> None:
+        await _with_timeout(self._head, seconds)
 
     async def _wait_data(self) -> None:
         if self._error is not None:
@@ -287,14 +287,14 @@ class UpstreamClient:
                 pool.idle.pop().close()
         self._pools.clear()
 
-    async def _connection(self, host: str, port: int) -> _Connection:
+    async def _connection(self, host: str, port: int, connect_timeout: float) -> _Connection:
         key = (host, port)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(self.limit)
         if pool.slots.locked():  # all connections busy: wait, but no longer than a connect
             try:
-                async with asyncio.timeout(self.connect_timeout):
+                async with asyncio.timeout(connect_timeout):
                     await pool.slots.acquire()
             except TimeoutError as exc:
                 raise UpstreamError(
@@ -307,7 +307,7 @@ class UpstreamClient:
             return connection
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(connect_timeout):
                 transport, protocol = await loop.create_connection(
                     lambda: _Connection(pool), host.strip("[]"), port
                 )
@@ -329,10 +329,16 @@ class UpstreamClient:
         body: bytes | AsyncIterable[bytes] | None,
         *,
         head_only: bool = False,
+        within: float | None = None,
     ) -> UpstreamResponse:
         """Send a request (`head` is the complete request line and headers) and wait for the
-        answer's head. The caller must `release()` the response."""
-        connection = await self._connection(host, port)
+        answer's head; `within` caps the connect and head waits (what is left of a deadline).
+        The caller must `finish()` the response."""
+        connect_timeout = (
+            self.connect_timeout if within is None else min(self.connect_timeout, within)
+        )
+        began = time.monotonic()
+        connection = await self._connection(host, port, connect_timeout)
         response = UpstreamResponse(connection, head_only=head_only, read_timeout=self.read_timeout)
         connection.response = response
         try:
@@ -340,10 +346,21 @@ class UpstreamClient:
                 connection.write(head + body if body else head)
             else:
                 connection.write(head)
-                async for chunk in body:
-                    connection.write(chunk)
-                    await connection.drain()
-            await response._wait_head()
+                try:
+                    async with asyncio.timeout(self.read_timeout if within is None else within):
+                        async for chunk in body:
+                            connection.write(chunk)
+                            await connection.drain()
+                except TimeoutError as exc:
+                    raise UpstreamError(
+                        FailureKind.TIMEOUT, "the upstream did not take the request body in time"
+                    ) from exc
+            started = time.monotonic()
+            await response._wait_head(
+                self.read_timeout
+                if within is None
+                else max(0.0, min(self.read_timeout, within - (started - began)))
+            )
         except BaseException:
             self.finish(response)
             raise

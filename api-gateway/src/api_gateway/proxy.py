@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -209,73 +210,71 @@ class Forwarder:
         is_probe = breaker.state is BreakerState.HALF_OPEN
         settled = False
         tried: list[Replica] = []
+        # The deadline caps each attempt's waits (no timer of its own on the hot path).
+        deadline_at = time.monotonic() + self.deadline
         try:
-            async with asyncio.timeout(self.deadline):
-                while True:
-                    replica = upstream.replicas.pick(tried)
-                    if replica is None:
-                        raise UpstreamUnavailable(f"{upstream.name} has no replicas")
-                    tried.append(replica)
-                    replica.in_flight += 1
-                    try:
-                        response = await upstream.client.send(
-                            replica.host, replica.port, head, content, head_only=head_only
-                        )
-                    except BaseException as exc:
-                        replica.in_flight -= 1
-                        if not isinstance(exc, UpstreamError):
-                            raise
-                        error = exc
-                    else:
-                        replica.record_status(response.status, eject_after_5xx=self.eject_after_5xx)
-                        breaker.record_success()
-                        settled = True
-                        return response, replica
+            while True:
+                remaining = deadline_at - time.monotonic()
+                if remaining <= 0:
+                    raise GatewayTimeout(
+                        f"{upstream.name} did not answer within {self.deadline:g} s"
+                    )
+                replica = upstream.replicas.pick(tried)
+                if replica is None:
+                    raise UpstreamUnavailable(f"{upstream.name} has no replicas")
+                tried.append(replica)
+                replica.in_flight += 1
+                try:
+                    response = await upstream.client.send(
+                        replica.host,
+                        replica.port,
+                        head,
+                        content,
+                        head_only=head_only,
+                        within=remaining,
+                    )
+                except BaseException as exc:
+                    replica.in_flight -= 1
+                    if not isinstance(exc, UpstreamError):
+                        raise
+                    error = exc
+                else:
+                    replica.record_status(response.status, eject_after_5xx=self.eject_after_5xx)
+                    breaker.record_success()
+                    settled = True
+                    return response, replica
 
-                    kind = error.kind
-                    replayable = not isinstance(content, _StreamedBody) or not content.started
-                    # Nothing was sent on a connect failure, so any method may go elsewhere;
-                    # a lost connection may have been processed: only repeatable requests.
-                    retry = (
-                        len(tried) <= self.retries
-                        and replayable
-                        and (
-                            kind is FailureKind.CONNECT
-                            or (kind is FailureKind.DISCONNECT and may_repeat)
-                        )
+                kind = error.kind
+                replayable = not isinstance(content, _StreamedBody) or not content.started
+                # Nothing was sent on a connect failure, so any method may go elsewhere;
+                # a lost connection may have been processed: only repeatable requests.
+                retry = (
+                    len(tried) <= self.retries
+                    and replayable
+                    and (
+                        kind is FailureKind.CONNECT
+                        or (kind is FailureKind.DISCONNECT and may_repeat)
                     )
-                    if error.replica_at_fault and kind in (
-                        FailureKind.CONNECT,
-                        FailureKind.TIMEOUT,
-                    ):
-                        replica.eject(f"{kind.value}: {error}")
-                    logger.warning(
-                        "upstream_attempt_failed",
-                        upstream=upstream.name,
-                        replica=replica.base_url,
-                        failure=kind.value,
-                        error=str(error),
-                        retry=retry,
-                    )
-                    if not retry:
-                        # The breaker is about the upstream as a whole: a replica that failed
-                        # is ejected above, and while others are routable they keep serving.
-                        if is_probe or not upstream.replicas.any_routable():
-                            breaker.record_failure()
-                        settled = True
-                        raise self._failure(upstream, kind) from error
-                    delay = self.retry_backoff * (2 ** (len(tried) - 1))
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-        except TimeoutError as exc:
-            if tried:
-                tried[-1].eject("no answer within the deadline")
-            if not settled:
-                if is_probe or not upstream.replicas.any_routable():
-                    breaker.record_failure()
-                settled = True
-            raise GatewayTimeout(
-                f"{upstream.name} did not answer within {self.deadline:g} s"
-            ) from exc
+                )
+                if error.replica_at_fault and kind in (FailureKind.CONNECT, FailureKind.TIMEOUT):
+                    replica.eject(f"{kind.value}: {error}")
+                logger.warning(
+                    "upstream_attempt_failed",
+                    upstream=upstream.name,
+                    replica=replica.base_url,
+                    failure=kind.value,
+                    error=str(error),
+                    retry=retry,
+                )
+                if not retry:
+                    # The breaker is about the upstream as a whole: a replica that failed is
+                    # ejected above, and while others are routable they keep serving.
+                    if is_probe or not upstream.replicas.any_routable():
+                        breaker.record_failure()
+                    settled = True
+                    raise self._failure(upstream, kind) from error
+                delay = self.retry_backoff * (2 ** (len(tried) - 1)) * random.uniform(0.5, 1.5)
+                await asyncio.sleep(min(delay, max(0.0, deadline_at - time.monotonic())))
         finally:
             if is_probe and not settled:
                 breaker.record_failure()  # never leave the half-open probe slot taken
