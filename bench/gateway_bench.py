@@ -481,7 +481,9 @@ def main() -> None:
             port = free_port()
             gateways[name] = bench.start(
                 name,
-                uvicorn_argv("api_gateway.main:create_app", port, "--factory"),
+                uvicorn_argv(
+                    "api_gateway.main:create_app", port, "--factory", "--no-proxy-headers"
+                ),
                 port=port,
                 env={
                     **shared_env,
