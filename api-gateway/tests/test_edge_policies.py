@@ -178,8 +178,25 @@ async def test_cors_preflight_is_answered_by_the_gateway(
         )
         assert "access-control-allow-origin" not in refused.headers
 
+        # Without an Origin: no CORS headers, but caches learn that the answer varies by it.
+        plain = await gw.client.get("/api/v1/tasks")
+        assert plain.status_code == 200
+        assert plain.headers["vary"] == "Origin"
+        assert "access-control-allow-origin" not in plain.headers
+        assert (await gw.client.get("/nowhere")).headers["vary"] == "Origin"
+
         simple = await gw.client.get("/api/v1/tasks", headers={"Origin": "http://localhost:3000"})
         assert simple.headers["access-control-allow-origin"] == "http://localhost:3000"
         exposed = simple.headers["access-control-expose-headers"].lower()
         for name in ("etag", "location", "x-request-id", "ratelimit-remaining", "retry-after"):
             assert name in exposed
+
+
+def test_vary_is_merged_not_duplicated() -> None:
+    from api_gateway.cors import add_vary_origin
+
+    assert add_vary_origin([(b"etag", b"x")]) == [(b"etag", b"x"), (b"vary", b"Origin")]
+    assert add_vary_origin(((b"Vary", b"Accept"), (b"etag", b"x"), (b"vary", b"Cookie"))) == [
+        (b"etag", b"x"),
+        (b"vary", b"Accept, Cookie, Origin"),
+    ]

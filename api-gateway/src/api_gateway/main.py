@@ -9,13 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.middleware.cors import CORSMiddleware
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
 from taskflow_kit.logs import configure_logging
 
 from api_gateway import status
 from api_gateway.config import Settings
+from api_gateway.cors import GatewayCORS
 from api_gateway.gateway import Gateway
 from api_gateway.proxy import ProxyRoute
 from api_gateway.replicas import Resolver, resolve_host
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
 
     origins = settings.cors_origin_list()
     app.add_middleware(
-        CORSMiddleware,
+        GatewayCORS,
         allow_origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=CORS_METHODS,
