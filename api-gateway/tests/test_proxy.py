@@ -234,3 +234,22 @@ async def test_declared_oversize_body_is_refused_without_reading_it(
         assert status == 413
         assert b"problem+json" in body
     assert backend.hits == 0
+
+
+async def test_proxied_requests_take_the_short_chain_with_metrics_and_problems(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    from api_gateway.proxy import ProxyFirst
+
+    _backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url], max_body_bytes=10) as gw:
+        assert (await gw.client.get("/api/v1/tasks/5")).status_code == 200
+        assert isinstance(gw.app.middleware_stack, ProxyFirst)
+        refused = await gw.client.post("/api/v1/tasks/", content=b"x" * 11)
+        assert refused.status_code == 413
+        assert refused.json()["request_id"] == refused.headers["x-request-id"]
+        metrics = (await gw.client.get("/metrics")).text
+        # Labelled by prefix, never by raw path: a bounded set of series.
+        assert 'route="/api/v1/tasks",service="api-gateway",status="200"' in metrics
+        assert 'route="/api/v1/tasks",service="api-gateway",status="413"' in metrics
+        assert "/api/v1/tasks/5" not in metrics

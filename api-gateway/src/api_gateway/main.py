@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
+from taskflow_kit.logs import RequestContextMiddleware, configure_logging
+from taskflow_kit.metrics import MetricsMiddleware
 
 from api_gateway import status
 from api_gateway.config import Settings
 from api_gateway.cors import GatewayCORS
 from api_gateway.gateway import Gateway
-from api_gateway.proxy import ProxyRoute
+from api_gateway.proxy import ProblemBoundary, ProxyDispatch, ProxyFirst, ProxyRoute
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import ROUTES
 
@@ -25,6 +26,7 @@ DESCRIPTION = """The single entry point of TaskFlow: every public route of user-
 task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAuth2 password
 flow against `/api/v1/auth/login`)."""
 
+SERVICE = "api-gateway"
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CORS_REQUEST_HEADERS = [
     "Authorization",
@@ -46,9 +48,7 @@ CORS_EXPOSED_HEADERS = [
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve_host) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(service="api-gateway", level=settings.log_level, json=settings.log_json)
-    # httpx logs every request at INFO: that is the access log's job, once.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
             await gateway.aclose()
 
     app = create_service_app(
-        service="api-gateway",
+        service=SERVICE,
         title="TaskFlow API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -73,9 +73,9 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    # Raw ASGI routes first: the hot path matches before any FastAPI route is tried.
-    for prefix, upstream in ROUTES.items():
-        app.router.routes.insert(0, ProxyRoute(prefix, upstream))
+    # Raw ASGI routes, one per public prefix, first in the router...
+    proxy_routes = [ProxyRoute(prefix, upstream) for prefix, upstream in ROUTES.items()]
+    app.router.routes[:0] = proxy_routes
 
     async def redis_check() -> None:
         await app.state.gateway.redis.ping()
@@ -92,15 +92,30 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
     app.openapi = merged_openapi  # type: ignore[method-assign]
 
     origins = settings.cors_origin_list()
-    app.add_middleware(
-        GatewayCORS,
-        allow_origins=origins,
-        allow_credentials="*" not in origins,
-        allow_methods=CORS_METHODS,
-        allow_headers=CORS_REQUEST_HEADERS,
-        expose_headers=CORS_EXPOSED_HEADERS,
-        max_age=600,
+    cors: dict[str, Any] = {
+        "allow_origins": origins,
+        "allow_credentials": "*" not in origins,
+        "allow_methods": CORS_METHODS,
+        "allow_headers": CORS_REQUEST_HEADERS,
+        "expose_headers": CORS_EXPOSED_HEADERS,
+        "max_age": 600,
+    }
+    app.add_middleware(GatewayCORS, **cors)
+
+    # ...and, on the hot path, reached before FastAPI's own per-request layers, through the same
+    # middlewares every request gets (CORS, request id and access log, metrics, problem+json).
+    proxied = GatewayCORS(
+        RequestContextMiddleware(
+            MetricsMiddleware(ProblemBoundary(ProxyDispatch()), service=SERVICE)
+        ),
+        **cors,
     )
+    build_middleware_stack = app.build_middleware_stack
+
+    def build_with_proxy_first() -> ASGIApp:
+        return ProxyFirst(proxied, build_middleware_stack(), proxy_routes)
+
+    app.build_middleware_stack = build_with_proxy_first  # type: ignore[method-assign]
     return app
 
 

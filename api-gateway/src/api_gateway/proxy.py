@@ -15,9 +15,15 @@ from typing import Any
 import structlog
 from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from taskflow_kit.context import current_request_id
-from taskflow_kit.errors import BadRequest, GatewayTimeout, TooManyRequests
+from taskflow_kit.errors import (
+    BadRequest,
+    GatewayTimeout,
+    ProblemError,
+    TooManyRequests,
+    problem_response,
+)
 from taskflow_kit.logs import normalise_request_id
 from taskflow_kit.resilience import BreakerState, UpstreamUnavailable
 
@@ -338,3 +344,61 @@ class ProxyRoute(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = scope["app"].state.gateway
         await gateway.forwarder(gateway.upstreams[self.upstream], scope, receive, send)
+
+
+class ProblemBoundary:
+    """Renders errors raised before the answer started as problem+json, as the kit's handlers
+    do for FastAPI routes (the forwarder raises only before it sends anything)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ProblemError as exc:
+            response = problem_response(
+                exc.status_code,
+                exc.title,
+                exc.detail,
+                type_=exc.type,
+                headers=exc.headers,
+                extra=exc.extra,
+            )
+            await response(scope, receive, send)
+        except Exception:
+            logger.exception("unhandled_error", path=scope.get("path"))
+            response = problem_response(
+                500, "Internal Server Error", "An unexpected error occurred"
+            )
+            await response(scope, receive, send)
+
+
+class ProxyFirst:
+    """In front of the FastAPI app: a proxied path goes straight to its own short chain (CORS,
+    request id + access log, metrics, problem rendering, forwarder), skipping the per-request
+    layers FastAPI and Starlette add for their routes (error middlewares, a Request object,
+    exit stacks, route matching). Everything else goes to the app as usual."""
+
+    def __init__(self, proxied: ASGIApp, app: ASGIApp, routes: list[ProxyRoute]) -> None:
+        self.proxied = proxied
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.routes:
+                match, _ = route.matches(scope)
+                if match is Match.FULL:
+                    scope["route"] = route  # the metrics label: the prefix, a bounded set
+                    await self.proxied(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+class ProxyDispatch:
+    """The route chosen by `ProxyFirst` handles the request."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: ProxyRoute = scope["route"]
+        await route.handle(scope, receive, send)
