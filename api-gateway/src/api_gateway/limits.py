@@ -223,4 +223,7 @@ class GatewayRateLimits:
         while True:
             await asyncio.sleep(self.flush_interval)
             if self._windows:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:  # the flusher must outlive any one failure
+                    logger.exception("rate_limit_flush_failed")
