@@ -99,3 +99,22 @@ async def test_unreachable_database_is_503_not_500() -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_state_checks_report_each_dependency(engine: AsyncEngine) -> None:
+    from taskflow_kit.health import database_and_redis_checks, health_router
+    from taskflow_kit.redis_client import create_redis
+
+    app = FastAPI()
+    app.state.engine = engine
+    app.state.redis = create_redis("redis://127.0.0.1:1/0", timeout=0.2)
+    app.include_router(health_router(database_and_redis_checks(app)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.get("/ready")
+    await app.state.redis.aclose()
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["status"] == "up"
+    assert checks["redis"]["status"] == "down"

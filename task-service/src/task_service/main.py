@@ -8,11 +8,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
-from taskflow_kit.db import create_engine, create_sessionmaker, ping_database
-from taskflow_kit.health import health_router
+from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
-from taskflow_kit.redis_client import create_redis, ping_redis
+from taskflow_kit.redis_client import create_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 
 from task_service.aggregates.router import router as aggregates_router
@@ -70,13 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
 
-    async def database_check() -> None:
-        await ping_database(app.state.engine)
-
-    async def redis_check() -> None:
-        await ping_redis(app.state.redis)
-
-    app.include_router(health_router({"database": database_check, "redis": redis_check}))
+    app.include_router(health_router(database_and_redis_checks(app)))
     app.include_router(tasks_router)
     app.include_router(aggregates_router)
     return app

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
-from taskflow_kit.db import create_engine, create_sessionmaker, ping_database
-from taskflow_kit.health import health_router
+from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
 from taskflow_kit.ratelimit import RateLimiter
-from taskflow_kit.redis_client import create_redis, ping_redis
+from taskflow_kit.redis_client import create_redis
 
 from user_service import __doc__ as service_doc
 from user_service.auth.router import router as auth_router
@@ -75,13 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refresh_ttl=timedelta(days=settings.refresh_token_expire_days),
     )
 
-    async def database_check() -> None:
-        await ping_database(engine)
-
-    async def redis_check() -> None:
-        await ping_redis(redis)
-
-    app.include_router(health_router({"database": database_check, "redis": redis_check}))
+    app.include_router(health_router(database_and_redis_checks(app)))
     app.include_router(auth_router)
     app.include_router(users_router)
     return app

@@ -7,8 +7,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+
+from taskflow_kit.db import ping_database
+from taskflow_kit.redis_client import ping_redis
 
 Check = Callable[[], Awaitable[object]]
 
@@ -44,3 +47,16 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
         )
 
     return router
+
+
+def database_and_redis_checks(app: FastAPI) -> dict[str, Check]:
+    """Readiness checks of the engine and Redis client a service keeps on `app.state` as
+    `engine` and `redis` (looked up when a check runs, so the lifespan may create them)."""
+
+    async def database() -> None:
+        await ping_database(app.state.engine)
+
+    async def redis() -> None:
+        await ping_redis(app.state.redis)
+
+    return {"database": database, "redis": redis}
