@@ -71,8 +71,6 @@ class Gateway:
             tokens=TokenGate(settings.token_config()),
             limits=self.limits,
             max_body_bytes=settings.max_body_bytes,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
             deadline=settings.deadline,
             retries=settings.retries,
             retry_backoff=settings.retry_backoff_seconds,

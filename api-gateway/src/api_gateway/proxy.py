@@ -100,8 +100,6 @@ class Forwarder:
         tokens: TokenGate,
         limits: GatewayRateLimits,
         max_body_bytes: int,
-        connect_timeout: float,
-        read_timeout: float,
         deadline: float,
         retries: int,
         retry_backoff: float,
