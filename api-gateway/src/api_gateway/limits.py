@@ -34,16 +34,6 @@ from taskflow_kit.resilience import BreakerState, CircuitBreaker
 
 logger = structlog.get_logger("api_gateway.limits")
 
-# INCRBY the window's counter and start its expiry on the first hit (as the kit's script, but
-# adding a batch of hits at once).
-_ADD_SCRIPT = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
-"""
-
 
 class LimiterMode(enum.StrEnum):
     REDIS = "redis"
@@ -60,20 +50,6 @@ def max_unsent(limit: int) -> int:
     """At most this many hits are held back per key before one is decided in Redis again, so
     the other replicas' unsent hits (unseen here) stay well inside the margin."""
     return max(1, margin(limit) // 4)
-
-
-class _LocalFallback(RateLimiter):
-    """The kit's limiter, used only for its in-process fallback while Redis is down."""
-
-    def local_hit(self, key: str, *, limit: int, window: float) -> RateLimitResult:
-        count, ttl_ms = self._local_hit(key, window, 1)
-        return RateLimitResult(
-            allowed=count <= limit,
-            limit=limit,
-            remaining=max(0, limit - count),
-            reset_after=ttl_ms / 1000,
-            degraded=True,
-        )
 
 
 @dataclass
@@ -119,9 +95,7 @@ class GatewayRateLimits:
         self.per_ip = per_ip
         self.window = window_seconds
         self.flush_interval = flush_interval
-        self._prefix = prefix
-        self._add = redis.register_script(_ADD_SCRIPT)
-        self._fallback = _LocalFallback(redis, prefix=prefix)
+        self._limiter = RateLimiter(redis, prefix=prefix)
         self._windows: dict[str, _Window] = {}
         self._redis_breaker = CircuitBreaker(failure_threshold=3, reset_timeout=5.0)
         self._redis_failed = False
@@ -173,7 +147,7 @@ class GatewayRateLimits:
         added = await self._send(key, amount)
         if added is None:
             self._windows.pop(key, None)
-            return self._fallback.local_hit(key, limit=limit, window=self.window)
+            return self._limiter.local_hit(key, limit=limit, window=self.window)
         total, reset_after = added
         window.total = total
         window.expires_at = time.monotonic() + reset_after
@@ -188,9 +162,8 @@ class GatewayRateLimits:
         """INCRBY in Redis: (new total, seconds to the window's end), or None if Redis failed."""
         if not self._redis_breaker.allow():
             return None
-        window_ms = max(1, int(self.window * 1000))
         try:
-            total, ttl_ms = await self._add(keys=[self._prefix + key], args=[window_ms, amount])
+            added = await self._limiter.add(key, amount, window=self.window)
         except (RedisError, OSError) as exc:
             if not self._redis_failed:
                 logger.warning("rate_limit_redis_down", error=type(exc).__name__)
@@ -199,7 +172,7 @@ class GatewayRateLimits:
             return None
         self._redis_failed = False
         self._redis_breaker.record_success()
-        return int(total), int(ttl_ms) / 1000
+        return added
 
     async def flush(self) -> None:
         """Add every key's unsent hits to Redis; forget windows that are over."""

@@ -47,3 +47,13 @@ async def test_redis_down_falls_back_to_local_counting() -> None:
     assert limiter.degraded
     assert (await limiter.peek("k"))[0] == 3
     await dead.aclose()
+
+
+async def test_add_counts_a_batch_in_one_window(redis: Redis, key_prefix: str) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    total, reset_after = await limiter.add("batch", 7, window=30)
+    assert total == 7
+    assert 29 < reset_after <= 30
+    result = await limiter.hit("batch", limit=10, window=30, cost=3)
+    assert (result.allowed, result.remaining) == (True, 0)
+    assert not (await limiter.hit("batch", limit=10, window=30)).allowed

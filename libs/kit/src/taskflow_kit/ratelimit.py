@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-# INCR and set the expiry on the first hit, atomically (works on Redis 6.2 and 7).
-_HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+# Add hits (INCRBY) and start the window's expiry with the first of them, atomically (works on
+# Redis 6.2 and 7). Adding a batch in one call lets a caller count hits it held back.
+_ADD_SCRIPT = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {count, ttl}
@@ -38,26 +39,42 @@ class RateLimiter:
     def __init__(self, redis: Redis, *, prefix: str = "taskflow:rl:") -> None:
         self.redis = redis
         self.prefix = prefix
-        self._script = redis.register_script(_HIT_SCRIPT)
+        self._add = redis.register_script(_ADD_SCRIPT)
         self._local: dict[str, tuple[int, float]] = {}
         self.degraded = False
 
-    async def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
+    async def add(self, key: str, amount: int, *, window: float) -> tuple[int, float]:
+        """Add `amount` hits to `key` in Redis: (total in this window, seconds until it ends).
+
+        Raises `RedisError`/`OSError` when Redis fails; `hit` turns that into the fallback.
+        """
         window_ms = max(1, int(window * 1000))
+        count, ttl_ms = await self._add(keys=[self.prefix + key], args=[window_ms, amount])
+        return int(count), int(ttl_ms) / 1000
+
+    async def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
         try:
-            count, ttl_ms = 0, 0
-            for _ in range(cost):
-                count, ttl_ms = await self._script(keys=[self.prefix + key], args=[window_ms])
-            self.degraded = False
+            count, reset_after = await self.add(key, cost, window=window)
         except (RedisError, OSError):
-            self.degraded = True
-            count, ttl_ms = self._local_hit(key, window, cost)
+            return self.local_hit(key, limit=limit, window=window, cost=cost)
+        self.degraded = False
+        return RateLimitResult(
+            allowed=count <= limit,
+            limit=limit,
+            remaining=max(0, limit - count),
+            reset_after=reset_after,
+        )
+
+    def local_hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
+        """Count in this process only (while Redis is unavailable): fail open to a local limit."""
+        self.degraded = True
+        count, ttl_ms = self._local_hit(key, window, cost)
         return RateLimitResult(
             allowed=count <= limit,
             limit=limit,
             remaining=max(0, limit - count),
             reset_after=ttl_ms / 1000,
-            degraded=self.degraded,
+            degraded=True,
         )
 
     async def peek(self, key: str) -> tuple[int, float]:
