@@ -4,6 +4,9 @@ With no DATABASE_URL / REDIS_URL (or per-service equivalents) configured, an emb
 and Redis are started with their data under `.data/`. Each service then runs as a uvicorn
 process (services apply their own migrations at start), the gateway last; output is prefixed
 with the service name; Ctrl-C stops everything cleanly.
+
+A second stack beside the first (the benchmark's) sets TASKFLOW_DATA_DIR (instead of `.data/`)
+and TASKFLOW_PORT_OFFSET (added to every service port; the services' URLs of one another follow).
 """
 
 from __future__ import annotations
@@ -55,10 +58,27 @@ def database_url(server_url: str, name: str) -> str:
 class Stack:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.data = root / ".data"
         self.postgres: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.env = dict(os.environ)
+        self.data = Path(self.env.get("TASKFLOW_DATA_DIR") or root / ".data")
+        self.port_offset = int(self.env.get("TASKFLOW_PORT_OFFSET", "0"))
+
+    def port(self, service: Service) -> int:
+        return service.port + self.port_offset
+
+    def service_urls(self) -> None:
+        """Point the services at one another's (offset) ports unless configured."""
+        ports = {s.package: self.port(s) for s in SERVICES}
+        defaults = {
+            "USER_SERVICE_URL": ports["user_service"],
+            "TASK_SERVICE_URL": ports["task_service"],
+            "GATEWAY_USER_SERVICE_URLS": ports["user_service"],
+            "GATEWAY_TASK_SERVICE_URLS": ports["task_service"],
+            "GATEWAY_STATS_SERVICE_URLS": ports["stats_service"],
+        }
+        for name, port in defaults.items():
+            self.env.setdefault(name, f"http://127.0.0.1:{port}")
 
     def start_backing_services(self) -> None:
         services_with_db = [s for s in SERVICES if s.database and available(s)]
@@ -83,6 +103,8 @@ class Stack:
             log(f"embedded Redis on 127.0.0.1:{port} (data in .data/redis)")
             self.redis.start()
             self.env["REDIS_URL"] = self.redis.url
+        if self.port_offset:
+            self.service_urls()
         self.env.setdefault("LOG_JSON", "false")
         self.env.setdefault("PYTHONUNBUFFERED", "1")
 
@@ -125,7 +147,7 @@ def run(stack: Stack) -> int:
                 "--host",
                 stack.env.get("TASKFLOW_HOST", "127.0.0.1"),
                 "--port",
-                str(service.port),
+                str(stack.port(service)),
                 "--no-access-log",
                 # Clients on this host must not be able to forge their address through
                 # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
@@ -161,13 +183,14 @@ def run(stack: Stack) -> int:
                 for service in services:
                     if not ready[service.name]:
                         try:
-                            wait_for_port("127.0.0.1", service.port, seconds=0.01)
+                            wait_for_port("127.0.0.1", stack.port(service), seconds=0.01)
                         except RuntimeError:
                             continue
                         ready[service.name] = True
-                        log(f"{service.name} listening on http://127.0.0.1:{service.port}")
+                        log(f"{service.name} listening on http://127.0.0.1:{stack.port(service)}")
                 if all(ready.values()):
-                    entry = 8000 if any(s.port == 8000 for s in services) else services[0].port
+                    gateway = [s for s in services if s.port == 8000]
+                    entry = stack.port((gateway or services)[0])
                     log(f"ready: http://127.0.0.1:{entry}/docs  (Ctrl-C stops everything)")
         return 0
     finally:
