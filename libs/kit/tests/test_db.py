@@ -49,6 +49,8 @@ def app(engine: AsyncEngine) -> FastAPI:
         await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
         if name.startswith("fail"):
             raise Conflict("refused after writing")
+        if name.startswith("keep"):
+            raise Conflict("refused, but the write stands", commit=True)
         return {"name": name}
 
     return app
@@ -79,6 +81,16 @@ async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine) -> None:
         response = await client.post("/items/fail-1")
     assert response.status_code == 409
     assert await count(engine, "fail-1") == 0
+
+
+async def test_error_flagged_commit_keeps_the_write(app: FastAPI, engine: AsyncEngine) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        response = await client.post("/items/keep-1")
+    assert response.status_code == 409
+    assert response.json()["detail"] == "refused, but the write stands"
+    assert await count(engine, "keep-1") == 1
 
 
 async def test_unreachable_database_is_503_not_500() -> None:

@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from taskflow_kit.errors import ProblemError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -52,11 +54,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Services only `flush()`; this is the single place that commits. It is declared with
     `scope="function"` so the commit happens before the response is sent: a client never
     reads a 2xx for a write that then fails to commit.
+
+    An error raised with `commit` set (see `taskflow_kit.errors.ProblemError`) commits what was
+    flushed and is still answered as that error.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
             yield session
+        except ProblemError as exc:
+            if exc.commit:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

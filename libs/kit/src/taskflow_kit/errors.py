@@ -1,4 +1,12 @@
-"""Problem details (RFC 9457) errors: one base class with a status code, one set of handlers."""
+"""Problem details (RFC 9457) errors: one base class with a status code, one error boundary.
+
+Expected errors (`ProblemError`, Starlette's `HTTPException`, request validation) are rendered by
+FastAPI's exception handlers. Everything else is caught by `ProblemMiddleware`, a pure-ASGI
+boundary installed *inside* the request-id middleware: the body carries the request id, the
+error is logged once, a database outage answers 503 with `Retry-After`, and the exception is
+not re-raised to the server (uvicorn closes a keep-alive connection when the app raises, which
+would cost the next request that a proxy sends on that connection).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit.context import current_request_id
 
@@ -20,11 +29,18 @@ logger = structlog.get_logger("taskflow.errors")
 
 
 class ProblemError(Exception):
-    """Base for every expected error; subclasses set the status code and title."""
+    """Base for every expected error; subclasses set the status code and title.
+
+    `commit = True` on a subclass (or `commit=True` per instance) makes the request's session
+    dependency commit what the handler flushed before it raised, instead of rolling back: for
+    an error whose side effect must stick, such as revoking a token family on refresh-token
+    reuse. The answer is still the error.
+    """
 
     status_code: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
     type: ClassVar[str] = "about:blank"
+    commit: bool = False
 
     def __init__(
         self,
@@ -32,11 +48,25 @@ class ProblemError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        commit: bool | None = None,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        if commit is not None:
+            self.commit = commit
+
+    def response(self) -> JSONResponse:
+        """This error as a problem+json response (with the current request id)."""
+        return problem_response(
+            self.status_code,
+            self.title,
+            self.detail,
+            type_=self.type,
+            headers=self.headers,
+            extra=self.extra,
+        )
 
 
 class BadRequest(ProblemError):
@@ -165,9 +195,7 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(
-        exc.status_code, exc.title, exc.detail, type_=exc.type, headers=exc.headers, extra=exc.extra
-    )
+    return exc.response()
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
@@ -195,7 +223,8 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _is_unavailable_database(exc: Exception) -> bool:
+def is_unavailable_database(exc: BaseException) -> bool:
+    """Whether `exc` means the database (or another backing store) cannot be reached."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -204,24 +233,67 @@ def _is_unavailable_database(exc: Exception) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
-async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if _is_unavailable_database(exc):
-        logger.warning(
-            "dependency_unavailable", path=request.url.path, error_type=type(exc).__name__
-        )
+def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONResponse:
+    """503 + Retry-After for an unreachable database, else a bare 500; logged once either way."""
+    if is_unavailable_database(exc):
+        logger.warning("dependency_unavailable", path=path, error_type=type(exc).__name__)
         return problem_response(
             503,
             "Service Unavailable",
             "A backing service is unavailable; try again shortly",
             headers={"Retry-After": "5"},
         )
-    logger.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    logger.error("unhandled_error", path=path, error_type=type(exc).__name__, exc_info=exc)
     return problem_response(500, "Internal Server Error", "An unexpected error occurred")
 
 
+class ProblemMiddleware:
+    """The error boundary: an exception raised before the answer started becomes problem+json.
+
+    `ProblemError` is rendered with its status; anything else is logged once and answered 500
+    (503 + Retry-After when the database is unreachable). The exception is not re-raised, so
+    the server keeps the connection open. Install it inside the request-id middleware, so the
+    body carries the request id. An exception after the answer started cannot be turned into
+    a response: it is logged and the server closes the (truncated) connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except ProblemError as exc:
+            if started:
+                logger.warning("error_after_response_started", path=scope.get("path"))
+                return
+            await exc.response()(scope, receive, send)
+        except Exception as exc:
+            response = unexpected_error_response(exc, path=scope.get("path"))
+            if started:
+                return
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error as problem+json; unexpected ones as a bare 500 without internals."""
+    """Render every error as problem+json; unexpected ones as a bare 500 without internals.
+
+    Expected errors go through FastAPI's exception handlers; unexpected ones through
+    `ProblemMiddleware`, added here as the innermost middleware (so middlewares added after it,
+    such as the request-id one, wrap it).
+    """
     app.add_exception_handler(ProblemError, _handle_problem)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation)
-    app.add_exception_handler(Exception, _handle_unexpected)
+    app.add_middleware(ProblemMiddleware)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
-from taskflow_kit.errors import problem_response, problem_responses
+from fastapi import APIRouter, status
+from taskflow_kit.errors import problem_responses
 
 from user_service.auth.dependencies import AuthServiceDep, ClientAddressDep, LoginCredentialsDep
 from user_service.auth.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
-    RefreshTokenReused,
     TooManyLoginFailures,
 )
 from user_service.auth.schemas import LoginRequest, RefreshRequest, TokenPair
@@ -66,15 +65,12 @@ async def login(
     response_model=TokenPair,
     responses=problem_responses(InvalidRefreshToken),
 )
-async def refresh(body: RefreshRequest, auth_service: AuthServiceDep) -> TokenPair | Response:
+async def refresh(body: RefreshRequest, auth_service: AuthServiceDep) -> TokenPair:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting a
     used one again revokes every token of its login session (401)."""
-    try:
-        return await auth_service.refresh(body.refresh_token)
-    except RefreshTokenReused as exc:
-        # Returned, not raised: the session dependency commits the family revocation only
-        # when the endpoint returns normally.
-        return problem_response(exc.status_code, exc.title, exc.detail, headers=exc.headers)
+    # RefreshTokenReused is a committing error: the family revocation stands although the
+    # answer is 401.
+    return await auth_service.refresh(body.refresh_token)
 
 
 @router.post("/api/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
