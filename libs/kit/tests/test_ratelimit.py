@@ -57,3 +57,15 @@ async def test_add_counts_a_batch_in_one_window(redis: Redis, key_prefix: str) -
     result = await limiter.hit("batch", limit=10, window=30, cost=3)
     assert (result.allowed, result.remaining) == (True, 0)
     assert not (await limiter.hit("batch", limit=10, window=30)).allowed
+
+
+async def test_release_gives_hits_back_but_never_below_zero(redis: Redis, key_prefix: str) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    await limiter.hit("resv", limit=5, window=60, cost=2)
+    await limiter.release("resv")
+    assert (await limiter.peek("resv"))[0] == 1
+    await limiter.release("resv", 5)
+    assert (await limiter.peek("resv"))[0] == 0
+    await limiter.release("never-hit")
+    assert (await limiter.peek("never-hit"))[0] == 0
+    assert await redis.exists(key_prefix + "never-hit") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import httpx
@@ -169,3 +170,24 @@ async def test_redis_outage_falls_back_to_a_local_limit(make_api) -> None:
 
     assert statuses == [401] * 5 + [429]
     assert ok_elsewhere.status_code == 401
+
+
+async def test_parallel_wrong_guesses_cannot_all_pass_the_limit(
+    client: httpx.AsyncClient, api
+) -> None:
+    """Each attempt is reserved before the password check: 20 guesses at once, limit 5."""
+    await api.register(username="alice")
+    responses = await asyncio.gather(
+        *[login(client, "alice", f"guess-{n}", address=f"10.2.0.{n}") for n in range(20)]
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 15
+    assert (await login(client, "alice", PASSWORD)).status_code == 429
+
+
+async def test_parallel_guesses_from_one_address_cannot_all_pass(make_api) -> None:
+    async with make_api(login_failures_per_address=3, login_failures_per_account=100) as api:
+        responses = await asyncio.gather(
+            *[login(api.client, f"user{n}", "nope-nope", address="203.0.113.9") for n in range(12)]
+        )
+    assert sorted(response.status_code for response in responses) == [401] * 3 + [429] * 9

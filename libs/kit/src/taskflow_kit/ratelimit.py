@@ -18,6 +18,14 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {count, ttl}
 """
 
+# Give back hits taken earlier (a reservation that turned out not to count), never below zero
+# and never creating a key.
+_RELEASE_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count <= 0 then return 0 end
+return redis.call('DECRBY', KEYS[1], math.min(count, tonumber(ARGV[1])))
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitResult:
@@ -40,6 +48,7 @@ class RateLimiter:
         self.redis = redis
         self.prefix = prefix
         self._add = redis.register_script(_ADD_SCRIPT)
+        self._release = redis.register_script(_RELEASE_SCRIPT)
         self._local: dict[str, tuple[int, float]] = {}
         self.degraded = False
 
@@ -91,6 +100,16 @@ class RateLimiter:
             count, expires = self._local.get(key, (0, 0.0))
             remaining = expires - time.monotonic()
             return (count, remaining) if remaining > 0 else (0, 0.0)
+
+    async def release(self, key: str, amount: int = 1) -> None:
+        """Give back `amount` hits of `key` (hits reserved with `hit` that should not count)."""
+        count, expires = self._local.get(key, (0, 0.0))
+        if count > 0:
+            self._local[key] = (max(0, count - amount), expires)
+        try:
+            await self._release(keys=[self.prefix + key], args=[amount])
+        except (RedisError, OSError):
+            self.degraded = True
 
     async def reset(self, key: str) -> None:
         self._local.pop(key, None)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from taskflow_kit.db import SessionDep
+from taskflow_kit.errors import BadRequest
 
 from user_service.auth.schemas import LoginRequest
 from user_service.auth.service import AuthService
@@ -29,7 +30,11 @@ def get_auth_service(
 ) -> AuthService:
     state = request.app.state
     return AuthService(
-        session, hasher=state.password_hasher, throttle=throttle, issuer=state.token_issuer
+        session,
+        hasher=state.password_hasher,
+        throttle=throttle,
+        issuer=state.token_issuer,
+        outbox=state.outbox,
     )
 
 
@@ -54,12 +59,16 @@ async def login_credentials(request: Request) -> LoginRequest:
         form = await request.form()
         data = {key: form.get(key) for key in ("username", "password") if key in form}
     else:
+        body = await request.body()
         try:
-            data = json.loads(await request.body())
+            data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise RequestValidationError(
                 [{"loc": ("body",), "msg": "body must be JSON or a form", "type": "json_invalid"}]
             ) from None
+        except RecursionError:
+            # Nested deeper than the parser goes: answered as FastAPI answers it on other routes.
+            raise BadRequest("There was an error parsing the body") from None
     try:
         return LoginRequest.model_validate(data)
     except ValidationError as exc:

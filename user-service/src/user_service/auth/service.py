@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.outbox import Outbox
 from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
 
 from user_service.auth.errors import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
@@ -13,6 +14,7 @@ from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.schemas import TokenPair
 from user_service.auth.throttle import LoginThrottle, account_key
 from user_service.auth.tokens import TokenIssuer, hash_refresh_token
+from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.users.models import User
 from user_service.users.repository import UserRepository
@@ -27,9 +29,11 @@ class AuthService:
         hasher: PasswordHasher,
         throttle: LoginThrottle,
         issuer: TokenIssuer,
+        outbox: Outbox,
     ) -> None:
         self.users = UserRepository(session)
         self.refresh_tokens = RefreshTokenRepository(session)
+        self.events = UserEvents(session, outbox)
         self.hasher = hasher
         self.throttle = throttle
         self.issuer = issuer
@@ -39,11 +43,15 @@ class AuthService:
         return self.issuer.config
 
     async def authenticate(self, identifier: str, password: str, *, address: str) -> User:
-        """The active user with these credentials; 401 otherwise, 429 after too many failures."""
-        await self.throttle.check_address(address)
+        """The active user with these credentials; 401 otherwise, 429 after too many failures.
+
+        The attempt is reserved (counted) before the slow password check and given back on
+        success, so parallel guesses cannot all slip under the limit.
+        """
+        await self.throttle.reserve_address(address)
         user = await self.users.get_by_login(identifier)
         account = account_key(identifier, user)
-        await self.throttle.check_account(account)
+        await self.throttle.reserve_account(account, address=address)
 
         if user is None:
             await self.hasher.verify_dummy(password)
@@ -56,10 +64,9 @@ class AuthService:
             valid = await self.hasher.verify(password, user.hashed_password)
 
         if user is None or not valid or not user.is_active:
-            await self.throttle.record_failure(account=account, address=address)
             raise InvalidCredentials()
 
-        await self.throttle.record_success(account=account)
+        await self.throttle.succeeded(account=account, address=address)
         if self.hasher.needs_rehash(user.hashed_password):
             user.hashed_password = await self.hasher.hash(password)
             await self.users.flush()
@@ -83,6 +90,10 @@ class AuthService:
             known = await self.refresh_tokens.get_by_hash(token_hash)
             if known is not None and (known.used_at is not None or known.revoked_at is not None):
                 await self.refresh_tokens.revoke_family(known.family_id)
+                # The session's access tokens stop working too: the thief's and the victim's.
+                await self.events.logged_out(
+                    known.user_id, str(known.family_id), reason="refresh_token_reused"
+                )
                 raise RefreshTokenReused()
             raise InvalidRefreshToken()
         user = await self.users.get(claimed.user_id)
@@ -91,11 +102,13 @@ class AuthService:
         return await self._issue_pair(user, family_id=claimed.family_id)
 
     async def logout(self, refresh_token: str) -> None:
-        """Revoke the session (the token's family). Idempotent: an unknown, expired or already
-        revoked token changes nothing, and the caller learns nothing from the answer."""
+        """Revoke the session (the token's family) and its access tokens. Idempotent: an
+        unknown, expired or already revoked token changes nothing, and the caller learns nothing
+        from the answer."""
         known = await self.refresh_tokens.get_by_hash(hash_refresh_token(refresh_token))
-        if known is not None:
-            await self.refresh_tokens.revoke_family(known.family_id)
+        if known is not None and await self.refresh_tokens.revoke_family(known.family_id):
+            # Access tokens of this session carry its id (`sid`) and are refused from now on.
+            await self.events.logged_out(known.user_id, str(known.family_id), reason="logout")
 
     def _verify_refresh_signature(self, token: str) -> None:
         try:
@@ -114,7 +127,7 @@ class AuthService:
             )
         )
         return TokenPair(
-            access_token=self.issuer.access_token(user),
+            access_token=self.issuer.access_token(user, session_id=str(family_id)),
             expires_in=int(self.issuer.access_ttl.total_seconds()),
             refresh_token=refresh.token,
         )

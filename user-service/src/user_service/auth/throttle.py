@@ -3,6 +3,11 @@
 Only failures are counted: a team behind one NAT, or a load test, logging in successfully is
 never slowed down. A success resets its account's counter, not the address's (otherwise one
 valid account would let an address reset its budget for guessing others).
+
+A login *reserves* its attempt (an atomic increment in Redis) before the password is verified,
+and gives it back when the password was right: N parallel guesses cannot all pass a check
+made before any of them was counted. A refused attempt gives its reservations back too, so the
+counters hold the attempts that were verified (or are being verified).
 """
 
 from __future__ import annotations
@@ -72,6 +77,31 @@ class LoginThrottle:
             await self.limiter.hit(
                 f"login:addr:{address}", limit=self.per_address, window=self.window
             )
+
+    async def reserve_address(self, address: str) -> None:
+        """Count one attempt from `address` now; 429 (and nothing counted) when over the limit."""
+        await self._reserve(f"login:addr:{address}", self.per_address)
+
+    async def reserve_account(self, account: str, *, address: str) -> None:
+        """Count one attempt on `account` now; 429 when over the limit, in which case both this
+        and the address reservation are given back."""
+        try:
+            await self._reserve(f"login:acct:{account}", self.per_account)
+        except TooManyLoginFailures:
+            await self.limiter.release(f"login:addr:{address}")
+            raise
+
+    async def succeeded(self, *, account: str, address: str) -> None:
+        """The password was right: the account starts afresh and the address gets its
+        reservation back (successful logins never count)."""
+        await self.limiter.reset(f"login:acct:{account}")
+        await self.limiter.release(f"login:addr:{address}")
+
+    async def _reserve(self, key: str, limit: int) -> None:
+        result = await self.limiter.hit(key, limit=limit, window=self.window)
+        if not result.allowed:
+            await self.limiter.release(key)
+            raise TooManyLoginFailures(retry_after=result.retry_after)
 
     async def record_success(self, *, account: str) -> None:
         await self.limiter.reset(f"login:acct:{account}")
