@@ -13,6 +13,7 @@ from taskflow_kit.db import SessionDep
 from task_service.tasks.repository import TaskRepository
 from task_service.tasks.schemas import (
     DEFAULT_LIMIT,
+    MAX_ID,
     MAX_LIMIT,
     Scope,
     SortField,
@@ -87,6 +88,9 @@ def get_task_filter(
         ) from exc
 
 
+_MAX_VERSION_DIGITS = len(str(MAX_ID))
+
+
 def parse_if_match(value: str | None) -> IfMatch:
     """`*` or no header: no precondition. Otherwise the versions named by the entity tags
     (`W/"3"`, `"3"` or a bare `3`); an unparseable tag matches nothing."""
@@ -95,7 +99,8 @@ def parse_if_match(value: str | None) -> IfMatch:
     versions: set[int] = set()
     for tag in value.split(","):
         cleaned = tag.strip().removeprefix("W/").strip('"')
-        if cleaned.isdigit():
+        # ASCII digits only (str.isdigit accepts "²"), and no longer than any version can be.
+        if cleaned.isascii() and cleaned.isdigit() and len(cleaned) <= _MAX_VERSION_DIGITS:
             versions.add(int(cleaned))
     return frozenset(versions)
 

@@ -49,10 +49,14 @@ def normalise_status(value: Any) -> Any:
 
 
 def as_utc(value: datetime) -> datetime:
-    """A naive datetime is UTC; an aware one is converted to UTC."""
+    """A naive datetime is UTC; an aware one is converted to UTC (a value that leaves
+    datetime's range once converted, such as 9999-12-31T23:59:59-05:00, is invalid)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date is out of range once converted to UTC") from None
 
 
 def normalise_tags(tags: list[str]) -> list[str]:

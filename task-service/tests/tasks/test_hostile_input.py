@@ -1,0 +1,56 @@
+"""Hostile input to the tasks API answers 4xx, never 5xx (issue 9, items 2 and 3)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from task_factories import auth, create_task
+
+pytestmark = pytest.mark.usefixtures("client")
+
+OUT_OF_RANGE = ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"]
+
+
+@pytest.mark.parametrize("due", OUT_OF_RANGE)
+async def test_due_date_leaving_range_in_utc_is_422_on_every_write(
+    client: httpx.AsyncClient, due: str
+) -> None:
+    created = await client.post(
+        "/api/v1/tasks/", json={"title": "edge", "due_date": due}, headers=auth(1)
+    )
+    assert created.status_code == 422
+    assert created.json()["errors"][0]["loc"] == ["body", "due_date"]
+    task = await create_task(client, owner=1, title="existing")
+    for method in ("PUT", "PATCH"):
+        response = await client.request(
+            method, f"/api/v1/tasks/{task['id']}", json={"due_date": due}, headers=auth(1)
+        )
+        assert response.status_code == 422, method
+
+
+@pytest.mark.parametrize("due", OUT_OF_RANGE)
+@pytest.mark.parametrize("name", ["due_before", "due_after"])
+async def test_due_filter_leaving_range_in_utc_is_422(
+    client: httpx.AsyncClient, due: str, name: str
+) -> None:
+    response = await client.get("/api/v1/tasks/", params={name: due}, headers=auth(1))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"][:2] == ["query", name]
+
+
+# Header bytes are latin-1: 0xB2, 0xB3 and 0xB9 are the superscript digits str.isdigit accepts.
+@pytest.mark.parametrize("tag", ['W/"\xb2"', '"\xb3\xb9"', 'W/"' + "9" * 5000 + '"'])
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("PATCH", ""), ("DELETE", ""), ("PATCH", "/complete")]
+)
+async def test_unparseable_if_match_is_412_not_500(
+    client: httpx.AsyncClient, tag: str, method: str, suffix: str
+) -> None:
+    task = await create_task(client, owner=1, title="guarded")
+    response = await client.request(
+        method,
+        f"/api/v1/tasks/{task['id']}{suffix}",
+        json={"title": "x"} if suffix == "" and method == "PATCH" else None,
+        headers={**auth(1), "If-Match": tag.encode("latin-1")},
+    )
+    assert response.status_code == 412
