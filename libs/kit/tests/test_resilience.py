@@ -130,3 +130,51 @@ async def test_request_id_is_propagated() -> None:
         request_id_var.reset(token)
     assert seen == ["req-1"]
     await client.aclose()
+
+
+def _opened_then_half_open(clock: FakeClock) -> CircuitBreaker:
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=5, clock=clock)
+    breaker.record_failure()
+    clock.now = 6
+    assert breaker.state is BreakerState.HALF_OPEN
+    return breaker
+
+
+async def test_probe_raising_a_non_http_error_frees_the_probe() -> None:
+    clock = FakeClock()
+    breaker = _opened_then_half_open(clock)
+
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("bug on our side")
+
+    client = ResilientClient(
+        name="up", base_url="http://up", breaker=breaker, transport=httpx.MockTransport(explode)
+    )
+    with pytest.raises(RuntimeError):
+        await client.request("GET", "/x")
+    assert breaker.allow()  # the next call may probe
+    await client.aclose()
+
+
+async def test_cancelled_probe_frees_the_probe() -> None:
+    import asyncio
+
+    clock = FakeClock()
+    breaker = _opened_then_half_open(clock)
+    entered = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    client = ResilientClient(
+        name="up", base_url="http://up", breaker=breaker, transport=httpx.MockTransport(hang)
+    )
+    call = asyncio.create_task(client.request("GET", "/x"))
+    await entered.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert breaker.allow()
+    await client.aclose()

@@ -67,6 +67,11 @@ class CircuitBreaker:
         self._opened_at = None
         self._probe_in_flight = False
 
+    def release(self) -> None:
+        """The call let through ended without a verdict on the upstream (cancelled, or failed
+        on our side): free the half-open probe slot so the next call can probe."""
+        self._probe_in_flight = False
+
     def record_failure(self) -> None:
         self._failures += 1
         was_probe = self._probe_in_flight
@@ -130,10 +135,21 @@ class ResilientClient:
         request_id = current_request_id()
         if request_id:
             merged.setdefault("X-Request-ID", request_id)
+        try:
+            return await self._send(method, url, merged, kwargs)
+        except BaseException:
+            # Cancelled, or an error that says nothing about the upstream (an UpstreamUnavailable
+            # has already recorded its failure): never leave the half-open probe taken.
+            self.breaker.release()
+            raise
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any]
+    ) -> httpx.Response:
         attempt = 0
         while True:
             try:
-                response = await self._client.request(method, url, headers=merged, **kwargs)
+                response = await self._client.request(method, url, headers=headers, **kwargs)
             except _RETRYABLE as exc:
                 # The request never reached the upstream, so trying again is safe.
                 if attempt < self.retries:
