@@ -98,7 +98,7 @@ async def test_admin_directory_has_full_records_and_inactive_users(
         ("ali", ["alice", "malia"]),
         ("ALI", ["alice", "malia"]),
         ("smith", ["bob"]),  # full name
-        ("corp.example", ["carol"]),  # email
+        ("corp.example", []),  # email: never searched for non-admins
         ("%", ["percent"]),  # wildcards are literal
         ("_", ["under_score"]),
         ("nobody-matches", []),
@@ -238,3 +238,17 @@ async def test_cli_makes_the_first_admin(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
     assert me.json()["is_superuser"] is True
+
+
+async def test_non_admins_cannot_search_by_email_admins_can(client: httpx.AsyncClient, api) -> None:
+    viewer = await api.account(username="viewer")
+    admin = await api.account(username="root", admin=True)
+    await api.register(username="carol", email="carol@corp.example.com")
+    await api.register(username="dave", email="dave@corp.example.com")
+
+    public = await client.get("/api/v1/users/", params={"q": "@corp"}, headers=viewer.headers)
+    full = await client.get("/api/v1/users/", params={"q": "@corp"}, headers=admin.headers)
+
+    assert public.status_code == 200
+    assert public.json() == []
+    assert [user["username"] for user in full.json()] == ["carol", "dave"]

@@ -66,26 +66,41 @@ class UserRepository:
         await self.session.delete(user)
         await self.session.flush()
 
-    def _directory_query(self, q: str | None, *, include_inactive: bool) -> Select[User]:
+    def _directory_query(
+        self, q: str | None, *, include_inactive: bool, search_email: bool
+    ) -> Select[User]:
         statement = select(User)
         if not include_inactive:
             statement = statement.where(User.is_active.is_(True))
         if q:
             pattern = _like_pattern(q)
+            fields = [User.username, User.full_name, *([User.email] if search_email else [])]
             statement = statement.where(
-                or_(
-                    User.username.ilike(pattern, escape="\\"),
-                    User.full_name.ilike(pattern, escape="\\"),
-                    User.email.ilike(pattern, escape="\\"),
-                )
+                or_(*(field.ilike(pattern, escape="\\") for field in fields))
             )
         return statement
 
     async def directory(
-        self, *, q: str | None, skip: int, limit: int, include_inactive: bool
+        self,
+        *,
+        q: str | None,
+        skip: int,
+        limit: int,
+        include_inactive: bool,
+        search_email: bool | None = None,
     ) -> Sequence[User]:
+        """Users matching `q` in username or full name, ordered by username.
+
+        Email is searched only in the administrators' view (`search_email`, by default the same
+        as `include_inactive`): the public profile hides the email, so `q=@corp.com` must not
+        list a company's users to anyone else.
+        """
         statement = (
-            self._directory_query(q, include_inactive=include_inactive)
+            self._directory_query(
+                q,
+                include_inactive=include_inactive,
+                search_email=include_inactive if search_email is None else search_email,
+            )
             .order_by(func.lower(User.username), User.id)
             .offset(skip)
             .limit(limit)

@@ -129,8 +129,8 @@ async def list_users(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[UserRead] | list[UserPublic]:
     """The user directory, ordered by username: public profiles of active users whose
-    username, full name or email contains `q` (ignoring case). Administrators get full records
-    and inactive users too."""
+    username or full name contains `q` (ignoring case). Administrators get full records,
+    inactive users too, and their `q` also searches emails."""
     users = await user_service.directory(
         q=q, skip=skip, limit=limit, include_inactive=user.is_superuser
     )
