@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run test test-fast lint fmt migrate bench clean uv
+.PHONY: help run test test-fast lint fmt migrate bench bench-full bench-gateway clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
@@ -13,7 +13,9 @@ help:
 	@echo "make lint     ruff + mypy"
 	@echo "make fmt      format the code"
 	@echo "make migrate  apply database migrations"
-	@echo "make bench    run the gateway benchmark (needs wrk and nginx)"
+	@echo "make bench    suite benchmark, quick (< 3 min); COMPARE=<rev> adds that commit's stack"
+	@echo "make bench-full  suite benchmark, full (3 rounds; e.g. COMPARE=a245de8)"
+	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx)"
 
 # Bootstrap uv into .tools/ when it is not on PATH: a fresh machine needs only Python and pip.
 .tools/bin/uv:
@@ -45,7 +47,17 @@ fmt: uv
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
+BENCH_COMPARE := $(if $(COMPARE),--compare $(COMPARE))
+
 bench: uv
+	$(SYNC)
+	$(UV) run --frozen python bench/suite_bench.py $(BENCH_COMPARE)
+
+bench-full: uv
+	$(SYNC)
+	$(UV) run --frozen python bench/suite_bench.py --full $(BENCH_COMPARE)
+
+bench-gateway: uv
 	$(SYNC)
 	$(UV) run --frozen python bench/gateway_bench.py
 
