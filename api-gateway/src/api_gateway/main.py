@@ -21,6 +21,7 @@ from api_gateway.gateway import Gateway
 from api_gateway.proxy import ProblemBoundary, ProxyDispatch, ProxyFirst, ProxyRoute
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import ROUTES
+from api_gateway.web import web_router
 
 DESCRIPTION = """The single entry point of TaskFlow: every public route of user-service,
 task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAuth2 password
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
 
     app.include_router(health_router({"redis": redis_check}))
     app.include_router(status.router)
+    app.include_router(web_router())
 
     def merged_openapi() -> dict[str, Any]:
         gateway: Gateway | None = getattr(app.state, "gateway", None)
