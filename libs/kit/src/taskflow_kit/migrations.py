@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
@@ -15,6 +18,18 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskflow_kit.db import async_database_url
+
+logger = structlog.get_logger("taskflow.migrations")
+
+# What a database that is starting, restarting or not yet resolvable raises. Anything else
+# (a wrong password, a failing migration) is a fault that waiting will not cure.
+_UNAVAILABLE = (
+    OSError,  # refused, unreachable, the host name not (yet) in DNS, timeouts
+    asyncpg.CannotConnectNowError,  # "the database system is starting up / shutting down"
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
 
 
 def run_env(context: Any, metadata: MetaData, *, default_url: str) -> None:
@@ -87,11 +102,59 @@ async def ensure_database(url: str) -> bool:
         await connection.close()
 
 
-async def prepare_database(alembic_ini: Path, database_url: str) -> None:
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` (or what it wraps) says the database cannot be reached yet."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        seen.add(id(current))
+        wrapped = getattr(current, "orig", None)  # SQLAlchemy's DBAPIError
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
+    return False
+
+
+async def prepare_database(
+    alembic_ini: Path,
+    database_url: str,
+    *,
+    wait_seconds: float = 60.0,
+    first_delay: float = 0.5,
+    max_delay: float = 5.0,
+) -> None:
     """Create the database if it is missing and migrate it to head: what a service does at start
-    when `MIGRATE_ON_START` is set (concurrent starts are serialised by `run_env`'s lock)."""
-    await ensure_database(database_url)
-    await asyncio.to_thread(upgrade_to_head, alembic_ini, database_url)
+    when `MIGRATE_ON_START` is set (concurrent starts are serialised by `run_env`'s lock).
+
+    A database that cannot be reached yet (starting, restarting, its name not yet in DNS) is
+    retried with capped exponential backoff and jitter for up to `wait_seconds`, each attempt
+    logged; then the last error is raised and the process exits for its supervisor to restart.
+    """
+    deadline = time.monotonic() + wait_seconds
+    delay = first_delay
+    attempt = 1
+    while True:
+        try:
+            await ensure_database(database_url)
+            await asyncio.to_thread(upgrade_to_head, alembic_ini, database_url)
+        except Exception as error:
+            remaining = deadline - time.monotonic()
+            if not database_unavailable(error) or remaining <= 0:
+                raise
+            pause = min(delay * random.uniform(0.5, 1.0), remaining)
+            logger.warning(
+                "database unavailable at start-up, retrying",
+                attempt=attempt,
+                retry_in_seconds=round(pause, 2),
+                error=f"{type(error).__name__}: {error}",
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, max_delay)
+            attempt += 1
+        else:
+            if attempt > 1:
+                logger.info("database reached", attempts=attempt)
+            return
 
 
 async def drop_database(url: str) -> None:
