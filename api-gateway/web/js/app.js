@@ -17,6 +17,7 @@ import {
 import {
   confirmDialog,
   debounce,
+  fill,
   dueLabel,
   h,
   hueClass,
@@ -391,11 +392,11 @@ function renderLive(connection, reconnected) {
   dot.querySelector(".live-text").textContent = { open: "Live", connecting: "Connecting", down: "Offline", idle: "" }[connection];
   if (connection === "down") {
     banner.className = "banner banner-warning";
-    banner.replaceChildren(icon("wifiOff", { size: 16 }), h("span", {}, "Live updates paused — connection lost. Reconnecting…"));
+    fill(banner, icon("wifiOff", { size: 16 }), h("span", {}, live && live.everOpened ? "Live updates paused — connection lost. Reconnecting…" : "Live updates are not available right now. Retrying…"));
     banner.hidden = false;
   } else if (connection === "open" && reconnected) {
     banner.className = "banner banner-success";
-    banner.replaceChildren(icon("check", { size: 16 }), h("span", {}, "Back online — your board is up to date."));
+    fill(banner, icon("check", { size: 16 }), h("span", {}, "Back online — your board is up to date."));
     banner.hidden = false;
     bannerTimer = setTimeout(() => {
       banner.hidden = true;
@@ -449,11 +450,11 @@ function mountApp() {
       ),
     ),
     h("div", { class: "progress", id: "progress", hidden: true }),
+    h("div", { id: "live-banner", class: "banner", hidden: true, role: "status", "aria-live": "polite" }),
   );
 
-  root.replaceChildren(
+  fill(root, 
     h("a", { class: "skip-link", href: "#content" }, "Skip to tasks"),
-    h("div", { id: "live-banner", class: "banner", hidden: true, role: "status", "aria-live": "polite" }),
     header,
     h(
       "div",
@@ -570,7 +571,7 @@ function renderToolbar() {
     h("button", { type: "button", class: "icon-button", id: "sort-order", "aria-label": sortOrder === "asc" ? "Ascending — switch to descending" : "Descending — switch to ascending", title: sortOrder === "asc" ? "Ascending" : "Descending", onclick: () => setFilters({ order: sortOrder === "asc" ? "desc" : "asc" }) }, h("span", { class: ["sort-arrow", sortOrder] }, icon("sort", { size: 16 }))),
   );
 
-  bar.replaceChildren(
+  fill(bar, 
     h(
       "div",
       { class: "toolbar-row" },
@@ -601,15 +602,15 @@ function renderContent() {
   const view = document.getElementById("view");
   if (!view) return;
   if (!state.loaded && state.error) {
-    view.replaceChildren(errorState(state.error));
+    fill(view, errorState(state.error));
     return;
   }
   if (!state.loaded) {
-    view.replaceChildren(state.filters.view === "board" ? boardSkeleton() : listSkeleton());
+    fill(view, state.filters.view === "board" ? boardSkeleton() : listSkeleton());
     return;
   }
   const content = state.filters.view === "board" ? renderBoard() : renderList();
-  view.replaceChildren(state.error ? h("div", { class: "inline-error", role: "alert" }, icon("alert", { size: 16 }), state.error, h("button", { class: "button button-small", type: "button", onclick: () => loadTasks() }, "Try again")) : null, content);
+  fill(view, state.error ? h("div", { class: "inline-error", role: "alert" }, icon("alert", { size: 16 }), state.error, h("button", { class: "button button-small", type: "button", onclick: () => loadTasks() }, "Try again")) : null, content);
   state.flash.clear();
 }
 
@@ -870,18 +871,18 @@ function renderInsights() {
     state.statsAt ? h("span", { class: "muted small", title: state.statsAt.toLocaleString() }, stats && stats.stale ? "may be out of date" : "up to date") : null,
   );
   if (!stats && state.statsError) {
-    panel.replaceChildren(head, h("div", { class: "insights-card" }, h("p", { class: "inline-error", role: "alert" }, icon("alert", { size: 16 }), state.statsError), h("button", { type: "button", class: "button button-small", onclick: () => loadStats() }, "Try again")));
+    fill(panel, head, h("div", { class: "insights-card" }, h("p", { class: "inline-error", role: "alert" }, icon("alert", { size: 16 }), state.statsError), h("button", { type: "button", class: "button button-small", onclick: () => loadStats() }, "Try again")));
     return;
   }
   if (!stats) {
-    panel.replaceChildren(head, h("div", { class: "insights-card skeleton-card" }, h("span", { class: "skeleton-line" }), h("span", { class: "skeleton-line short" })));
+    fill(panel, head, h("div", { class: "insights-card skeleton-card" }, h("span", { class: "skeleton-line" }), h("span", { class: "skeleton-line short" })));
     return;
   }
   const figure = (id, label, value, tone) =>
     h("div", { class: ["figure", tone && value ? `figure-${tone}` : ""], id: `stat-${id}` }, h("span", { class: "figure-value" }, value), h("span", { class: "figure-label" }, label));
   const byPriority = PRIORITIES.slice().reverse();
   const maxPriority = Math.max(1, ...byPriority.map((p) => stats.by_priority[p.id] || 0));
-  panel.replaceChildren(
+  fill(panel, 
     head,
     stats.stale || state.statsError
       ? h("p", { class: "stale-note", role: "status" }, icon("clock", { size: 14 }), state.statsError || "Showing the last figures we have: the statistics service is catching up.")
@@ -985,7 +986,7 @@ function renderSignIn(mode = "signin") {
     fields,
     submit,
   );
-  root.replaceChildren(
+  fill(root, 
     h(
       "div",
       { class: "auth" },
@@ -1056,7 +1057,7 @@ async function enterApp() {
     state.me = await session.get("/users/me");
   } catch (error) {
     if (!session.signedIn) return; // the session ended: the sign-in screen is already shown
-    root.replaceChildren(h("div", { class: "boot" }, errorState(error.message)));
+    fill(root, h("div", { class: "boot" }, errorState(error.message)));
     root.querySelector("button").onclick = () => enterApp();
     return;
   }

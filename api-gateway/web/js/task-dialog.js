@@ -4,6 +4,7 @@ import { ApiError, query } from "./api.js";
 import {
   debounce,
   dueLabel,
+  fill,
   fromLocalInput,
   h,
   hueClass,
@@ -121,7 +122,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     try {
       await load();
     } catch (error) {
-      body.replaceChildren(
+      fill(body, 
         h("p", { class: "form-error" }, explainProblem(error, ctx.titleOf)),
         h("div", { class: "modal-actions" }, h("button", { class: "button", type: "button", onclick: () => dialog.close() }, "Close")),
       );
@@ -163,7 +164,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     renderTags();
   }
   function renderTags() {
-    tagList.replaceChildren(
+    fill(tagList, 
       ...tags.map((tag) =>
         h(
           "span",
@@ -206,7 +207,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   });
   const assigneeValue = h("div", { class: "picked" });
   function renderAssignee() {
-    assigneeValue.replaceChildren(
+    fill(assigneeValue, 
       assignee
         ? h(
             "span",
@@ -242,7 +243,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   });
   const depList = h("ul", { class: "dep-list" });
   function renderDependencies() {
-    depList.replaceChildren(
+    fill(depList, 
       ...dependencies.map((dep) =>
         h(
           "li",
@@ -262,7 +263,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   }
   const blockedNote = h("p", { class: "blocked-note", hidden: true });
 
-  function fill(from) {
+  function fillForm(from) {
     title.value = from ? from.title : "";
     description.value = from && from.description ? from.description : "";
     status.value = from ? from.status : preset.status || "todo";
@@ -310,7 +311,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     meta,
     h("div", { class: "modal-actions" }, deleteButton, h("span", { class: "spacer" }), h("button", { class: "button", type: "button", onclick: () => dialog.close("cancel") }, "Cancel"), saveButton),
   );
-  fill(task);
+  fillForm(task);
   body.replaceWith(h("div", { class: "modal-body" }, form));
   (owner ? title : status).focus();
 
@@ -443,7 +444,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   async function reloadAfterConflict() {
     try {
       await load();
-      fill(task);
+      fillForm(task);
       showNotice("Someone else changed this task while you were editing, so your changes were not saved. The latest version is shown below — review it and save again.");
       ctx.onSaved(task);
     } catch (error) {
@@ -455,7 +456,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     const kept = { status: status.value, dependencies };
     try {
       await load();
-      fill(task);
+      fillForm(task);
       status.value = kept.status;
       ctx.onSaved(task);
     } catch {
@@ -500,7 +501,7 @@ function picker({ id, label, placeholder, search, option, choose, disabled }) {
   }
 
   function render() {
-    list.replaceChildren(
+    fill(list, 
       ...(results.length
         ? results.map((item, index) =>
             h(
@@ -546,7 +547,7 @@ function picker({ id, label, placeholder, search, option, choose, disabled }) {
     } catch (error) {
       if (mine !== sequence) return;
       results = [];
-      list.replaceChildren(h("li", { class: "option-empty", role: "presentation" }, error.message));
+      fill(list, h("li", { class: "option-empty", role: "presentation" }, error.message));
       list.hidden = false;
     }
   }, 180);

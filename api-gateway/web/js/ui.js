@@ -25,6 +25,13 @@ export function h(tag, attrs = {}, ...children) {
   return element;
 }
 
+/** Replace an element's children (null, false and undefined are skipped). */
+export function fill(parent, ...children) {
+  parent.replaceChildren();
+  append(parent, children);
+  return parent;
+}
+
 function append(parent, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
