@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run test test-fast lint fmt migrate bench bench-full bench-gateway clean uv
+.PHONY: help run seed test test-fast lint fmt migrate bench bench-full bench-gateway clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint     ruff + mypy"
 	@echo "make fmt      format the code"
 	@echo "make migrate  apply database migrations"
+	@echo "make seed     load a demo team into a running 'make run' (sign in as demo / demo-password)"
 	@echo "make bench    suite benchmark, quick (< 3 min); COMPARE=<rev> adds that commit's stack"
 	@echo "make bench-full  suite benchmark, full (3 rounds; e.g. COMPARE=a245de8)"
 	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx)"
@@ -27,6 +28,10 @@ uv: $(if $(findstring .tools,$(UV)),.tools/bin/uv)
 run: uv
 	$(SYNC)
 	$(UV) run --frozen python -m taskflow_devstack run
+
+seed: uv
+	$(SYNC)
+	$(UV) run --frozen python -m taskflow_devstack.seed
 
 migrate: uv
 	$(SYNC)
