@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,11 +80,16 @@ class Backend:
             }
             return JSONResponse(record, status_code=self.status, headers=headers)
 
+        async def crash(request: Request) -> Response:
+            # Starlette answers 500 and re-raises; uvicorn then closes the kept-alive connection.
+            raise RuntimeError("a bug in the service")
+
         return Starlette(
             routes=[
                 Route("/health", health),
                 Route("/openapi.json", openapi),
                 Route("/api/v1/tasks/stream", stream),
+                Route("/api/v1/tasks/crash", crash, methods=["GET", "POST"]),
                 Route(
                     "/{path:path}", echo, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
                 ),
@@ -152,6 +158,39 @@ async def dropping_server() -> AsyncIterator[tuple[str, list[bytes]]]:
             received.append(head)
             if head.startswith(b"GET /health "):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def failing_server() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """Answers `/boom` with a kept-alive 500 and then drops the next request sent on that
+    connection unanswered (a server closing after a failure, as the request arrives); anything
+    else is answered 201."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                received.append(head)
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if length:
+                    await reader.readexactly(int(length.group(1)))
+                if b" /api/v1/tasks/boom " in head:
+                    writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                    await writer.drain()
+                    received.append(await reader.readuntil(b"\r\n\r\n"))
+                    break
+                writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}")
                 await writer.drain()
         writer.close()
 

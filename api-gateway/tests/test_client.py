@@ -135,3 +135,52 @@ async def test_slots_are_returned_whatever_happens() -> None:
             with pytest.raises(UpstreamError):
                 await upstream.get("127.0.0.1", port, "/x")
     await upstream.aclose()
+
+
+async def test_a_body_larger_than_the_read_buffer_is_read_whole_without_stalling() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB: far above any flow-control high-water mark
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    upstream = client(read_timeout=1.0)
+    async with raw_server(big) as (port, _):
+        async with asyncio.timeout(0.9):  # well inside the read timeout: no stall at all
+            assert await upstream.get("127.0.0.1", port, "/openapi.json") == (200, body)
+    await upstream.aclose()
+
+
+async def test_a_connection_is_not_reused_after_a_5xx_answer() -> None:
+    """A server that failed may close the connection right after its answer (uvicorn does when
+    the app raised); a request written on it meanwhile would be lost without an answer."""
+
+    async def fail_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /boom "):
+                writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nboom")
+                await writer.drain()
+                await reader.readuntil(b"\r\n\r\n")  # the next request on it: dropped
+                return
+            await reader.readexactly(14)  # the POST's body
+            writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    upstream = client()
+    async with raw_server(fail_then_hang_up) as (port, connections):
+        for _ in range(3):
+            assert await upstream.get("127.0.0.1", port, "/boom") == (500, b"boom")
+            response = await upstream.send(
+                "127.0.0.1", port, "POST", "/tasks/", [("host", "a")], b'{"title": "x"}'
+            )
+            try:
+                assert response.status == 201
+                assert await response.read() == b"ok"
+            finally:
+                upstream.finish(response)
+        assert len(connections) == 4  # one per 5xx, and the one the POSTs share
+    await upstream.aclose()

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from conftest import BackendStarter, GatewayFactory
-from gateway_doubles import Backend, dropping_server, free_port, start_server
+from gateway_doubles import Backend, dropping_server, failing_server, free_port, start_server
 
 
 def replica_states(status: dict, upstream: str) -> dict[str, str]:
@@ -241,3 +241,33 @@ async def test_one_frozen_replica_does_not_open_the_circuit_for_the_others(
         status = (await gw.client.get("/api/status")).json()
         assert status["upstreams"]["task-service"]["circuit"] == "closed"
         assert replica_states(status, "task-service")[slow_server.url] == "ejected"
+
+
+async def test_a_5xx_that_closes_the_connection_never_costs_the_next_write(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Issue 9 (4): after a 500 the service closes the kept-alive connection; the next
+    non-idempotent request, from anyone, must not be written on it and lost as a 502."""
+    async with (
+        failing_server() as (url, heads),
+        make_gateway(tasks=[url], health_interval_seconds=60) as gw,
+    ):
+        for _ in range(3):
+            assert (await gw.client.get("/api/v1/tasks/boom")).status_code == 500
+            response = await gw.client.post("/api/v1/tasks/", json={"title": "innocent"})
+            assert response.status_code == 201
+        assert sum(b"POST /api/v1/tasks/ " in head for head in heads) == 3  # each sent once
+
+
+async def test_a_crashing_service_costs_other_clients_no_failed_write(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    """The same through a real uvicorn service whose handler raises."""
+    backend, server = await start_backend("tasks")
+    async with make_gateway(tasks=[server.url], health_interval_seconds=60) as gw:
+        for index in range(5):
+            assert (await gw.client.post("/api/v1/tasks/crash")).status_code == 500
+            response = await gw.client.post("/api/v1/tasks/", json={"title": f"t{index}"})
+            assert response.status_code == 200
+    assert backend.hits == 5
+

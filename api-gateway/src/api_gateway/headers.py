@@ -71,14 +71,18 @@ def upstream_request_headers(
     client_host: str | None,
     scheme: str,
     request_id: str,
-) -> RawHeaders:
+    body_length: int | None = None,
+) -> list[tuple[str, str]]:
     """The client's headers minus hop-by-hop ones, plus X-Forwarded-*, X-Request-ID and
-    traceparent. Host is kept so upstreams build client-facing URLs (Location)."""
+    traceparent, as the upstream client takes them. Host is kept so upstreams build
+    client-facing URLs (Location). Content-Length is the gateway's own: the client library sets
+    it for a body read whole; a streamed body keeps the length the client declared
+    (`body_length`)."""
     connection_tokens = _connection_tokens(headers)
     forwarded_for: bytes | None = None
     host: bytes | None = None
     traceparent: str | None = None
-    out: RawHeaders = []
+    out: list[tuple[str, str]] = []
     for name, value in headers:
         if name in HOP_BY_HOP or name in connection_tokens:
             continue
@@ -89,41 +93,24 @@ def upstream_request_headers(
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
             continue
+        if b"\r" in value or b"\n" in value:
+            continue  # the server's parser already refuses these; never split a header block
         if name == b"host":
             host = value
-        out.append((name, value))
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
     if client_host:
         client = client_host.encode()
         forwarded_for = forwarded_for + b", " + client if forwarded_for else client
     if forwarded_for:
-        out.append((b"x-forwarded-for", forwarded_for))
-    out.append((b"x-forwarded-proto", scheme.encode()))
+        out.append(("x-forwarded-for", forwarded_for.decode("latin-1")))
+    out.append(("x-forwarded-proto", scheme))
     if host:
-        out.append((b"x-forwarded-host", host))
-    out.append((b"x-request-id", request_id.encode()))
-    out.append((b"traceparent", next_traceparent(traceparent, request_id).encode()))
-    return out
-
-
-def request_head(
-    method: str, target: str, headers: RawHeaders, *, body_length: int | None
-) -> bytes:
-    """The request line and header block, ready to write. Content-Length is the gateway's own
-    (it knows the body it sends); a streamed body keeps the client's declared length, which
-    `upstream_request_headers` left out, so it is passed here as `body_length` too."""
-    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
-    has_host = False
-    for name, value in headers:
-        if name in (b"\r", b"\n") or b"\r" in value or b"\n" in value:
-            continue  # the server's parser already refuses these; never split a header block
-        has_host = has_host or name == b"host"
-        lines.append(name + b": " + value + b"\r\n")
-    if not has_host:
-        lines.append(b"host: upstream\r\n")
+        out.append(("x-forwarded-host", host.decode("latin-1")))
+    out.append(("x-request-id", request_id))
+    out.append(("traceparent", next_traceparent(traceparent, request_id)))
     if body_length is not None:
-        lines.append(b"content-length: " + str(body_length).encode() + b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        out.append(("content-length", str(body_length)))
+    return out
 
 
 def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:

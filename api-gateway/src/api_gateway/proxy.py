@@ -29,7 +29,7 @@ from taskflow_kit.resilience import BreakerState, UpstreamUnavailable
 
 from api_gateway.client import FailureKind, UpstreamError, UpstreamResponse
 from api_gateway.errors import BadGateway, PayloadTooLarge
-from api_gateway.headers import client_response_headers, request_head, upstream_request_headers
+from api_gateway.headers import client_response_headers, upstream_request_headers
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.replicas import Replica
 from api_gateway.routing import UnsafePathError, check_raw_path, request_target
@@ -56,6 +56,8 @@ class _StreamedBody:
         self._receive = receive
         self._limit = limit
         self.started = False
+        # What went wrong on the client's side; the upstream client only sees a failed upload.
+        self.error: ClientDisconnected | PayloadTooLarge | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self.started = True
@@ -63,11 +65,13 @@ class _StreamedBody:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                raise ClientDisconnected
+                self.error = ClientDisconnected()
+                raise self.error
             chunk: bytes = message.get("body", b"")
             total += len(chunk)
             if total > self._limit:
-                raise PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+                self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+                raise self.error
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
@@ -169,27 +173,24 @@ class Forwarder:
 
         request_id = current_request_id() or normalise_request_id(None)
         method: str = scope["method"]
-        head = request_head(
-            method,
-            request_target(path, scope["query_string"]),
-            upstream_request_headers(
-                scope["headers"],
-                client_host=client_host,
-                scheme=scope["scheme"],
-                request_id=request_id,
-            ),
+        headers = upstream_request_headers(
+            scope["headers"],
+            client_host=client_host,
+            scheme=scope["scheme"],
+            request_id=request_id,
             # A streamed body goes out with the length the client declared (and uvicorn enforced).
-            body_length=len(content) if isinstance(content, bytes) else content_length,
+            body_length=content_length if isinstance(content, _StreamedBody) else None,
         )
         response, replica = await self._exchange(
             upstream,
-            head=head,
+            method=method,
+            target=request_target(path, scope["query_string"]),
+            headers=headers,
             content=content,
-            head_only=method == "HEAD",
             may_repeat=method in IDEMPOTENT_METHODS or idempotency_key,
         )
         try:
-            await self._relay(response, send, extra_headers)
+            await self._relay(response, send, extra_headers, head_only=method == "HEAD")
         finally:
             replica.in_flight -= 1
             upstream.client.finish(response)
@@ -198,9 +199,10 @@ class Forwarder:
         self,
         upstream: Upstream,
         *,
-        head: bytes,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
         content: bytes | _StreamedBody | None,
-        head_only: bool,
         may_repeat: bool,
     ) -> tuple[UpstreamResponse, Replica]:
         """Send the request to a replica, retrying elsewhere when that is safe; the replica's
@@ -214,6 +216,10 @@ class Forwarder:
         is_probe = breaker.state is BreakerState.HALF_OPEN
         settled = False
         tried: list[Replica] = []
+
+        def streamed_body_started() -> bool:
+            return isinstance(content, _StreamedBody) and content.started
+
         # The deadline caps each attempt's waits (no timer of its own on the hot path).
         deadline_at = time.monotonic() + self.deadline
         try:
@@ -232,13 +238,17 @@ class Forwarder:
                     response = await upstream.client.send(
                         replica.host,
                         replica.port,
-                        head,
+                        method,
+                        target,
+                        headers,
                         content,
-                        head_only=head_only,
                         within=remaining,
+                        body_started=streamed_body_started,
                     )
                 except BaseException as exc:
                     replica.in_flight -= 1
+                    if isinstance(content, _StreamedBody) and content.error is not None:
+                        raise content.error from exc  # the client's side failed, not the upstream
                     if not isinstance(exc, UpstreamError):
                         raise
                     error = exc
@@ -255,10 +265,7 @@ class Forwarder:
                 retry = (
                     len(tried) <= self.retries
                     and replayable
-                    and (
-                        kind is FailureKind.CONNECT
-                        or (kind is FailureKind.DISCONNECT and may_repeat)
-                    )
+                    and (kind.unsent or (kind is FailureKind.DISCONNECT and may_repeat))
                 )
                 if error.replica_at_fault and kind in (FailureKind.CONNECT, FailureKind.TIMEOUT):
                     replica.eject(f"{kind.value}: {error}")
@@ -285,7 +292,7 @@ class Forwarder:
 
     @staticmethod
     def _failure(upstream: Upstream, kind: FailureKind) -> Exception:
-        if kind is FailureKind.CONNECT:
+        if kind.unsent:
             return UpstreamUnavailable(f"{upstream.name} is unreachable", retry_after=1)
         if kind is FailureKind.TIMEOUT:
             return GatewayTimeout(f"{upstream.name} did not answer in time")
@@ -293,12 +300,20 @@ class Forwarder:
 
     @staticmethod
     async def _relay(
-        response: UpstreamResponse, send: Send, extra_headers: list[tuple[bytes, bytes]]
+        response: UpstreamResponse,
+        send: Send,
+        extra_headers: list[tuple[bytes, bytes]],
+        *,
+        head_only: bool,
     ) -> None:
         headers = client_response_headers(response.raw_headers)
         headers.extend(extra_headers)
         length = response.content_length
-        small = response.complete or (length is not None and length <= BUFFER_LIMIT)
+        small = (
+            head_only
+            or response.status in (204, 304)
+            or (length is not None and length <= BUFFER_LIMIT)
+        )
         start = {"type": "http.response.start", "status": response.status, "headers": headers}
         try:
             if small:

@@ -45,6 +45,8 @@ class Upstream:
             async with asyncio.timeout(self.probe_timeout):
                 status, _ = await self.client.get(replica.host, replica.port, "/health")
         except (UpstreamError, TimeoutError) as exc:
+            if isinstance(exc, UpstreamError) and not exc.replica_at_fault:
+                return  # every connection busy with live traffic: busy is not down
             reason = exc.kind.value if isinstance(exc, UpstreamError) else "timeout"
             replica.probe_result(ok=False, latency_ms=None, error=f"health probe: {reason}")
             return
