@@ -17,6 +17,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,9 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from task_service.tasks.models import PRIORITIES, STATUSES, IdempotencyRecord, Task, TaskDependency
 from task_service.tasks.schemas import TaskFilter
 
-# One lock for the whole dependency graph: adding an edge is rare next to reading, and a
-# graph may span owners (a task is visible to its assignee too), so a per-owner lock is not safe.
-DEPENDENCY_GRAPH_LOCK = 0x7A5C_DE95
+# Advisory-lock namespaces (the two-int form, which never overlaps the one-bigint form other
+# code uses). Adding an edge locks the nodes it could close a cycle through (see
+# `lock_for_new_edge`); the graph key is taken shared by those writes and exclusively only by a
+# write whose reachable set is too large to lock node by node.
+GRAPH_LOCK_NAMESPACE = 0x7A5C
+NODE_LOCK_NAMESPACE = 0x7A5D
+MAX_NODE_LOCKS = 500
+# Expired idempotency records removed per keyed POST, whoever owns them.
+IDEMPOTENCY_SWEEP_BATCH = 100
 
 PRIORITY_RANK = case({name: rank for rank, name in enumerate(PRIORITIES)}, value=Task.priority)
 STATUS_RANK = case({name: rank for rank, name in enumerate(STATUSES)}, value=Task.status)
@@ -198,11 +205,64 @@ class TaskRepository:
         rows = await self.session.execute(statement)
         return [row_id for row_id, status in rows if status != "done"]
 
-    async def lock_dependency_graph(self) -> None:
-        """Serialise edge additions until this transaction ends (the cycle check stays true)."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEPENDENCY_GRAPH_LOCK}
+    def _reachable_nodes_sql(self) -> str:
+        # UNION (not UNION ALL) keeps each node once: linear in the edges reachable.
+        return """
+            WITH RECURSIVE reach(node) AS (
+                SELECT CAST(:start AS bigint)
+                UNION
+                SELECT e.depends_on_id FROM task_dependency e JOIN reach ON e.task_id = reach.node
+            )
+        """
+
+    async def lock_for_new_edge(self, task_id: int, depends_on_id: int) -> None:
+        """Serialise this edge addition with every concurrent one that could close a cycle
+        with it, and with no other.
+
+        Two edges u1→v1 and u2→v2 that close a cycle together each reach the other's source
+        (v1 ⇝ u2 and v2 ⇝ u1), so each writer locks its own source and every node reachable
+        from its target: the two lock sets meet and the second writer re-checks after the
+        first commits. Locks are taken in one order (deadlock-free), repeated until the
+        reachable set stops growing. A reachable set beyond `MAX_NODE_LOCKS` takes the graph
+        lock exclusively instead (such writes serialise with all others, but stay bounded).
+        """
+        reach = self._reachable_nodes_sql()
+        counted = await self.session.execute(
+            text(f"{reach} SELECT count(*) FROM (SELECT node FROM reach LIMIT :cap) AS r"),  # noqa: S608
+            {"start": depends_on_id, "cap": MAX_NODE_LOCKS + 1},
         )
+        if int(counted.scalar_one()) > MAX_NODE_LOCKS:
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": GRAPH_LOCK_NAMESPACE}
+            )
+            return
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": GRAPH_LOCK_NAMESPACE}
+        )
+        lock_all = text(
+            f"""{reach}
+            SELECT count(pg_advisory_xact_lock(:ns, hashint8(node))) FROM (
+                SELECT node FROM reach
+                UNION SELECT CAST(:source AS bigint)
+                ORDER BY 1
+            ) AS nodes"""  # noqa: S608
+        )
+        params = {"start": depends_on_id, "source": task_id, "ns": NODE_LOCK_NAMESPACE}
+        locked = -1
+        while True:
+            count = int((await self.session.execute(lock_all, params)).scalar_one())
+            if count == locked:
+                return
+            locked = count
+
+    async def reaches(self, start: int, goal: int) -> bool:
+        """Whether `goal` is reachable from `start` along depends_on edges (searched in the
+        database; the search stops at the first hit)."""
+        statement = text(
+            f"{self._reachable_nodes_sql()} SELECT 1 FROM reach WHERE node = :goal LIMIT 1"  # noqa: S608
+        )
+        result = await self.session.execute(statement, {"start": start, "goal": goal})
+        return result.first() is not None
 
     async def edges_reachable_from(self, task_id: int) -> list[tuple[int, int]]:
         """Every edge on a path starting at `task_id` (following depends_on)."""
@@ -264,23 +324,38 @@ class TaskRepository:
         )
         return (await self.session.execute(statement)).first() is not None
 
-    async def visible_dependencies(self, task_id: int, user_id: int) -> list[Task]:
-        statement = (
-            select(Task)
-            .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
-            .where(TaskDependency.task_id == task_id, visible_to(user_id))
-            .order_by(Task.id)
+    async def visible_dependencies(
+        self, task_id: int, user_id: int, *, limit: int
+    ) -> tuple[list[Task], int]:
+        """The first `limit` visible tasks `task_id` depends on (by id), and how many in all."""
+        return await self._page_of_neighbours(
+            TaskDependency.depends_on_id, TaskDependency.task_id, task_id, user_id, limit
         )
-        return list((await self.session.execute(statement)).scalars())
 
-    async def visible_dependents(self, task_id: int, user_id: int) -> list[Task]:
+    async def visible_dependents(
+        self, task_id: int, user_id: int, *, limit: int
+    ) -> tuple[list[Task], int]:
+        """The first `limit` visible tasks depending on `task_id` (by id), and how many in all."""
+        return await self._page_of_neighbours(
+            TaskDependency.task_id, TaskDependency.depends_on_id, task_id, user_id, limit
+        )
+
+    async def _page_of_neighbours(
+        self, joined: Any, anchor: Any, task_id: int, user_id: int, limit: int
+    ) -> tuple[list[Task], int]:
+        condition = and_(anchor == task_id, visible_to(user_id))
         statement = (
             select(Task)
-            .join(TaskDependency, TaskDependency.task_id == Task.id)
-            .where(TaskDependency.depends_on_id == task_id, visible_to(user_id))
+            .join(TaskDependency, joined == Task.id)
+            .where(condition)
             .order_by(Task.id)
+            .limit(limit)
         )
-        return list((await self.session.execute(statement)).scalars())
+        tasks = list((await self.session.execute(statement)).scalars())
+        if len(tasks) < limit:
+            return tasks, len(tasks)
+        total = select(func.count()).select_from(Task).join(TaskDependency, joined == Task.id)
+        return tasks, int((await self.session.execute(total.where(condition))).scalar_one())
 
     # -- idempotency -------------------------------------------------------------------------
 
@@ -295,9 +370,11 @@ class TaskRepository:
         await self.session.execute(
             delete(IdempotencyRecord).where(
                 IdempotencyRecord.owner_id == owner_id,
+                IdempotencyRecord.key == key,
                 IdempotencyRecord.created_at < expired_before,
             )
         )
+        await self.sweep_idempotency_records(expired_before)
         statement = (
             pg_insert(IdempotencyRecord)
             .values(owner_id=owner_id, key=key, request_hash=request_hash, created_at=now)
@@ -305,6 +382,26 @@ class TaskRepository:
             .returning(IdempotencyRecord.key)
         )
         return (await self.session.execute(statement)).first() is not None
+
+    async def sweep_idempotency_records(
+        self, expired_before: datetime, *, batch: int = IDEMPOTENCY_SWEEP_BATCH
+    ) -> int:
+        """Delete up to `batch` expired records of any owner (oldest first, skipping rows
+        another transaction holds): every keyed POST sweeps a little, so records never wait
+        for their own owner to come back."""
+        expired = (
+            select(IdempotencyRecord.owner_id, IdempotencyRecord.key)
+            .where(IdempotencyRecord.created_at < expired_before)
+            .order_by(IdempotencyRecord.created_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            delete(IdempotencyRecord)
+            .where(tuple_(IdempotencyRecord.owner_id, IdempotencyRecord.key).in_(expired))
+            .returning(IdempotencyRecord.key)
+        )
+        return len((await self.session.execute(statement)).all())
 
     async def get_idempotency_record(self, owner_id: int, key: str) -> IdempotencyRecord | None:
         statement = select(IdempotencyRecord).where(

@@ -26,6 +26,8 @@ from task_service.tasks.errors import (
     VersionMismatch,
 )
 from task_service.tasks.schemas import (
+    DEPENDENCIES_DEFAULT_LIMIT,
+    DEPENDENCIES_MAX_LIMIT,
     MAX_ID,
     DependencyCreate,
     DependencyTreeNode,
@@ -235,10 +237,22 @@ async def remove_dependency(
     responses=problem_responses(TaskNotFound),
 )
 async def list_dependencies(
-    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    task_service: TaskServiceDep,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=DEPENDENCIES_MAX_LIMIT,
+            description=f"Tasks listed per direction (1..{DEPENDENCIES_MAX_LIMIT})",
+        ),
+    ] = DEPENDENCIES_DEFAULT_LIMIT,
 ) -> TaskDependencies:
-    """The tasks this one depends on and the tasks depending on it (those the caller can see)."""
-    return await task_service.dependencies(principal, task_id)
+    """The tasks this one depends on and the tasks depending on it (those the caller can see),
+    each the first `limit` by id (default 50, at most 200); `depends_on_total` and
+    `dependents_total` count them all."""
+    return await task_service.dependencies(principal, task_id, limit=limit)
 
 
 @router.get(

@@ -22,6 +22,8 @@ DEFAULT_LIMIT = 20
 MAX_TAGS = 20
 MAX_DEPENDENCIES_ON_CREATE = 50
 MAX_ID = 2**63 - 1
+DEPENDENCIES_DEFAULT_LIMIT = 50
+DEPENDENCIES_MAX_LIMIT = 200
 
 
 class TaskStatus(enum.StrEnum):
@@ -209,10 +211,14 @@ class DependencyCreate(BaseModel):
 
 
 class TaskDependencies(BaseModel):
-    """Both directions: what this task waits for, and what waits for it (visible tasks only)."""
+    """Both directions: what this task waits for, and what waits for it (visible tasks only),
+    each the first `limit` by id, with the number in all."""
 
     depends_on: list[TaskRead]
     dependents: list[TaskRead]
+    depends_on_total: int
+    dependents_total: int
+    limit: int
 
 
 class DependencyTreeNode(BaseModel):

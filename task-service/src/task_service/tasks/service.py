@@ -25,6 +25,7 @@ from task_service.tasks.errors import (
 from task_service.tasks.models import Task
 from task_service.tasks.repository import TaskRepository
 from task_service.tasks.schemas import (
+    DEPENDENCIES_DEFAULT_LIMIT,
     DependencyTreeNode,
     TaskCreate,
     TaskDependencies,
@@ -285,13 +286,14 @@ class TaskService:
             raise SelfDependency()
         if not await self.repository.visible_ids([depends_on_id], principal.id):
             raise TaskNotFound(depends_on_id)
-        await self.repository.lock_dependency_graph()
-        # Under the lock, the graph read here is the graph the new edge joins.
-        path = find_path(
-            await self.repository.edges_reachable_from(depends_on_id), depends_on_id, task_id
-        )
-        if path is not None:
-            raise DependencyCycle([task_id, *path])
+        await self.repository.lock_for_new_edge(task_id, depends_on_id)
+        # Under the lock, the graph searched here is the graph the new edge joins. The search
+        # runs in the database; the edges are loaded only to name the cycle.
+        if await self.repository.reaches(depends_on_id, task_id):
+            path = find_path(
+                await self.repository.edges_reachable_from(depends_on_id), depends_on_id, task_id
+            )
+            raise DependencyCycle([task_id, *(path or [depends_on_id, task_id])])
         now = self.clock()
         if await self.repository.add_edge(task_id, depends_on_id, now):
             task = await self.repository.update(task, {"updated_at": now})
@@ -307,15 +309,22 @@ class TaskService:
             raise DependencyNotFound(task_id, depends_on_id)
         await self.repository.update(task, {"updated_at": self.clock()})
 
-    async def dependencies(self, principal: Principal, task_id: int) -> TaskDependencies:
+    async def dependencies(
+        self, principal: Principal, task_id: int, *, limit: int = DEPENDENCIES_DEFAULT_LIMIT
+    ) -> TaskDependencies:
         task = await self.get_visible(principal, task_id)
+        depends_on, depends_on_total = await self.repository.visible_dependencies(
+            task.id, principal.id, limit=limit
+        )
+        dependents, dependents_total = await self.repository.visible_dependents(
+            task.id, principal.id, limit=limit
+        )
         return TaskDependencies(
-            depends_on=await self.views(
-                await self.repository.visible_dependencies(task.id, principal.id)
-            ),
-            dependents=await self.views(
-                await self.repository.visible_dependents(task.id, principal.id)
-            ),
+            depends_on=await self.views(depends_on),
+            dependents=await self.views(dependents),
+            depends_on_total=depends_on_total,
+            dependents_total=dependents_total,
+            limit=limit,
         )
 
     async def dependency_tree(
