@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -173,6 +174,14 @@ class Watched:
     name: str
     pid: int
     tree: bool = False
+    _children: list[int] = field(default_factory=list)
+    _listed: float = 0.0
+
+    def children(self) -> list[int]:
+        """The children, listed again at most every 5 s (a /proc scan costs the generator)."""
+        if time.monotonic() - self._listed > 5:
+            self._children, self._listed = children_of(self.pid), time.monotonic()
+        return self._children
 
     def cpu_ticks(self) -> int:
         own = proc_stat(self.pid)
@@ -181,7 +190,7 @@ class Watched:
         if not self.tree:
             return own[1]
         total = own[1] + own[2]
-        for child in children_of(self.pid):
+        for child in self.children():
             stat = proc_stat(child)
             if stat:
                 total += stat[1]
@@ -190,7 +199,7 @@ class Watched:
     def rss(self) -> int:
         if not self.tree:
             return rss_bytes(self.pid)
-        return rss_bytes(self.pid) + sum(rss_bytes(c) for c in children_of(self.pid))
+        return rss_bytes(self.pid) + sum(rss_bytes(c) for c in self.children())
 
 
 class Meter:
@@ -203,6 +212,8 @@ class Meter:
         self._sampler: asyncio.Task[None] | None = None
 
     def begin(self) -> None:
+        for p in self.processes:
+            p._listed = 0.0
         self.start_ticks = {p.name: p.cpu_ticks() for p in self.processes}
         self.peak = {p.name: p.rss() for p in self.processes}
         self._sampler = asyncio.create_task(self._sample())
@@ -217,6 +228,8 @@ class Meter:
         """CPU seconds and peak RSS (MB) per process since `begin`."""
         if self._sampler:
             self._sampler.cancel()
+        for p in self.processes:
+            p._listed = 0.0
         cpu = {p.name: (p.cpu_ticks() - self.start_ticks[p.name]) / CLK_TCK for p in self.processes}
         peak = {name: value / 2**20 for name, value in self.peak.items()}
         return cpu, peak
@@ -547,14 +560,27 @@ async def seed(stack: Stack, profile: Profile) -> None:
                 if status != 201:
                     raise RuntimeError(f"seeding a task failed: {status} {raw[:200]!r}")
                 have.append(int(json.loads(raw)["id"]))
-            account.task_ids = await ids_of(account)
+            # The seeded set: the account's first tasks; anything beyond, a mix left behind.
+            account.task_ids = sorted(await ids_of(account))[: profile.tasks_per_account]
 
         await asyncio.gather(*(fill(i, a) for i, a in enumerate(accounts)))
     finally:
         await client.close()
     stack.accounts = accounts
+    await reset_tasks(stack)
     total = sum(len(a.task_ids) for a in accounts)
     log(f"{stack.label}: seeded, {total} tasks owned ({time.perf_counter() - started:.1f} s)")
+
+
+async def reset_tasks(stack: Stack) -> None:
+    """Delete every task the scenarios created (not through the API: housekeeping, unmeasured),
+    so each scenario and each stack sees the seeded data set, not one grown by earlier runs."""
+    keep = [task_id for account in stack.accounts for task_id in account.task_ids]
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        await connection.execute("DELETE FROM task WHERE id <> ALL($1::bigint[])", keep)
+    finally:
+        await connection.close()
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -649,10 +675,12 @@ def direct_targets(stack: Stack) -> Targets:
     return Targets(users=stack.url("user"), tasks=stack.url("task"), stats=stack.url("stats"))
 
 
-async def run_round(
-    stack: Stack, profile: Profile, round_number: int, baseline: Watched
-) -> list[Outcome]:
-    outcomes = []
+Step = tuple[str, Callable[[], Awaitable[Outcome]]]
+
+
+def round_steps(stack: Stack, profile: Profile, round_number: int, baseline: Watched) -> list[Step]:
+    """The scenarios of one round on one stack, not started: the caller interleaves stacks."""
+    steps: list[Step] = []
     rng = random.Random(round_number * 1000 + stack.offset)
     watched = [*stack.watched, baseline, Watched("loadgen", os.getpid())]
     gateway = Targets.gateway(stack.url("gateway"))
@@ -670,46 +698,46 @@ async def run_round(
 
     # 0. idle: what the suite burns with no request (health checks, relays, pollers), per second
     async def idle(recorder: Recorder) -> None:
-        await asyncio.sleep(profile.warmup + 3)
+        await asyncio.sleep(profile.warmup + 5)
 
-    outcome = await measured(
-        stack,
-        "idle (CPU us per second)",
-        round_number,
-        watched,
-        profile.warmup,
-        idle,
-        per_request=lambda r: 1,
-    )
-    outcome.cpu_us = {k: v / outcome.seconds for k, v in outcome.cpu_us.items()}
-    outcome.requests = 0
-    outcomes.append(outcome)
+    def step(name: str, load: Callable[[Recorder], Awaitable[None]]) -> None:
+        async def run() -> Outcome:
+            outcome = await measured(stack, name, round_number, watched, profile.warmup, load)
+            await reset_tasks(stack)
+            return outcome
 
-    # 1. the realistic mix at saturation, then at 200 users with think time
-    outcomes.append(
-        await measured(
+        steps.append((name, run))
+
+    async def idle_step() -> Outcome:
+        outcome = await measured(
             stack,
-            "mix closed (gateway)",
+            "idle (CPU us per second)",
             round_number,
             watched,
             profile.warmup,
-            lambda r: closed(r, gateway, FrontendUser.mix, profile.mix_seconds),
+            idle,
+            per_request=lambda r: 1,
         )
+        outcome.cpu_us = {k: v / outcome.seconds for k, v in outcome.cpu_us.items()}
+        outcome.requests = 0
+        return outcome
+
+    steps.append(("idle", idle_step))
+
+    # 1. the realistic mix at saturation, then at 200 users with think time
+    step(
+        "mix closed (gateway)", lambda r: closed(r, gateway, FrontendUser.mix, profile.mix_seconds)
     )
 
     async def open_mix(recorder: Recorder) -> None:
         client = Client(recorder, connections=profile.open_users)
         try:
             users = users_of(client, gateway, accounts, profile.open_users, rng, FrontendUser.mix)
-            await open_loop(users, profile.warmup + profile.open_seconds, (1.0, 3.0), rng)
+            await open_loop(users, profile.warmup + profile.open_seconds, (1.0, 3.0), rng, recorder)
         finally:
             await client.close()
 
-    outcomes.append(
-        await measured(
-            stack, "mix open 200u (gateway)", round_number, watched, profile.warmup, open_mix
-        )
-    )
+    step(f"mix open {profile.open_users}u (gateway)", open_mix)
 
     # 2. each hot route alone, through the gateway and straight to its service
     def route(name: str) -> Callable[[FrontendUser], Any]:
@@ -720,15 +748,9 @@ async def run_round(
         ("direct", direct_targets(stack), profile.direct_routes),
     ):
         for name in names:
-            outcomes.append(
-                await measured(
-                    stack,
-                    f"{name} ({via})",
-                    round_number,
-                    watched,
-                    profile.warmup,
-                    lambda r, t=targets, n=name: closed(r, t, route(n), profile.route_seconds),
-                )
+            step(
+                f"{name} ({via})",
+                lambda r, t=targets, n=name: closed(r, t, route(n), profile.route_seconds),
             )
 
     # 3. the raw-asyncpg baseline: the same row query, same pool size
@@ -760,11 +782,7 @@ async def run_round(
         finally:
             await client.close()
 
-    outcomes.append(
-        await measured(
-            stack, "read (raw asyncpg)", round_number, watched, profile.warmup, baseline_reads
-        )
-    )
+    step("read (raw asyncpg)", baseline_reads)
 
     # 4. logins while the mix runs at a fixed rate: first the mix alone, then with logins
     for with_logins in (False, True):
@@ -783,7 +801,7 @@ async def run_round(
                     await next(cycle)(started)
 
                 seconds = profile.warmup + profile.login_seconds
-                jobs = [fixed_rate(background, profile.login_background_rate, seconds)]
+                jobs = [fixed_rate(background, profile.login_background_rate, seconds, recorder)]
                 if with_logins:
                     loggers = [
                         (lambda a=a: FrontendUser(client, gateway, a, rng).login)
@@ -795,10 +813,8 @@ async def run_round(
                 await client.close()
 
         name = "logins + mix (gateway)" if with_logins else "mix fixed rate (gateway)"
-        outcomes.append(
-            await measured(stack, name, round_number, watched, profile.warmup, login_load)
-        )
-    return outcomes
+        step(name, login_load)
+    return steps
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -909,6 +925,14 @@ def goals(
                     True,
                     f"{mix['failures']} failures now, {before['failures']} before",
                 )
+                add(
+                    f"mix suite CPU per request, {other.label} / now",
+                    suite_cpu(before) / suite_cpu(mix),
+                    ISSUE_10["mix_speedup"],
+                    True,
+                    f"{suite_cpu(before):.0f} us before, {suite_cpu(mix):.0f} us now "
+                    "(all services + PostgreSQL + Redis; steadier than req/s here)",
+                )
     open_mix = get("mix open 200u (gateway)")
     if open_mix:
         add(
@@ -950,6 +974,13 @@ def goals(
                 "devstack start to every /health 200, warm data directory, busy machine",
             )
     return results
+
+
+SUITE = ("gateway", "user", "task", "stats", "postgres", "redis")
+
+
+def suite_cpu(summary_row: dict[str, Any]) -> float:
+    return float(sum(summary_row["cpu_us"][c] for c in SUITE))
 
 
 def chart(summary: dict[tuple[str, str], dict[str, Any]], path: Path, labels: list[str]) -> None:
@@ -1012,11 +1043,16 @@ async def bench(stacks: list[Stack], profile: Profile, rounds: int) -> list[Outc
             await seed(stack, profile)
             watched.append(baseline.start())
         for round_number in range(1, rounds + 1):
-            order = list(zip(stacks, watched, strict=True))
-            if round_number % 2 == 0:
-                order.reverse()  # alternate which stack goes first
-            for stack, baseline_process in order:
-                outcomes.extend(await run_round(stack, profile, round_number, baseline_process))
+            # Scenario by scenario, each on every stack in turn (the first alternating), so a
+            # before/after pair is measured minutes apart at most on this shared machine.
+            plans = [
+                round_steps(stack, profile, round_number, baseline_process)
+                for stack, baseline_process in zip(stacks, watched, strict=True)
+            ]
+            for index in range(len(plans[0])):
+                order = plans if (round_number + index) % 2 else plans[::-1]
+                for plan in order:
+                    outcomes.append(await plan[index][1]())
     finally:
         for baseline in baselines:
             baseline.stop()

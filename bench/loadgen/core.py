@@ -9,7 +9,6 @@ slow server is not hidden by the generator waiting for it (no coordinated omissi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
@@ -111,11 +110,28 @@ async def closed_loop(actions: list[Callable[[], Action]], seconds: float) -> No
     await asyncio.gather(*(worker(factory) for factory in actions))
 
 
+DRAIN_SECONDS = 5.0
+
+
+async def drain(in_flight: set[asyncio.Task[None]], recorder: Recorder | None) -> None:
+    """Wait a little for requests still in flight; count those abandoned as failures."""
+    if not in_flight:
+        return
+    _, pending = await asyncio.wait(set(in_flight), timeout=DRAIN_SECONDS)
+    for task in pending:
+        task.cancel()
+    if recorder is not None:
+        for _ in pending:
+            recorder.add("unanswered", DRAIN_SECONDS, False, "no answer by the end of the window")
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def open_loop(
     actions: list[Callable[[], Action]],
     seconds: float,
     think: tuple[float, float],
     rng: random.Random,
+    recorder: Recorder | None = None,
 ) -> None:
     """Each virtual user starts a request every uniform(*think) seconds of schedule, whether or
     not its previous one answered; latency counts from the scheduled start."""
@@ -135,12 +151,12 @@ async def open_loop(
             scheduled += rng.uniform(*think)
 
     await asyncio.gather(*(user(factory) for factory in actions))
-    if in_flight:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*in_flight), timeout=30)
+    await drain(in_flight, recorder)
 
 
-async def fixed_rate(action: Action, rate: float, seconds: float) -> None:
+async def fixed_rate(
+    action: Action, rate: float, seconds: float, recorder: Recorder | None = None
+) -> None:
     """Requests start on a fixed schedule (`rate` per second), latency from the schedule."""
     interval = 1.0 / rate
     start = time.perf_counter()
@@ -157,6 +173,4 @@ async def fixed_rate(action: Action, rate: float, seconds: float) -> None:
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
         index += 1
-    if in_flight:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*in_flight), timeout=30)
+    await drain(in_flight, recorder)
