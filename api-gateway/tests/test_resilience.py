@@ -271,3 +271,48 @@ async def test_a_crashing_service_costs_other_clients_no_failed_write(
             assert response.status_code == 200
     assert backend.hits == 5
 
+
+async def test_a_request_that_may_have_been_processed_is_replayed_only_if_harmless(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    """Issue 9 (7): after a lost connection, only requests whose replay cannot change the
+    outcome go to another replica; `Idempotency-Key` counts only where it is honoured."""
+    good, good_server = await start_backend("good")
+    keyed = {"Idempotency-Key": "k1"}
+    not_replayed = [
+        ("POST", "/api/v1/users/me/password", keyed),  # the key is ignored there
+        ("POST", "/api/v1/tasks/7/toggle", keyed),  # would flip twice
+        ("POST", "/api/v1/auth/refresh", keyed),  # reuse detection would revoke the login
+        ("POST", "/api/v1/tasks/", {}),  # no key: a second task
+        ("PUT", "/api/v1/tasks/7", {"If-Match": 'W/"3"'}),  # the replay would answer 412
+        ("PATCH", "/api/v1/tasks/7", {}),
+        ("DELETE", "/api/v1/tasks/7", {}),  # the replay would answer 404
+    ]
+    replayed = [
+        ("GET", "/api/v1/tasks/7", {}),
+        ("HEAD", "/api/v1/tasks/7", {}),
+        ("POST", "/api/v1/tasks/", keyed),  # the one route that honours the key
+        ("POST", "/api/v1/tasks", keyed),
+    ]
+    async with (
+        dropping_server() as (dropping, heads),
+        make_gateway(
+            users=[dropping, good_server.url],
+            tasks=[dropping, good_server.url],
+            health_interval_seconds=60,
+        ) as gw,
+    ):
+        for method, path, headers in not_replayed + replayed:
+            for upstream in gw.gateway.upstreams.values():
+                upstream.replicas._next = 0  # the dropping replica first
+            sent_before = len(api_requests(heads))
+            hits_before = good.hits
+            response = await gw.client.request(method, path, headers=headers, content=b"{}")
+            assert len(api_requests(heads)) == sent_before + 1, (method, path)
+            if (method, path, headers) in replayed:
+                assert response.status_code == 200, (method, path)
+                assert good.hits == hits_before + 1, (method, path)
+            else:
+                assert response.status_code == 502, (method, path)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert good.hits == hits_before, (method, path)

@@ -38,8 +38,23 @@ from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway.proxy")
 
-# RFC 9110 §9.2.2: safe to repeat when it is unknown whether the first attempt was processed.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# Replayed after a lost connection (the first attempt may have been processed) only where a
+# replay cannot change the outcome: safe methods, and the one route that honours
+# Idempotency-Key (task-service answers a repeated key + body with the first answer). Not PUT,
+# PATCH or DELETE, although RFC 9110 calls PUT and DELETE idempotent: a replayed DELETE answers
+# 404, a replayed conditional update 412 (its If-Match is stale after the first), and every
+# update bumps the task's version.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENCY_KEY_ROUTES = frozenset({("POST", "/api/v1/tasks/"), ("POST", "/api/v1/tasks")})
+
+
+def replayable(method: str, path: str, *, idempotency_key: bool) -> bool:
+    """Whether repeating this request, if the first attempt was processed, changes nothing."""
+    return method in REPLAYABLE_METHODS or (
+        idempotency_key and (method, path) in IDEMPOTENCY_KEY_ROUTES
+    )
+
+
 # Bodies up to this size are read whole (one upstream write, replayable on retry); bigger
 # declared bodies stream through.
 BUFFER_LIMIT = 64 * 1024
@@ -187,7 +202,7 @@ class Forwarder:
             target=request_target(path, scope["query_string"]),
             headers=headers,
             content=content,
-            may_repeat=method in IDEMPOTENT_METHODS or idempotency_key,
+            may_repeat=replayable(method, path, idempotency_key=idempotency_key),
         )
         try:
             await self._relay(response, send, extra_headers, head_only=method == "HEAD")
