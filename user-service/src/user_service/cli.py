@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from taskflow_kit.db import create_engine, create_sessionmaker
 
 from user_service.config import Settings
+from user_service.events import make_outbox
 from user_service.passwords import PasswordHasher
 from user_service.users.errors import UserNotFound
 from user_service.users.service import UserService
@@ -23,7 +24,13 @@ async def make_admin(settings: Settings, identifier: str) -> int:
     engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         async with create_sessionmaker(engine)() as session:
-            service = UserService(session, hasher=PasswordHasher(rounds=settings.bcrypt_rounds))
+            # No relay in a one-off command: the services' relays publish the event (woken by
+            # the commit's NOTIFY).
+            service = UserService.for_session(
+                session,
+                outbox=make_outbox(relay=None),
+                hasher=PasswordHasher(rounds=settings.bcrypt_rounds),
+            )
             try:
                 user = await service.make_admin(identifier)
             except UserNotFound:

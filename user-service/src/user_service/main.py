@@ -8,18 +8,22 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
+from taskflow_kit.background import running
 from taskflow_kit.db import create_engine, create_sessionmaker
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
+from taskflow_kit.outbox import relay_for
 from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis
+from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
 
 from user_service import __doc__ as service_doc
 from user_service.auth.router import router as auth_router
 from user_service.auth.throttle import LoginThrottle
 from user_service.auth.tokens import TokenIssuer
 from user_service.config import ALEMBIC_INI, Settings
+from user_service.events import OUTBOX, PRODUCER, make_outbox
 from user_service.passwords import PasswordHasher
 from user_service.users.router import router as users_router
 
@@ -38,14 +42,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_overflow=settings.db_max_overflow,
     )
     redis = create_redis(settings.redis_url)
+    revocations = RevocationList()
+    relay = relay_for(
+        settings,
+        engine=engine,
+        database_url=settings.database_url,
+        table=OUTBOX,
+        redis=redis,
+        producer=PRODUCER,
+        # Revocations reach Redis atomically with their event (see taskflow_kit.revocation).
+        hooks=[RevocationStore(redis, key_prefix=settings.redis_prefix).record],
+    )
+    listener = RevocationListener(
+        redis, key_prefix=settings.redis_prefix, revocations=revocations, prune_store=True
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await prepare_database(ALEMBIC_INI, settings.database_url)
         await app.state.password_hasher.warm_up()
+        await listener.start()
         try:
-            yield
+            async with running(relay.run(), listener.run()):
+                yield
         finally:
             await redis.aclose()
             await engine.dispose()
@@ -56,12 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         description=service_doc or "",
         token_config=token_config,
+        revocations=revocations,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = redis
+    app.state.outbox = make_outbox(relay)
+    app.state.relay = relay
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
     app.state.login_throttle = LoginThrottle(
         RateLimiter(redis, prefix=f"{settings.redis_prefix}user-service:rl:"),

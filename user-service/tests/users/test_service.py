@@ -51,11 +51,12 @@ async def test_a_race_past_the_pre_check_is_a_conflict_from_the_index(
     second_session = app.state.sessionmaker()
     racing: asyncio.Task[object] | None = None
     try:
-        await UserService(first_session, hasher=hasher).register(
+        outbox = app.state.outbox
+        await UserService.for_session(first_session, outbox=outbox, hasher=hasher).register(
             UserCreate(email="alice@example.com", username="alice", password=PASSWORD)
         )  # flushed, not committed: invisible to the other session's pre-check
         racing = asyncio.create_task(
-            UserService(second_session, hasher=hasher).register(
+            UserService.for_session(second_session, outbox=outbox, hasher=hasher).register(
                 UserCreate(**second, password=PASSWORD)
             )
         )

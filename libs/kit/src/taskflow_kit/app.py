@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from taskflow_kit.auth import TokenVerifier
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import MetricsMiddleware, metrics_router
+from taskflow_kit.revocation import RevocationList
 from taskflow_kit.tokens import TokenConfig
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None] | AsyncIterator[None]]
@@ -24,6 +26,7 @@ def create_service_app(
     version: str,
     description: str,
     token_config: TokenConfig,
+    revocations: RevocationList | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
@@ -36,6 +39,7 @@ def create_service_app(
         **fastapi_kwargs,
     )
     app.state.token_config = token_config
+    app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware)
@@ -45,7 +49,10 @@ def create_service_app(
 
 
 def _document_validation_errors_as_problems(app: FastAPI) -> None:
-    """FastAPI documents 422 as `application/json` HTTPValidationError; ours are problem+json."""
+    """FastAPI documents 422 as `application/json` HTTPValidationError; ours are problem+json.
+
+    Also documents what every route can answer beyond its own errors: 400 and 422 where it
+    takes a body, 503 everywhere."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -64,9 +71,19 @@ def _document_validation_errors_as_problems(app: FastAPI) -> None:
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
-                responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
-                if "422" in responses:
-                    responses["422"]["content"] = problem
+                if not isinstance(operation, dict):
+                    continue
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    # A body that is not JSON at all (or nested past the parser) is 400; one
+                    # that parses but does not validate is 422 — on every route with a body.
+                    responses.setdefault("400", {"description": "The body could not be parsed"})
+                    responses.setdefault("422", {"description": "Validation Error"})
+                # Any route may find its database or upstream unavailable (with Retry-After).
+                responses.setdefault("503", {"description": "Service Unavailable"})
+                for status in ("400", "422", "503"):
+                    if status in responses:
+                        responses[status]["content"] = problem
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         app.openapi_schema = schema

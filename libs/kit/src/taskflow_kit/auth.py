@@ -9,7 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from taskflow_kit.errors import Forbidden, Unauthorized
-from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
+from taskflow_kit.revocation import RevocationList
+from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token, issued_at
+
+# Ids are PostgreSQL bigints everywhere: a token naming anything else names no user we issued.
+MAX_USER_ID = 2**63 - 1
 
 # Swagger's "Authorize" posts the OAuth2 password form here (through the gateway or directly).
 TOKEN_URL = "/api/v1/auth/login"
@@ -25,20 +29,49 @@ class Principal:
     username: str | None
     is_superuser: bool
     token: str
+    session_id: str | None = None
+    issued_at: float = 0.0
+    expires_at: float = 0.0
 
 
-def principal_from_token(config: TokenConfig, token: str) -> Principal:
+def principal_from_token(
+    config: TokenConfig, token: str, revocations: RevocationList | None = None
+) -> Principal:
+    """The caller named by a valid access token; Unauthorized for a malformed, forged, expired
+    or revoked one (the revocation list is in memory: no I/O here)."""
     try:
         claims = decode_token(config, token, token_type="access")
         user_id = int(claims["sub"])
-    except (InvalidTokenError, ValueError) as exc:
+        issued = issued_at(claims)
+        expires_at = float(claims["exp"])
+    except (InvalidTokenError, ValueError, TypeError) as exc:
         raise Unauthorized("Invalid or expired token") from exc
+    if not 1 <= user_id <= MAX_USER_ID:
+        raise Unauthorized("Invalid or expired token")
+    session_id = claims.get("sid")
+    session_id = str(session_id) if session_id is not None else None
+    if revocations is not None and revocations.is_revoked(user_id, issued, session_id):
+        raise Unauthorized("The token has been revoked; sign in again")
     return Principal(
         id=user_id,
         username=claims.get("username"),
         is_superuser=bool(claims.get("is_superuser", False)),
         token=token,
+        session_id=session_id,
+        issued_at=issued,
+        expires_at=expires_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVerifier:
+    """What the token check needs, given to the app once (`create_service_app`)."""
+
+    config: TokenConfig
+    revocations: RevocationList | None = None
+
+    def principal(self, token: str) -> Principal:
+        return principal_from_token(self.config, token, self.revocations)
 
 
 async def current_principal(
@@ -47,8 +80,8 @@ async def current_principal(
     """The authenticated caller; 401 with `WWW-Authenticate: Bearer` otherwise."""
     if not token:
         raise Unauthorized("Not authenticated")
-    config: TokenConfig = request.app.state.token_config
-    return principal_from_token(config, token)
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.principal(token)
 
 
 async def current_superuser(

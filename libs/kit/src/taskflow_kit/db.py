@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from taskflow_kit.errors import ProblemError
+from taskflow_kit.outbox import run_after_commit
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -51,7 +52,8 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit when the endpoint returns, roll back if it raises.
 
-    Services only `flush()`; this is the single place that commits. It is declared with
+    Services only `flush()`; this is the single place that commits. After the commit it runs
+    the session's after-commit hooks (the outbox relay's prompt publish). It is declared with
     `scope="function"` so the commit happens before the response is sent: a client never
     reads a 2xx for a write that then fails to commit.
 
@@ -73,6 +75,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+            await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

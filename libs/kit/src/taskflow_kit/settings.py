@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskflow_kit.tokens import MIN_SECRET_BYTES, TokenConfig
@@ -26,6 +26,14 @@ class ServiceSettings(BaseSettings):
     redis_prefix: str = "taskflow:"
     log_level: str = "INFO"
     log_json: bool = True
+
+    # Events (outbox → Redis Streams → consumers); see docs/events.md.
+    events_stream_maxlen: int = Field(default=100_000, ge=1000)
+    outbox_poll_seconds: float = Field(default=2.0, gt=0)
+    outbox_retention_hours: float = Field(default=24.0, gt=0)
+    outbox_wait_on_commit_seconds: float = Field(default=0.25, ge=0)
+    events_claim_idle_seconds: float = Field(default=15.0, gt=0)
+    events_max_deliveries: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _secret_is_safe(self) -> ServiceSettings:

@@ -51,10 +51,21 @@ def issue_token(
         iss=config.issuer,
         aud=config.audience,
         iat=issued_at,
+        # `iat` has whole seconds; revocation voids tokens issued *before* an instant, and a
+        # token issued a moment after it (a login right after a demotion) must stay valid.
+        iat_us=int(issued_at.timestamp() * 1_000_000),
         exp=issued_at + ttl,
         jti=jti or uuid.uuid4().hex,
     )
     return jwt.encode(payload, config.secret, algorithm=config.algorithm)
+
+
+def issued_at(claims: Mapping[str, Any]) -> float:
+    """When a verified token was issued, in epoch seconds (microseconds where it says)."""
+    precise = claims.get("iat_us")
+    if isinstance(precise, int) and not isinstance(precise, bool):
+        return precise / 1_000_000
+    return float(claims["iat"])
 
 
 def decode_token(config: TokenConfig, token: str, *, token_type: TokenType) -> dict[str, Any]:

@@ -29,13 +29,18 @@ class TokenIssuer:
     access_ttl: timedelta
     refresh_ttl: timedelta
 
-    def access_token(self, user: User) -> str:
+    def access_token(self, user: User, *, session_id: str) -> str:
+        """`sid` names the login session (the refresh-token family): logging out voids it."""
         return issue_token(
             self.config,
             subject=str(user.id),
             token_type="access",
             ttl=self.access_ttl,
-            claims={"username": user.username, "is_superuser": user.is_superuser},
+            claims={
+                "username": user.username,
+                "is_superuser": user.is_superuser,
+                "sid": session_id,
+            },
         )
 
     def refresh_token(self, user: User) -> IssuedRefreshToken:

@@ -16,7 +16,8 @@ from user_service.users.service import UserService
 
 
 def get_user_service(request: Request, session: SessionDep) -> UserService:
-    return UserService(session, hasher=request.app.state.password_hasher)
+    state = request.app.state
+    return UserService.for_session(session, outbox=state.outbox, hasher=state.password_hasher)
 
 
 async def current_user(principal: PrincipalDep, session: SessionDep) -> User:

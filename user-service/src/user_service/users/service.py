@@ -7,9 +7,11 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.outbox import Outbox
 
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.throttle import LoginThrottle, account_key
+from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.users.errors import (
     EmailTaken,
@@ -43,10 +45,32 @@ def _uniqueness_conflicts() -> Iterator[None]:
 
 
 class UserService:
-    def __init__(self, session: AsyncSession, *, hasher: PasswordHasher) -> None:
-        self.users = UserRepository(session)
-        self.refresh_tokens = RefreshTokenRepository(session)
+    """Account rules over the repositories it is given; every change records its event."""
+
+    def __init__(
+        self,
+        *,
+        users: UserRepository,
+        refresh_tokens: RefreshTokenRepository,
+        events: UserEvents,
+        hasher: PasswordHasher,
+    ) -> None:
+        self.users = users
+        self.refresh_tokens = refresh_tokens
+        self.events = events
         self.hasher = hasher
+
+    @classmethod
+    def for_session(
+        cls, session: AsyncSession, *, outbox: Outbox, hasher: PasswordHasher
+    ) -> UserService:
+        """The service over one request's (or command's) transaction."""
+        return cls(
+            users=UserRepository(session),
+            refresh_tokens=RefreshTokenRepository(session),
+            events=UserEvents(session, outbox),
+            hasher=hasher,
+        )
 
     async def register(self, data: UserCreate) -> User:
         await self._ensure_available(email=data.email, username=data.username)
@@ -58,6 +82,7 @@ class UserService:
         )
         with _uniqueness_conflicts():
             await self.users.add(user)
+        await self.events.registered(user)
         return user
 
     async def update_profile(self, user: User, data: UserUpdate) -> User:
@@ -65,17 +90,23 @@ class UserService:
         await self._ensure_available(
             email=changes.get("email"), username=changes.get("username"), exclude_id=user.id
         )
-        for field, value in changes.items():
+        changed = {
+            field: value for field, value in changes.items() if getattr(user, field) != value
+        }
+        for field, value in changed.items():
             setattr(user, field, value)
         with _uniqueness_conflicts():
             await self.users.flush()
+        if changed:
+            await self.events.updated(user, revoke_tokens=False)
         return user
 
     async def change_password(
         self, user: User, *, current: str, new: str, throttle: LoginThrottle
     ) -> None:
         """Check the current password (guessing it is throttled like a login), set the new one
-        and end every session: all refresh tokens of the user are revoked."""
+        and end every session: all refresh tokens of the user are revoked, and the access tokens
+        issued so far stop working (`user.sessions_revoked`)."""
         account = account_key(user.username, user)
         await throttle.check_account(account)
         if not await self.hasher.verify(current, user.hashed_password):
@@ -84,10 +115,15 @@ class UserService:
         user.hashed_password = await self.hasher.hash(new)
         await self.users.flush()
         await self.refresh_tokens.revoke_all_for_user(user.id)
+        await self.events.sessions_revoked(user.id, reason="password_changed")
 
     async def delete(self, user: User) -> None:
-        """Hard delete: the row and (by cascade) its refresh tokens go; ids are never reused."""
+        """Hard delete: the row and (by cascade) its refresh tokens go; ids are never reused.
+        Every token of the user stops working, and task-service removes their tasks
+        (`user.deleted`)."""
+        user_id = user.id
         await self.users.delete(user)
+        await self.events.deleted(user_id)
 
     async def get(self, user_id: int) -> User:
         user = await self.users.get(user_id)
@@ -110,11 +146,19 @@ class UserService:
             changes.get("is_active") is False or changes.get("is_superuser") is False
         ):
             raise SelfLockout()
-        for field, value in changes.items():
+        changed = {
+            field: value for field, value in changes.items() if getattr(user, field) != value
+        }
+        for field, value in changed.items():
             setattr(user, field, value)
         await self.users.flush()
-        if changes.get("is_active") is False:
+        if changed.get("is_active") is False:
             await self.refresh_tokens.revoke_all_for_user(user.id)
+        if changed:
+            # Tokens carry the admin flag and are only issued to active users: a change of
+            # either voids the tokens issued before it (the event is written after the row
+            # lock is held, so a concurrent login's token is older than the event).
+            await self.events.updated(user, revoke_tokens=True)
         return user
 
     async def make_admin(self, identifier: str) -> User:
@@ -122,9 +166,12 @@ class UserService:
         user = await self.users.get_by_login(identifier)
         if user is None:
             raise UserNotFound()
+        changed = not (user.is_superuser and user.is_active)
         user.is_superuser = True
         user.is_active = True
         await self.users.flush()
+        if changed:
+            await self.events.updated(user, revoke_tokens=True)
         return user
 
     async def _ensure_available(

@@ -1,0 +1,51 @@
+"""Background loops a service runs for its lifetime (outbox relay, consumers, listeners)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from typing import Any
+
+import structlog
+
+logger = structlog.get_logger("taskflow.background")
+
+STOP_TIMEOUT = 5.0
+
+
+@contextlib.asynccontextmanager
+async def running(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """Run `jobs` as tasks while the block runs; cancel them when it ends (waiting at most
+    `STOP_TIMEOUT` seconds, so a stuck job cannot hold up shutdown)."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        for task in stuck:
+            logger.warning("background_job_did_not_stop", job=task.get_coro())
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("background_job_failed", exc_info=task.exception())
+
+
+async def wait_for_up_to(awaitable: Awaitable[Any], seconds: float) -> bool:
+    """Wait for `awaitable` at most `seconds`; True if it finished (its exception, if it
+    raised one, is raised here).
+
+    Unlike `asyncio.timeout` / `wait_for` on Python 3.11, a cancellation of the caller that
+    coincides with the timeout is never swallowed (the loops that use this must stop when
+    cancelled)."""
+    waiter = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+    if not done:
+        return False
+    waiter.result()  # re-raise what the awaitable raised
+    return True

@@ -1,0 +1,436 @@
+"""Transactional outbox: events written with the change, published to Redis Streams by a relay.
+
+- `outbox_table(metadata)` declares the table in a service's metadata; its migration creates it
+  and the trigger from `notify_trigger_sql`, which NOTIFYs the relay when a transaction that
+  wrote events commits (PostgreSQL delivers NOTIFY only on commit, never for a rollback).
+- `Outbox.add(session, ...)` inserts an event in the caller's transaction: the event exists if and
+  only if the change committed.
+- `OutboxRelay` publishes pending rows in id order with `XADD` (bounded stream length), marks them
+  published in the same database transaction that locked them, and prunes old published rows.
+  Several replicas may run a relay: one publishes at a time (a transaction-scoped advisory lock,
+  which also keeps the order per subject), rows are claimed with `FOR UPDATE SKIP LOCKED`.
+  A crash between `XADD` and the commit publishes those events again on the next round: delivery
+  is at least once, and consumers deduplicate by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from taskflow_kit.background import wait_for_up_to
+from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
+from taskflow_kit.settings import ServiceSettings
+
+logger = structlog.get_logger("taskflow.outbox")
+
+PUBLISHED = Counter(
+    "taskflow_events_published_total", "Events published to Redis Streams", ["producer"]
+)
+BACKLOG = Gauge("taskflow_outbox_backlog", "Events committed but not yet published", ["producer"])
+RELAY_FAILURES = Counter(
+    "taskflow_outbox_relay_failures_total", "Relay rounds that failed", ["producer", "reason"]
+)
+
+NOTIFY_CHANNEL = "taskflow_outbox"
+# Hooks that add commands to the publishing MULTI/EXEC, so they happen atomically with the XADD.
+PublishHook = Callable[[Pipeline, Event], None]
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The `outbox` table: one row per event, pending until `published_at` is set."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("stream", String(64), nullable=False),
+        Column("type", String(64), nullable=False),
+        Column("subject_id", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+
+def notify_trigger_sql(channel: str = NOTIFY_CHANNEL) -> tuple[list[str], list[str]]:
+    """(upgrade, downgrade) statements of the trigger that wakes relays on commit."""
+    upgrade = [
+        f"""CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+    ]
+    downgrade = ["DROP TRIGGER IF EXISTS outbox_notify ON outbox", "DROP FUNCTION outbox_notify()"]
+    return upgrade, downgrade
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run `hook` once after this session's transaction commits (see `taskflow_kit.db`)."""
+    hooks: list[AfterCommit] = session.info.setdefault("after_commit", [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    for hook in session.info.pop("after_commit", []):
+        try:
+            await hook()
+        except Exception:  # the change is committed: a hook failing must not turn it into an error
+            logger.exception("after_commit_hook_failed")
+
+
+class Outbox:
+    """Writes a service's events into its outbox, in the caller's transaction."""
+
+    def __init__(
+        self, table: Table, *, producer: str, stream: str, relay: OutboxRelay | None = None
+    ) -> None:
+        self.table = table
+        self.producer = producer
+        self.stream = stream
+        self.relay = relay
+
+    async def add(
+        self,
+        session: AsyncSession,
+        type_: str,
+        subject_id: int | str,
+        data: dict[str, Any],
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> Event:
+        event = Event(type=type_, producer=self.producer, subject_id=str(subject_id), data=data)
+        if occurred_at is not None:
+            event = dataclasses.replace(event, occurred_at=occurred_at)
+        await session.execute(
+            insert(self.table).values(
+                event_id=event.id,
+                stream=self.stream,
+                type=event.type,
+                subject_id=event.subject_id,
+                payload=event.to_json(),
+            )
+        )
+        if self.relay is not None:
+            after_commit(session, self.relay.publish_soon)
+        return event
+
+
+def _asyncpg_dsn(database_url: str) -> str:
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Redis Streams; one `run()` task per process."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        database_url: str,
+        table: Table,
+        redis: Redis,
+        producer: str,
+        key_prefix: str,
+        batch_size: int = 200,
+        stream_maxlen: int = 100_000,
+        poll_interval: float = 2.0,
+        retention: dt.timedelta = dt.timedelta(days=1),
+        prune_interval: float = 300.0,
+        wait_on_commit: float = 0.25,
+        hooks: Sequence[PublishHook] = (),
+    ) -> None:
+        self.engine = engine
+        self.database_url = database_url
+        self.table = table
+        self.redis = redis
+        self.producer = producer
+        self.key_prefix = key_prefix
+        self.batch_size = batch_size
+        self.stream_maxlen = stream_maxlen
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self.wait_on_commit = wait_on_commit
+        self.hooks = list(hooks)
+        self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
+        self.healthy = True
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._requested = 0
+        self._completed = 0
+        self._rounds = asyncio.Condition()
+        self._last_prune = 0.0
+        self._last_backlog = 0.0
+
+    # -- the request path --------------------------------------------------------------------
+
+    async def publish_soon(self) -> None:
+        """Called after a commit that wrote events: wake the relay and wait (briefly) until a
+        round that started after the commit has finished, so the response to a write goes out
+        after its event is in the stream. Never waits while Redis or the relay is failing."""
+        self._requested += 1
+        wanted = self._requested
+        self._wake.set()
+        if not self.healthy or self.wait_on_commit <= 0:
+            return
+        await wait_for_up_to(self._round_done(wanted), self.wait_on_commit)
+
+    async def _round_done(self, wanted: int) -> None:
+        async with self._rounds:
+            await self._rounds.wait_for(lambda: self._completed >= wanted or not self.healthy)
+
+    # -- the background task -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        backoff = 0.1
+        try:
+            while True:
+                await wait_for_up_to(self._wake.wait(), self.poll_interval)
+                self._wake.clear()
+                round_of = self._requested
+                try:
+                    await self.drain()
+                    await self._housekeeping()
+                except Exception as exc:
+                    self._failed(exc)
+                    await self._finish_round(round_of)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    self._wake.set()  # try again after the backoff, not only on the next commit
+                    continue
+                backoff = 0.1
+                if not self.healthy:
+                    logger.info("outbox_relay_recovered", producer=self.producer)
+                self.healthy = True
+                self.last_error = None
+                await self._finish_round(round_of)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _finish_round(self, round_of: int) -> None:
+        async with self._rounds:
+            self._completed = max(self._completed, round_of)
+            self._rounds.notify_all()
+
+    def _failed(self, exc: Exception) -> None:
+        reason = "redis" if isinstance(exc, RedisError | OSError) else type(exc).__name__
+        RELAY_FAILURES.labels(self.producer, reason).inc()
+        if self.healthy:
+            logger.warning("outbox_relay_failing", producer=self.producer, error=str(exc))
+        self.healthy = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    async def drain(self) -> int:
+        """Publish until nothing is pending (or another replica holds the relay lock)."""
+        total = 0
+        while True:
+            published = await self.publish_batch()
+            total += published
+            if published < self.batch_size:
+                return total
+
+    async def publish_batch(self) -> int:
+        """One round: lock, read pending rows in id order, XADD them in one MULTI, mark them."""
+        table = self.table
+        async with self.engine.begin() as connection:
+            locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
+            if not locked:
+                return 0  # another replica is publishing right now; it will take these rows
+            rows = (
+                await connection.execute(
+                    select(table.c.id, table.c.stream, table.c.payload)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for row in rows:
+                    pipe.xadd(
+                        stream_key(self.key_prefix, row.stream),
+                        {EVENT_FIELD: row.payload},
+                        maxlen=self.stream_maxlen,
+                        approximate=True,
+                    )
+                    if self.hooks:
+                        event = Event.from_json(row.payload)
+                        for hook in self.hooks:
+                            hook(pipe, event)
+                await pipe.execute()
+            await connection.execute(
+                update(table)
+                .where(table.c.id.in_([row.id for row in rows]))
+                .values(published_at=func.now())
+            )
+        PUBLISHED.labels(self.producer).inc(len(rows))
+        return len(rows)
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_backlog >= 5.0:
+            self._last_backlog = now
+            await self.report_backlog()
+        if now - self._last_prune >= self.prune_interval:
+            self._last_prune = now
+            await self.prune()
+
+    async def backlog(self) -> int:
+        async with self.engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).where(self.table.c.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def report_backlog(self) -> int:
+        pending = await self.backlog()
+        BACKLOG.labels(self.producer).set(pending)
+        await self.redis.hset(backlog_key(self.key_prefix), self.producer, pending)
+        return pending
+
+    async def prune(self) -> int:
+        """Delete published rows older than the retention period (bounded batches)."""
+        table = self.table
+        cutoff = dt.datetime.now(dt.UTC) - self.retention
+        removed = 0
+        while True:
+            async with self.engine.begin() as connection:
+                batch = (
+                    select(table.c.id)
+                    .where(table.c.published_at < cutoff)
+                    .limit(5000)
+                    .scalar_subquery()
+                )
+                result = await connection.execute(delete(table).where(table.c.id.in_(batch)))
+            count = int(result.rowcount)
+            removed += count
+            if count < 5000:
+                return removed
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection: a commit anywhere (any replica) wakes this relay."""
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(_asyncpg_dsn(self.database_url), timeout=5)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+                self._wake.set()  # anything committed while we were not listening
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("outbox_listen_failed", error=str(exc))
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=1)
+            await asyncio.sleep(1.0)
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+
+def relay_for(
+    settings: ServiceSettings,
+    *,
+    engine: AsyncEngine,
+    database_url: str,
+    table: Table,
+    redis: Redis,
+    producer: str,
+    hooks: Sequence[PublishHook] = (),
+) -> OutboxRelay:
+    """A relay configured from the kit's shared settings (stream bound, poll, retention)."""
+    return OutboxRelay(
+        engine=engine,
+        database_url=database_url,
+        table=table,
+        redis=redis,
+        producer=producer,
+        key_prefix=settings.redis_prefix,
+        stream_maxlen=settings.events_stream_maxlen,
+        poll_interval=settings.outbox_poll_seconds,
+        retention=dt.timedelta(hours=settings.outbox_retention_hours),
+        wait_on_commit=settings.outbox_wait_on_commit_seconds,
+        hooks=hooks,
+    )
+
+
+def create_outbox_v1(op: Any) -> None:
+    """Alembic `upgrade()` body creating the outbox table, its indexes and the NOTIFY trigger
+    (version 1 of the layout: a later change gets a new function, this one stays as it is)."""
+    import sqlalchemy as sa
+
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("stream", sa.String(64), nullable=False),
+        sa.Column("type", sa.String(64), nullable=False),
+        sa.Column("subject_id", sa.String(64), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    )
+    op.create_index(
+        "ix_outbox_pending", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
+    op.create_index("ix_outbox_published_at", "outbox", ["published_at"])
+    for statement in notify_trigger_sql()[0]:
+        op.execute(statement)
+
+
+def drop_outbox_v1(op: Any) -> None:
+    for statement in notify_trigger_sql()[1]:
+        op.execute(statement)
+    op.drop_table("outbox")
