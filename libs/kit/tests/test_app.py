@@ -175,3 +175,33 @@ async def test_openapi_documents_validation_errors_as_problem_json(
     assert list(unprocessable["content"]) == ["application/problem+json"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert "Problem" in schema["components"]["schemas"]
+
+
+async def test_405_allow_lists_every_method_of_the_path(token_config: TokenConfig) -> None:
+    app = build_app(token_config)
+
+    @app.get("/thing")
+    async def read_thing() -> dict[str, str]:
+        return {}
+
+    @app.delete("/thing")
+    async def delete_thing() -> None:
+        return None
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.options("/thing")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"
+
+
+async def test_openapi_documents_400_422_for_bodies_and_503_everywhere(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    signup = paths["/signup"]["post"]["responses"]
+    assert {"400", "422", "503"} <= set(signup)
+    assert list(signup["400"]["content"]) == ["application/problem+json"]
+    whoami = paths["/whoami"]["get"]["responses"]
+    assert "503" in whoami
+    assert "400" not in whoami

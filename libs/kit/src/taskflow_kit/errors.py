@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit.context import current_request_id
@@ -198,6 +199,17 @@ async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first
+    route that matched the path, though several routes may share it)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     from http import HTTPStatus
@@ -209,6 +221,8 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     return problem_response(exc.status_code, title, str(exc.detail), headers=headers)
 
 

@@ -46,7 +46,7 @@ def get_task_filter(
     search: Annotated[
         str | None, Query(description="Case-insensitive substring of title or description")
     ] = None,
-    assignee_id: Annotated[int | None, Query()] = None,
+    assignee_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     scope: Annotated[
         Scope, Query(description="all: owned or assigned to me; owned; assigned")
     ] = "all",

@@ -46,7 +46,10 @@ def valid_email(value: str) -> str:
 
 StorableText = Annotated[str, AfterValidator(storable_text)]
 Email = Annotated[
-    str, Field(max_length=EMAIL_MAX), AfterValidator(storable_text), AfterValidator(valid_email)
+    str,
+    Field(max_length=EMAIL_MAX, json_schema_extra={"format": "email"}),
+    AfterValidator(storable_text),
+    AfterValidator(valid_email),
 ]
 Username = Annotated[
     str, Field(min_length=USERNAME_MIN, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN)
