@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from taskflow_kit.auth import TokenVerifier
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import MetricsMiddleware, metrics_router
+from taskflow_kit.revocation import RevocationList
 from taskflow_kit.tokens import TokenConfig
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None] | AsyncIterator[None]]
@@ -24,6 +26,7 @@ def create_service_app(
     version: str,
     description: str,
     token_config: TokenConfig,
+    revocations: RevocationList | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
@@ -36,6 +39,7 @@ def create_service_app(
         **fastapi_kwargs,
     )
     app.state.token_config = token_config
+    app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware)
