@@ -74,6 +74,7 @@ function freshState() {
     activity: null,
     statsError: "",
     statsAt: null,
+    changedAt: 0,
     pendingDeletes: new Map(),
     flash: new Set(),
   };
@@ -244,17 +245,29 @@ function visibleTasks() {
     : state.list.tasks;
 }
 
+// Figures computed before the last change we know of are re-read with backoff (the stats
+// service may still hold them in its cache for a moment).
+let statsRetry = null;
+let statsAttempt = 0;
+
 async function loadStats() {
+  clearTimeout(statsRetry);
   try {
     const [stats, activity] = await Promise.all([
       session.request("GET", "/stats/"),
       session.get("/stats/activity?days=30"),
     ]);
     state.stats = stats.data;
-    state.stats.warning = stats.response.headers.get("Warning") || "";
     state.activity = activity;
     state.statsError = "";
     state.statsAt = new Date();
+    const generated = new Date(state.stats.generated_at).getTime();
+    if (state.changedAt && generated < state.changedAt && statsAttempt < 6) {
+      statsRetry = setTimeout(loadStats, 500 * 2 ** statsAttempt);
+      statsAttempt += 1;
+    } else {
+      statsAttempt = 0;
+    }
   } catch (error) {
     state.statsError = error.message;
   }
@@ -264,6 +277,8 @@ async function loadStats() {
 // Changes (ours or someone else's) are followed by one re-read of the view and the figures.
 let resyncTimer = null;
 function resync(delay = 150) {
+  state.changedAt = Date.now();
+  statsAttempt = 0;
   clearTimeout(resyncTimer);
   resyncTimer = setTimeout(() => {
     loadTasks();
@@ -440,7 +455,7 @@ function mountApp() {
         "div",
         { class: "topbar-actions" },
         h("span", { id: "live-dot", class: "live-dot live-connecting", role: "status" }, h("span", { class: "live-pulse", "aria-hidden": "true" }), h("span", { class: "live-text" }, "Connecting")),
-        h("button", { class: "button button-primary new-task", type: "button", onclick: () => newTask(), "aria-keyshortcuts": "n" }, icon("plus", { size: 16 }), h("span", { class: "label-wide" }, "New task")),
+        h("button", { class: "button button-primary new-task", type: "button", onclick: () => newTask(), "aria-label": "New task", "aria-keyshortcuts": "n" }, icon("plus", { size: 16 }), h("span", { class: "label-wide" }, "New task")),
         h(
           "button",
           { class: "account-button", type: "button", id: "account-button", "aria-label": `Account: ${me.full_name || me.username}`, onclick: () => openProfile({ session, me: state.me, onUpdated: (user) => { state.me = user; people.remember(user); updateAccountButton(); }, onDeleted: () => accountDeleted() }) },
