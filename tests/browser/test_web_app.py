@@ -156,7 +156,7 @@ def test_a_person_plans_and_finishes_work(
         "which depends on “Write the spec”. A task can't wait on itself, even through other "
         "tasks."
     )
-    page.screenshot(path=str(screenshots / "task-dialog.png"))
+    page.screenshot(path=str(screenshots / "flow-cycle-refused.png"))
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
 
@@ -175,7 +175,7 @@ def test_a_person_plans_and_finishes_work(
     expect(page.locator(".ring")).to_have_attribute("aria-label", "33% done")
     expect(page.locator(".chart-legend")).to_contain_text("1 completed")
     expect(card(page, "Ship the release").locator(".blocked-by")).to_have_count(0)
-    page.screenshot(path=str(screenshots / "board.png"))
+    page.screenshot(path=str(screenshots / "flow-board.png"))
 
     # A stale edit: someone else changes the task while the dialog is open.
     open_card(page, "Plan the retro")
@@ -267,6 +267,54 @@ def test_the_session_refreshes_itself_and_a_revoked_one_returns_to_sign_in(
     assert stored_session(page) == {}
 
 
+def test_profile_name_password_and_account_deletion(pages: Pages, client: httpx.Client) -> None:
+    person = register_and_login(client, "prof")
+    page = pages.open()
+    sign_in(page, person.username, person.password)
+
+    page.locator("#account-button").click()
+    profile = page.locator("dialog.modal-profile")
+    page.fill("#profile-name", "Pat Profile")
+    profile.get_by_role("button", name="Save profile").click()
+    expect(page.locator(".toast")).to_contain_text("Profile saved")
+    expect(page.locator("#account-avatar")).to_have_text("PP")
+
+    # A wrong current password is refused with the server's words; the right one works and
+    # the app signs itself in again (a password change ends every session).
+    page.fill("#profile-current-password", "not my password")
+    page.fill("#profile-new-password", "a brand new password")
+    profile.get_by_role("button", name="Change password").click()
+    expect(profile.locator(".form-error").nth(1)).not_to_be_empty()
+    before = stored_session(page)["refresh"]
+    page.fill("#profile-current-password", person.password)
+    profile.get_by_role("button", name="Change password").click()
+    expect(page.locator(".toast-success").last).to_contain_text("Password changed")
+    assert stored_session(page)["refresh"] != before
+    old = client.post(
+        "/api/v1/auth/login", json={"username": person.username, "password": person.password}
+    )
+    assert old.status_code == 401
+    profile.get_by_role("button", name="Close").click()
+    expect(page.locator("#toolbar")).to_be_visible()
+    page.reload()
+    expect(page.locator("#account-avatar")).to_have_text("PP")
+
+    # Deleting the account asks for the username first.
+    page.locator("#account-button").click()
+    page.get_by_role("button", name="Delete account…").click()
+    confirm = page.locator("dialog.modal-small")
+    delete = confirm.get_by_role("button", name="Delete my account")
+    expect(delete).to_be_disabled()
+    page.fill("#confirm-text", person.username)
+    delete.click()
+    expect(page.get_by_role("status").filter(has_text="account has been deleted")).to_be_visible()
+    gone = client.post(
+        "/api/v1/auth/login",
+        json={"username": person.username, "password": "a brand new password"},
+    )
+    assert gone.status_code == 401
+
+
 LIVE_LANDED = importlib.util.find_spec("api_gateway.live") is not None
 
 
@@ -306,13 +354,13 @@ def test_the_demo_seed_fills_a_living_board(pages: Pages, gateway: Any, screensh
     expect(column(page, "in_progress").locator("article.card").first).to_be_visible()
     expect(page.locator(".blocked-by").first).to_contain_text("Blocked by")
     expect(page.locator("#stat-overdue .figure-value")).not_to_have_text("0")
-    page.screenshot(path=str(screenshots / "board-demo.png"))
+    page.screenshot(path=str(screenshots / "board.png"))
     page.locator(".insights").screenshot(path=str(screenshots / "stats.png"))
 
     open_card(page, "Build the landing page")
     expect(page.locator("#task-title")).to_have_value("Build the landing page")
     expect(task_dialog(page).locator(".dep-title")).to_have_text(["Write the launch brief"])
-    page.screenshot(path=str(screenshots / "task-dialog-demo.png"))
+    page.screenshot(path=str(screenshots / "task-dialog.png"))
     page.keyboard.press("Escape")
 
     page.goto("/?view=list&sort=due_date")

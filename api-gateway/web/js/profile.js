@@ -92,6 +92,8 @@ export function openProfile(ctx) {
     },
     h("h3", { class: "section-title" }, "Password"),
     passwordError,
+    // Lets password managers know whose password this is.
+    h("input", { type: "text", class: "visually-hidden", autocomplete: "username", value: me.username, readonly: true, tabindex: "-1", "aria-hidden": "true" }),
     h("div", { class: "field-row" }, field("profile-current-password", "Current password", current), field("profile-new-password", "New password", next)),
     h("p", { class: "hint" }, "At least 8 characters. Changing it signs you out everywhere else."),
     h("div", { class: "section-actions" }, savePassword),
