@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from taskflow_devstack.seed import DEMO_PASSWORD, seed
 
 from tests.browser.pages import PHONE, Pages, stored_session
-from tests.harness import register_and_login, unique
+from tests.harness import register_and_login, unique, wait_until
 
 pytestmark = pytest.mark.suite
 
@@ -149,6 +149,11 @@ def test_a_person_plans_and_finishes_work(
     open_card(page, "Write the spec")
     dialog = task_dialog(page)
     expect(page.locator("#task-title")).to_have_value("Write the spec")
+    page.fill("#task-deps", "Ship")
+    expect(page.locator("#task-deps-list")).to_be_visible()
+    page.keyboard.press("Escape")  # closes the suggestions, not the dialog
+    expect(page.locator("#task-deps-list")).to_be_hidden()
+    expect(dialog).to_be_visible()
     pick(page, "#task-deps", "Ship the release")
     dialog.get_by_role("button", name="Save changes").click()
     expect(dialog.locator(".form-error")).to_have_text(
@@ -212,6 +217,20 @@ def test_a_person_plans_and_finishes_work(
     page.locator(".toast").get_by_role("button", name="Undo").click()
     expect(card(page, "Ship the release")).to_be_visible()
     assert not [url for method, url in pages.requests if method == "DELETE"]
+    # Deleted again, the request goes when the toast does (dismissed here, not waited for).
+    ship_id = int(card(page, "Ship the release").get_attribute("data-task-id"))
+    open_card(page, "Ship the release")
+    dialog.get_by_role("button", name="Delete").click()
+    page.locator("dialog.modal-small").get_by_role("button", name="Delete task").click()
+    page.locator(".toast", has_text="Deleted").get_by_role("button", name="Dismiss").click()
+    expect(card(page, "Ship the release")).to_have_count(0)
+    auth = {"Authorization": f"Bearer {access_token(page)}"}
+    wait_until(
+        lambda: client.get(f"/api/v1/tasks/{ship_id}", headers=auth).status_code == 404,
+        timeout=10,
+        what="the delayed DELETE to reach the server",
+    )
+    expect(column(page, "todo").locator("article.card")).to_have_count(1)
 
     # Every request of the session went to the gateway (REST, assets, the socket).
     outside = [url for _, url in pages.requests if not url.startswith(pages.base_url)]
