@@ -54,3 +54,14 @@ async def test_unparseable_if_match_is_412_not_500(
         headers={**auth(1), "If-Match": tag.encode("latin-1")},
     )
     assert response.status_code == 412
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "0.5", "1700000000"])
+async def test_numbers_are_not_date_times(client: httpx.AsyncClient, value: object) -> None:
+    """The schema says format: date-time; pydantic alone would read numbers as timestamps."""
+    created = await client.post(
+        "/api/v1/tasks/", json={"title": "n", "due_date": value}, headers=auth(1)
+    )
+    assert created.status_code == 422
+    listed = await client.get("/api/v1/tasks/", params={"due_before": str(value)}, headers=auth(1))
+    assert listed.status_code == 422

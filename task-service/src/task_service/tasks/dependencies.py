@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -15,6 +14,7 @@ from task_service.tasks.schemas import (
     DEFAULT_LIMIT,
     MAX_ID,
     MAX_LIMIT,
+    QueryDatetime,
     Scope,
     SortField,
     SortOrder,
@@ -51,10 +51,10 @@ def get_task_filter(
         Scope, Query(description="all: owned or assigned to me; owned; assigned")
     ] = "all",
     due_before: Annotated[
-        datetime | None, Query(description="due_date < this (naive = UTC)")
+        QueryDatetime | None, Query(description="due_date < this (naive = UTC)")
     ] = None,
     due_after: Annotated[
-        datetime | None, Query(description="due_date >= this (naive = UTC)")
+        QueryDatetime | None, Query(description="due_date >= this (naive = UTC)")
     ] = None,
     overdue: Annotated[
         bool | None, Query(description="true: not done and due_date in the past")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -61,6 +62,17 @@ def as_utc(value: datetime) -> datetime:
         raise ValueError("date is out of range once converted to UTC") from None
 
 
+_NUMBER = re.compile(r"\s*[-+]?\d+(\.\d*)?([eE][-+]?\d+)?\s*")
+
+
+def iso_datetime_only(value: Any) -> Any:
+    """Refuse numbers (pydantic would read them as Unix timestamps): the schema says
+    `format: date-time`, so validation says so too."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date-time")
+    return value
+
+
 def normalise_tags(tags: list[str]) -> list[str]:
     """Trimmed, lower-cased, without empties or duplicates, first spelling order kept."""
     seen: dict[str, None] = {}
@@ -85,7 +97,8 @@ def unique_ids(ids: list[int]) -> list[int]:
 
 
 StatusInput = Annotated[TaskStatus, BeforeValidator(normalise_status)]
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = Annotated[datetime, BeforeValidator(iso_datetime_only), AfterValidator(as_utc)]
+QueryDatetime = Annotated[datetime, BeforeValidator(iso_datetime_only)]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
