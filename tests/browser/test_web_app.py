@@ -98,6 +98,10 @@ def access_token(page: Any) -> str:
     return str(stored_session(page)["access"])
 
 
+def auth_of(page: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token(page)}"}
+
+
 # ---- the main path ------------------------------------------------------------------------
 
 
@@ -209,6 +213,19 @@ def test_a_person_plans_and_finishes_work(
     assert saved["title"] == "Plan the retro (moved to Friday)"
     assert saved["description"] == "Bring sticky notes"
 
+    # Drag a card to another column to change its status.
+    retro = card(page, "Plan the retro (moved to Friday)")
+    retro.drag_to(column(page, "in_progress"))
+    expect(column(page, "in_progress")).to_contain_text("Plan the retro (moved to Friday)")
+    wait_until(
+        lambda: (
+            client.get(f"/api/v1/tasks/{retro_id}", headers=auth_of(page)).json()["status"]
+            == "in_progress"
+        ),
+        timeout=10,
+        what="the dropped card's status to be saved",
+    )
+
     # Delete with confirmation; Undo while the toast shows means nothing was sent.
     open_card(page, "Ship the release")
     dialog.get_by_role("button", name="Delete").click()
@@ -230,7 +247,8 @@ def test_a_person_plans_and_finishes_work(
         timeout=10,
         what="the delayed DELETE to reach the server",
     )
-    expect(column(page, "todo").locator("article.card")).to_have_count(1)
+    expect(column(page, "todo").locator("article.card")).to_have_count(0)
+    expect(column(page, "todo").locator(".column-empty")).to_have_text("Nothing here yet")
 
     # Every request of the session went to the gateway (REST, assets, the socket).
     outside = [url for _, url in pages.requests if not url.startswith(pages.base_url)]

@@ -322,6 +322,54 @@ async function setDone(task, done) {
   resync(0);
 }
 
+/** Drag and drop between columns (the dialog's status field is the keyboard way). */
+async function moveTask(task, status) {
+  if (task.status === status) return;
+  const from = state.columns[task.status];
+  const to = state.columns[status];
+  from.tasks = from.tasks.filter((t) => t.id !== task.id);
+  from.total -= 1;
+  to.tasks = [{ ...task, status }, ...to.tasks];
+  to.total += 1;
+  renderContent();
+  try {
+    const { data } = await session.request("PATCH", `/tasks/${task.id}`, {
+      body: { status },
+      headers: { "If-Match": `W/"${task.version}"` },
+    });
+    remember(data);
+  } catch (error) {
+    const message =
+      error instanceof ApiError && error.status === 412
+        ? `“${task.title}” was changed elsewhere, so it was not moved. The board now shows the latest version.`
+        : explainProblem(error, titleOf, task.title);
+    toast(message, { kind: "error", timeout: 9000 });
+  }
+  resync(0);
+}
+
+let dragged = null;
+
+function dropTarget(section, status) {
+  section.addEventListener("dragover", (event) => {
+    if (!dragged || dragged.status === status) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "move";
+    section.classList.add("drop-target");
+  });
+  section.addEventListener("dragleave", (event) => {
+    if (!section.contains(event.relatedTarget)) section.classList.remove("drop-target");
+  });
+  section.addEventListener("drop", (event) => {
+    event.preventDefault();
+    section.classList.remove("drop-target");
+    const task = dragged;
+    dragged = null;
+    if (task) moveTask(task, status);
+  });
+  return section;
+}
+
 /**
  * Delete after confirmation, but only once the undo toast has gone: Undo simply cancels the
  * request that has not been sent. Leaving the page sends the pending deletes at once.
@@ -657,7 +705,7 @@ function renderBoard() {
       const tasks = visible(column.tasks);
       const hidden = column.tasks.length - tasks.length;
       const count = column.total - hidden;
-      return h(
+      return dropTarget(h(
         "section",
         { class: ["column", `column-${status.id}`], "aria-labelledby": `column-${status.id}`, dataset: { status: status.id } },
         h(
@@ -680,7 +728,7 @@ function renderBoard() {
         column.tasks.length < column.total
           ? h("button", { type: "button", class: "button button-ghost more", onclick: () => loadMore(status.id) }, `Show more (${column.total - column.tasks.length})`)
           : null,
-      );
+      ), status.id);
     }),
   );
 }
@@ -727,6 +775,18 @@ function card(task) {
     {
       class: ["card", `priority-${task.priority}`, done && "card-done", task.blocked && "card-blocked", state.flash.has(task.id) && "flash"],
       dataset: { taskId: String(task.id) },
+      draggable: task.owner_id === state.me.id || task.assignee_id === state.me.id ? "true" : "false",
+      ondragstart: (event) => {
+        dragged = task;
+        event.dataTransfer.effectAllowed = "move";
+        event.dataTransfer.setData("text/plain", String(task.id));
+        event.currentTarget.classList.add("dragging");
+      },
+      ondragend: (event) => {
+        dragged = null;
+        event.currentTarget.classList.remove("dragging");
+        for (const target of document.querySelectorAll(".drop-target")) target.classList.remove("drop-target");
+      },
       onclick: (event) => {
         if (event.target.closest("button, a, input")) return;
         openTask(task.id);
