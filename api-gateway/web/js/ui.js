@@ -176,10 +176,19 @@ export function modal({ title, className, content, onclose, labelledBy }) {
     ),
     content,
   );
+  // A re-render may replace the opener while the dialog is open: find its successor.
+  const row = opener && opener.closest ? opener.closest("[data-task-id]") : null;
+  const taskId = row ? row.dataset.taskId : null;
   dialog.addEventListener("close", () => {
     dialog.remove();
     if (onclose) onclose(dialog.returnValue);
-    if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+    let target = opener;
+    if ((!target || !target.isConnected) && taskId) {
+      target = document.querySelector(
+        `[data-task-id="${taskId}"] .card-title, [data-task-id="${taskId}"] .row-title`,
+      );
+    }
+    if (target && target.isConnected && typeof target.focus === "function") target.focus();
   });
   // A click on the backdrop (the dialog box itself, outside its content) closes it.
   dialog.addEventListener("mousedown", (event) => {
