@@ -1,4 +1,5 @@
-"""Static checks of the deployment files (no Docker engine here to run them)."""
+"""Static checks of the deployment files. They are also run for real: `make test-compose`
+(podman) and `make lint` (compose spec, hadolint, workflow schema, Kubernetes schemas)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,14 @@ def test_only_the_gateway_publishes_a_port(compose: dict[str, object]) -> None:
     published = {name for name, spec in services.items() if spec.get("ports")}
     # Scaling with --scale needs services without fixed host ports.
     assert published == {"api-gateway"}
-    assert services["api-gateway"]["ports"] == ["8000:8000"]
+    assert services["api-gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+
+
+def test_every_container_restarts_by_itself(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    for name, spec in services.items():
+        assert spec.get("restart") == "unless-stopped", name
 
 
 def test_each_database_service_has_its_own_database(compose: dict[str, object]) -> None:
@@ -57,11 +65,44 @@ def test_dockerfile_runs_the_service_package(service: str) -> None:
     package, port = SERVICES[service]
     dockerfile = (ROOT / service / "Dockerfile").read_text()
     assert f"--package {service}" in dockerfile
+    assert re.search(r"^FROM .* AS build$", dockerfile, re.MULTILINE), "multi-stage build"
+    assert "COPY --from=build /app/.venv /app/.venv" in dockerfile
+    assert re.search(r"^HEALTHCHECK .*", dockerfile, re.MULTILINE)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", dockerfile, re.MULTILINE)
+    assert "--timeout-graceful-shutdown" in dockerfile
     assert f'"{package}.main:create_app"' in dockerfile
     assert f"EXPOSE {port}" in dockerfile
     assert "--no-proxy-headers" in dockerfile, "uvicorn must not trust forged X-Forwarded-For"
     assert re.search(r"^USER \w+", dockerfile, re.MULTILINE), "images must not run as root"
     assert (ROOT / service / "src" / package / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_an_image_holds_the_kit_and_its_own_service_only(service: str) -> None:
+    dockerfile = (ROOT / service / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY (?!--)(\S+) ", dockerfile, re.MULTILINE)
+    sources = {path for path in copied if not path.endswith(("pyproject.toml", "uv.lock"))}
+    assert sources == {"libs/kit", service}
+    pyprojects = set(re.findall(r"^COPY (\S+)/pyproject.toml \1/$", dockerfile, re.MULTILINE))
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    expected = {
+        str(path.parent.relative_to(ROOT))
+        for pattern in members["members"]
+        for path in ROOT.glob(f"{pattern}/pyproject.toml")
+    }
+    assert pyprojects == expected, "uv needs every member's pyproject.toml to read the lock"
+
+
+def test_the_four_dockerfiles_differ_only_in_the_service() -> None:
+    def generic(service: str) -> str:
+        package, port = SERVICES[service]
+        text = (ROOT / service / "Dockerfile").read_text()
+        text = re.sub(r"^COPY \S+/pyproject.toml .*$", "", text, flags=re.MULTILINE)
+        text = text.replace(service, "SERVICE").replace(package, "PACKAGE")
+        return text.replace(str(port), "PORT")
+
+    texts = {generic(service) for service in SERVICES}
+    assert len(texts) == 1
 
 
 def test_dockerfile_uv_matches_the_makefile() -> None:
