@@ -5,12 +5,13 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run seed test test-fast lint fmt migrate bench bench-full bench-gateway clean uv
+.PHONY: help run seed test test-fast test-compose lint fmt migrate bench bench-full bench-gateway clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
 	@echo "make test     run every test (unit, integration, whole-suite)"
-	@echo "make lint     ruff + mypy"
+	@echo "make test-compose  build the images and run the scaled compose stack with podman"
+	@echo "make lint     ruff + mypy + compose, Dockerfiles, workflow and Kubernetes manifests"
 	@echo "make fmt      format the code"
 	@echo "make migrate  apply database migrations"
 	@echo "make seed     load a demo team into a running 'make run' (sign in as demo / demo-password)"
@@ -41,11 +42,20 @@ test: uv
 	$(SYNC)
 	$(UV) run --frozen pytest
 
+test-compose: uv
+	$(SYNC)
+	UV=$(UV) bash tests/compose/run.sh
+
 lint: uv
 	$(SYNC)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	@# Deployment files against their schemas and rules (every schema ships in its package: offline)
+	$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(UV) run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(UV) run --frozen hadolint */Dockerfile
+	$(UV) run --frozen kubernetes-validate --strict --quiet deploy/k8s/*/*.yaml
 
 fmt: uv
 	$(SYNC)
