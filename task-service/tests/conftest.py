@@ -56,7 +56,7 @@ async def clean(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Tests really commit: empty the tables and this session's Redis keys afterwards."""
     yield
     await truncate_all(app.state.engine, Base.metadata)
-    app.state.user_directory.client.breaker.record_success()  # a closed breaker for the next test
+    app.state.user_client.breaker.record_success()  # a closed breaker for the next test
     keys = [key async for key in app.state.redis.scan_iter(match=f"{settings.redis_prefix}*")]
     if keys:
         await app.state.redis.delete(*keys)

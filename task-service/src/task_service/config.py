@@ -22,11 +22,5 @@ class Settings(ServiceSettings):
     migrate_on_start: bool = Field(
         default=True, validation_alias=AliasChoices("MIGRATE_ON_START", "migrate_on_start")
     )
-    # How long a positive "this user exists and is active" answer is reused from Redis.
-    user_cache_ttl_seconds: int = Field(
-        default=60,
-        ge=0,
-        validation_alias=AliasChoices("USER_CACHE_TTL_SECONDS", "user_cache_ttl_seconds"),
-    )
     user_service_connect_timeout: float = 1.0
     user_service_read_timeout: float = 3.0

@@ -8,17 +8,23 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
+from taskflow_kit.background import running
+from taskflow_kit.consumer import StreamConsumer
 from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.events import USER_STREAM, stream_key
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
-from taskflow_kit.redis_client import create_redis
+from taskflow_kit.outbox import relay_for
+from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
+from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from task_service.aggregates.router import router as aggregates_router
 from task_service.config import SERVICE_NAME, Settings
+from task_service.events import CONSUMER_GROUP, UserEventHandler
+from task_service.tasks.events import OUTBOX, PRODUCER, make_outbox
 from task_service.tasks.router import router as tasks_router
-from task_service.user_directory import UserDirectory
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 VERSION = "0.1.0"
@@ -30,12 +36,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(service=SERVICE_NAME, level=settings.log_level, json=settings.log_json)
 
+    revocations = RevocationList()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await prepare_database(ALEMBIC_INI, settings.database_url)
         engine = create_engine(settings.database_url)
         redis = create_redis(settings.redis_url)
+        stream_redis = create_stream_redis(settings.redis_url)
         user_client = ResilientClient(
             name="user-service",
             base_url=settings.user_service_url,
@@ -43,19 +52,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             read_timeout=settings.user_service_read_timeout,
             breaker=CircuitBreaker(failure_threshold=5, reset_timeout=10.0),
         )
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.redis = redis
-        app.state.user_directory = UserDirectory(
-            client=user_client,
+        sessionmaker = create_sessionmaker(engine)
+        relay = relay_for(
+            settings,
+            engine=engine,
+            database_url=settings.database_url,
+            table=OUTBOX,
             redis=redis,
-            key_prefix=settings.redis_prefix,
-            cache_ttl_seconds=settings.user_cache_ttl_seconds,
+            producer=PRODUCER,
         )
+        outbox = make_outbox(relay)
+        consumer = StreamConsumer(
+            stream_redis,
+            streams=[stream_key(settings.redis_prefix, USER_STREAM)],
+            group=CONSUMER_GROUP,
+            handler=UserEventHandler(sessionmaker, outbox=outbox, user_client=user_client),
+            key_prefix=settings.redis_prefix,
+            claim_idle=settings.events_claim_idle_seconds,
+            max_deliveries=settings.events_max_deliveries,
+        )
+        listener = RevocationListener(
+            stream_redis, key_prefix=settings.redis_prefix, revocations=revocations
+        )
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.redis = redis
+        app.state.user_client = user_client
+        app.state.outbox = outbox
+        app.state.relay = relay
+        app.state.consumer = consumer
+        await listener.start()
         try:
-            yield
+            async with running(relay.run(), consumer.run(), listener.run()):
+                yield
         finally:
             await user_client.aclose()
+            await stream_redis.aclose()
             await redis.aclose()
             await engine.dispose()
 
@@ -65,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=VERSION,
         description="Tasks, assignment, dependencies, filtering and task aggregates.",
         token_config=settings.token_config(),
+        revocations=revocations,
         lifespan=lifespan,
         redirect_slashes=False,
     )

@@ -1,33 +1,32 @@
-"""Asks user-service whether a user exists and is active, remembering positive answers briefly."""
+"""Is this user an existing, active account? Asked when a task is assigned.
+
+The directory of known users (`known_user`, fed by user-service's `user.*` events) answers
+first: a user it knows is active, deactivated or deleted as of the latest event, with no call.
+A user it does not know yet (registered a moment ago, or before events existed) is asked of
+user-service; when user-service cannot answer, that is a 503 — never an assignment on a guess.
+"""
 
 from __future__ import annotations
 
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from taskflow_kit.resilience import ResilientClient, UpstreamUnavailable
+
+from task_service.users.repository import KnownUserRepository
 
 logger = structlog.get_logger("task_service.user_directory")
 
 
 class UserDirectory:
-    """`is_active_user` answers True/False, or raises `UpstreamUnavailable` (503 + Retry-After)
-    when user-service cannot answer: an assignee is never accepted on a guess."""
+    """`is_active_user` answers True/False, or raises `UpstreamUnavailable` (503 + Retry-After)."""
 
-    def __init__(
-        self, *, client: ResilientClient, redis: Redis, key_prefix: str, cache_ttl_seconds: int
-    ) -> None:
+    def __init__(self, *, client: ResilientClient, known: KnownUserRepository) -> None:
         self.client = client
-        self._redis = redis
-        self._key_prefix = key_prefix
-        self._cache_ttl_seconds = cache_ttl_seconds
-
-    def _cache_key(self, user_id: int) -> str:
-        return f"{self._key_prefix}task-service:active-user:{user_id}"
+        self.known = known
 
     async def is_active_user(self, user_id: int, *, token: str) -> bool:
-        if await self._cached(user_id):
-            return True
+        known = await self.known.get(user_id)
+        if known is not None:
+            return known.is_active and not known.deleted
         response = await self.client.request(
             "GET", f"/api/v1/users/{user_id}", headers={"Authorization": f"Bearer {token}"}
         )
@@ -41,30 +40,4 @@ class UserDirectory:
             body = response.json()
         except ValueError as exc:
             raise UpstreamUnavailable("user-service gave no usable answer") from exc
-        active = isinstance(body, dict) and body.get("is_active", True) is True
-        if active:
-            await self._remember(user_id)
-        return active
-
-    async def _cached(self, user_id: int) -> bool:
-        if self._cache_ttl_seconds <= 0:
-            return False
-        try:
-            return await self._redis.get(self._cache_key(user_id)) is not None
-        except RedisError:
-            return False  # a cache outage only costs a call to user-service
-
-    async def _remember(self, user_id: int) -> None:
-        if self._cache_ttl_seconds <= 0:
-            return
-        try:
-            await self._redis.set(self._cache_key(user_id), "1", ex=self._cache_ttl_seconds)
-        except RedisError:
-            logger.warning("user_cache_write_failed", user_id=user_id)
-
-    async def forget(self, user_id: int) -> None:
-        """Drop a cached positive answer (e.g. when the user was deactivated or deleted)."""
-        try:
-            await self._redis.delete(self._cache_key(user_id))
-        except RedisError:
-            logger.warning("user_cache_delete_failed", user_id=user_id)
+        return isinstance(body, dict) and body.get("is_active", True) is True

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from task_factories import auth, create_task
 from task_service.tasks.models import IdempotencyRecord
-from task_service.tasks.repository import TaskRepository
 from task_service.tasks.service import TaskService
 from taskflow_kit.auth import Principal
 
@@ -33,7 +32,9 @@ async def edge_held_open(
     """Add an edge in a transaction that stays open (holding its locks) inside the block, and
     commits when the block ends."""
     async with app.state.sessionmaker() as session:
-        service = TaskService(TaskRepository(session), app.state.user_directory)
+        service = TaskService.for_session(
+            session, user_client=app.state.user_client, outbox=app.state.outbox
+        )
         await service.add_dependency(principal(user_id), task_id, depends_on_id)
         yield
         await session.commit()

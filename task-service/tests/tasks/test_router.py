@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from task_factories import FakeUserService, auth, create_task
+from task_service.users.repository import KnownUserRepository
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -270,15 +272,22 @@ async def test_assignee_must_be_an_active_user(
     assert response.json()["assignee_id"] is None
 
 
-async def test_positive_user_answers_are_cached(
-    client: httpx.AsyncClient, user_service: FakeUserService
+async def test_users_known_from_events_need_no_call(
+    client: httpx.AsyncClient, app: FastAPI, user_service: FakeUserService
 ) -> None:
+    async with app.state.sessionmaker() as session:
+        known = KnownUserRepository(session)
+        now = datetime.now(UTC)
+        await known.record(5, username="five", is_active=True, deleted=False, event_at=now)
+        await known.record(6, username="six", is_active=False, deleted=False, event_at=now)
+        await session.commit()
     await create_task(client, assignee_id=5)
-    await create_task(client, assignee_id=5)
-    assert user_service.calls.count(5) == 1
+    await create_task(client, assignee_id=6, expect=422)  # deactivated, as the event said
+    assert user_service.calls.count(5) == 0
+    assert user_service.calls.count(6) == 0
     await create_task(client, assignee_id=4242, expect=422)
     await create_task(client, assignee_id=4242, expect=422)
-    assert user_service.calls.count(4242) == 2  # negative answers are not cached
+    assert user_service.calls.count(4242) == 2  # unknown users are asked every time
 
 
 async def test_stale_if_match_is_412_and_current_one_passes(client: httpx.AsyncClient) -> None:

@@ -1,42 +1,38 @@
-"""UserDirectory against a respx-faked user-service and a real (or unreachable) Redis."""
+"""UserDirectory: the directory of known users (real PostgreSQL) first, then a respx-faked
+user-service for users it does not know."""
 
 from __future__ import annotations
 
-import uuid
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import respx
+from fastapi import FastAPI
 from task_service.user_directory import UserDirectory
-from taskflow_kit.redis_client import create_redis
+from task_service.users.repository import KnownUserRepository
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient, UpstreamUnavailable
-from taskflow_kit.testing import test_redis_url
 
 URL = "http://users.unit"
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
-
-async def make_directory(redis_url: str, *, ttl: int = 60) -> UserDirectory:
-    return UserDirectory(
-        client=ResilientClient(
-            name="user-service",
-            base_url=URL,
-            retries=1,
-            backoff=0.001,
-            breaker=CircuitBreaker(failure_threshold=3),
-        ),
-        redis=create_redis(redis_url, timeout=0.2),
-        key_prefix=f"test:{uuid.uuid4().hex[:10]}:",
-        cache_ttl_seconds=ttl,
-    )
+pytestmark = pytest.mark.usefixtures("clean")
 
 
 @pytest.fixture
-async def directory() -> AsyncIterator[UserDirectory]:
-    users = await make_directory(test_redis_url())
-    yield users
-    await users.forget(1)
-    await users.client.aclose()
+async def directory(app: FastAPI) -> AsyncIterator[UserDirectory]:
+    client = ResilientClient(
+        name="user-service",
+        base_url=URL,
+        retries=1,
+        backoff=0.001,
+        breaker=CircuitBreaker(failure_threshold=3),
+    )
+    async with app.state.sessionmaker() as session:
+        yield UserDirectory(client=client, known=KnownUserRepository(session))
+        await session.commit()
+    await client.aclose()
 
 
 @respx.mock(base_url=URL)
@@ -58,17 +54,29 @@ async def test_active_inactive_and_missing(
     assert respx_mock.calls.last.request.headers["Authorization"] == "Bearer t"
 
 
-@respx.mock(base_url=URL)
-async def test_positive_answer_is_cached_until_forgotten(
+@respx.mock(base_url=URL, assert_all_called=False)
+async def test_known_users_are_answered_without_a_call(
     directory: UserDirectory, respx_mock: respx.Router
 ) -> None:
-    route = respx_mock.get("/api/v1/users/1").respond(200, json={"id": 1, "is_active": True})
-    for _ in range(3):
-        assert await directory.is_active_user(1, token="t")
-    assert route.call_count == 1
-    await directory.forget(1)
-    assert await directory.is_active_user(1, token="t")
-    assert route.call_count == 2
+    route = respx_mock.get(path__regex=r"^/api/v1/users/\d+$").respond(500)
+    known = directory.known
+    await known.record(1, username="a", is_active=True, deleted=False, event_at=NOW)
+    await known.record(2, username="b", is_active=False, deleted=False, event_at=NOW)
+    await known.record(3, username=None, is_active=False, deleted=True, event_at=NOW)
+    assert await directory.is_active_user(1, token="t") is True
+    assert await directory.is_active_user(2, token="t") is False
+    assert await directory.is_active_user(3, token="t") is False
+    assert route.call_count == 0
+
+
+async def test_an_older_event_never_overwrites_a_newer_one(directory: UserDirectory) -> None:
+    known = directory.known
+    later = NOW + dt.timedelta(seconds=1)
+    await known.record(1, username="a", is_active=False, deleted=False, event_at=later)
+    await known.record(1, username="a", is_active=True, deleted=False, event_at=NOW)
+    row = await known.get(1)
+    assert row is not None
+    assert (row.is_active, row.event_at) == (False, later)
 
 
 @respx.mock(base_url=URL)
@@ -86,10 +94,13 @@ async def test_upstream_failures_raise_503(
 
 
 @respx.mock(base_url=URL)
-async def test_redis_down_costs_only_a_call(respx_mock: respx.Router) -> None:
-    users = await make_directory("redis://127.0.0.1:1/0")  # nothing listens on port 1
-    route = respx_mock.get("/api/v1/users/1").respond(200, json={"id": 1, "is_active": True})
-    assert await users.is_active_user(1, token="t")
-    assert await users.is_active_user(1, token="t")
-    assert route.call_count == 2
-    await users.client.aclose()
+async def test_a_known_user_is_answered_while_user_service_is_unreachable(
+    directory: UserDirectory, respx_mock: respx.Router
+) -> None:
+    respx_mock.get(path__regex=r"^/api/v1/users/[78]$").mock(
+        side_effect=httpx.ConnectError("refused")
+    )
+    await directory.known.record(7, username="g", is_active=True, deleted=False, event_at=NOW)
+    assert await directory.is_active_user(7, token="t") is True
+    with pytest.raises(UpstreamUnavailable):
+        await directory.is_active_user(8, token="t")  # unknown: no guess

@@ -15,7 +15,7 @@ from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import relay_for
 from taskflow_kit.ratelimit import RateLimiter
-from taskflow_kit.redis_client import create_redis
+from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
 
 from user_service import __doc__ as service_doc
@@ -53,8 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Revocations reach Redis atomically with their event (see taskflow_kit.revocation).
         hooks=[RevocationStore(redis, key_prefix=settings.redis_prefix).record],
     )
+    stream_redis = create_stream_redis(settings.redis_url)
     listener = RevocationListener(
-        redis, key_prefix=settings.redis_prefix, revocations=revocations, prune_store=True
+        stream_redis, key_prefix=settings.redis_prefix, revocations=revocations, prune_store=True
     )
 
     @asynccontextmanager
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with running(relay.run(), listener.run()):
                 yield
         finally:
+            await stream_redis.aclose()
             await redis.aclose()
             await engine.dispose()
 

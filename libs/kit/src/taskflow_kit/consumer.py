@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow_kit.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key
+from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
 
 logger = structlog.get_logger("taskflow.consumer")
 
@@ -98,19 +99,20 @@ class RedisDedupe:
 def deduplicated(handler: Handler, dedupe: RedisDedupe) -> Handler:
     async def handle(event: Event) -> None:
         if await dedupe.seen(event):
-            raise _Duplicate
+            raise DuplicateEvent
         await handler(event)
         await dedupe.remember(event)
 
     return handle
 
 
-class _Duplicate(Exception):
-    pass
+class DuplicateEvent(Exception):
+    """Raised by a handler for an event it has already applied (counted, then acknowledged)."""
 
 
 class StreamConsumer:
-    """One member of consumer group `group` on `streams` (full Redis keys)."""
+    """One member of consumer group `group` on `streams` (full Redis keys). `redis` must be a
+    client made for blocking reads (`create_stream_redis`)."""
 
     def __init__(
         self,
@@ -123,7 +125,7 @@ class StreamConsumer:
         consumer: str | None = None,
         max_deliveries: int = 5,
         claim_idle: float = 15.0,
-        block: float = 1.0,
+        block: float = STREAM_BLOCK_SECONDS,
         batch_size: int = 100,
         start_id: str = "0",
     ) -> None:
@@ -243,7 +245,7 @@ class StreamConsumer:
             return
         try:
             await self.handler(event)
-        except _Duplicate:
+        except DuplicateEvent:
             HANDLED.labels(self.group, event.type, "duplicate").inc()
         except Exception:
             HANDLED.labels(self.group, event.type, "failed").inc()
@@ -332,7 +334,7 @@ class StreamTail:
         *,
         streams: Sequence[str],
         handler: Handler,
-        block: float = 1.0,
+        block: float = STREAM_BLOCK_SECONDS,
         batch_size: int = 200,
         name: str = "tail",
     ) -> None:

@@ -15,5 +15,22 @@ def create_redis(url: str, *, timeout: float = 1.0) -> Redis:
     )
 
 
+# Blocking stream reads (XREAD/XREADGROUP BLOCK) wait up to this long; the socket timeout of
+# the client doing them must be longer.
+STREAM_BLOCK_SECONDS = 1.0
+
+
+def create_stream_redis(url: str) -> Redis:
+    """A client for blocking stream reads: its socket timeout outlasts `STREAM_BLOCK_SECONDS`
+    (a dead connection is still noticed within a few seconds)."""
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=STREAM_BLOCK_SECONDS + 4.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
+    )
+
+
 async def ping_redis(redis: Redis) -> None:
     await redis.ping()

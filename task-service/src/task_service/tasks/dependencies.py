@@ -9,7 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from taskflow_kit.db import SessionDep
 
-from task_service.tasks.repository import TaskRepository
 from task_service.tasks.schemas import (
     DEFAULT_LIMIT,
     MAX_ID,
@@ -24,7 +23,9 @@ from task_service.tasks.service import IfMatch, TaskService
 
 
 def get_task_service(request: Request, session: SessionDep) -> TaskService:
-    return TaskService(TaskRepository(session), request.app.state.user_directory)
+    return TaskService.for_session(
+        session, user_client=request.app.state.user_client, outbox=request.app.state.outbox
+    )
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -103,6 +103,48 @@ class TaskRepository:
         )
         await self.session.execute(delete(Task).where(Task.id == task_id))
 
+    async def dependent_ids(self, task_ids: Sequence[int]) -> list[int]:
+        """Tasks (outside `task_ids`) that depend on any of `task_ids`."""
+        statement = (
+            select(TaskDependency.task_id)
+            .where(
+                TaskDependency.depends_on_id.in_(task_ids),
+                TaskDependency.task_id.not_in(task_ids),
+            )
+            .distinct()
+            .order_by(TaskDependency.task_id)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def owned_ids(self, owner_id: int) -> list[int]:
+        statement = select(Task.id).where(Task.owner_id == owner_id).order_by(Task.id)
+        return list((await self.session.execute(statement)).scalars())
+
+    async def unassign(self, assignee_id: int, now: datetime) -> list[Task]:
+        """Remove `assignee_id` from every task assigned to them (new versions)."""
+        statement = (
+            update(Task)
+            .where(Task.assignee_id == assignee_id)
+            .values(assignee_id=None, updated_at=now, version=Task.version + 1)
+            .returning(Task)
+            .execution_options(populate_existing=True)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
+    async def delete_many(self, task_ids: Sequence[int], now: datetime) -> None:
+        """Delete tasks (edges cascade); tasks depending on them get a new version."""
+        if not task_ids:
+            return
+        dependents = select(TaskDependency.task_id).where(
+            TaskDependency.depends_on_id.in_(task_ids)
+        )
+        await self.session.execute(
+            update(Task)
+            .where(Task.id.in_(dependents), Task.id.not_in(task_ids))
+            .values(version=Task.version + 1, updated_at=now)
+        )
+        await self.session.execute(delete(Task).where(Task.id.in_(task_ids)))
+
     async def find_page(
         self, task_filter: TaskFilter, user_id: int, now: datetime
     ) -> tuple[list[Task], int]:

@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.auth import Principal
+from taskflow_kit.outbox import Outbox
+from taskflow_kit.resilience import ResilientClient
 
 from task_service.tasks.errors import (
     AssigneeNotActive,
@@ -21,6 +24,14 @@ from task_service.tasks.errors import (
     TaskBlocked,
     TaskNotFound,
     VersionMismatch,
+)
+from task_service.tasks.events import (
+    TASK_ASSIGNED,
+    TASK_COMPLETED,
+    TASK_CREATED,
+    TASK_DELETED,
+    TASK_UPDATED,
+    TaskEvents,
 )
 from task_service.tasks.models import Task
 from task_service.tasks.repository import TaskRepository
@@ -38,6 +49,7 @@ from task_service.tasks.schemas import (
     resolve_status,
 )
 from task_service.user_directory import UserDirectory
+from task_service.users.repository import KnownUserRepository
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
@@ -112,16 +124,31 @@ def status_changes(current: TaskStatus, target: TaskStatus, now: datetime) -> di
 
 
 class TaskService:
+    """Task rules over the parts it is given; every change records its `task.*` event."""
+
     def __init__(
         self,
         repository: TaskRepository,
         user_directory: UserDirectory,
+        events: TaskEvents,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.repository = repository
         self.user_directory = user_directory
+        self.events = events
         self.clock = clock
+
+    @classmethod
+    def for_session(
+        cls, session: AsyncSession, *, user_client: ResilientClient, outbox: Outbox
+    ) -> TaskService:
+        """The service over one transaction (a request's, or an event handler's)."""
+        return cls(
+            TaskRepository(session),
+            UserDirectory(client=user_client, known=KnownUserRepository(session)),
+            TaskEvents(session, outbox),
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -185,7 +212,9 @@ class TaskService:
             blockers = await self.repository.blocking_ids(task.id)
             if blockers:
                 raise TaskBlocked(task.id, blockers)
-        return await self.view(task)
+        created = await self.view(task)
+        await self.events.record(TASK_CREATED, created)
+        return created
 
     async def create_once(self, principal: Principal, data: TaskCreate, key: str) -> TaskRead:
         """Create, or replay the answer already given to this (user, Idempotency-Key)."""
@@ -258,17 +287,56 @@ class TaskService:
             blockers = await self.repository.blocking_ids(task.id)
             if blockers:
                 raise TaskBlocked(task.id, blockers)
-        if values:
-            values["updated_at"] = now
-            task = await self.repository.update(task, values)
-        return await self.view(task)
+        if not values:
+            return await self.view(task)
+        previous_assignee = task.assignee_id
+        values["updated_at"] = now
+        task = await self.repository.update(task, values)
+        changed = await self.view(task)
+        if "assignee_id" in values:
+            await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=previous_assignee)
+        elif target is TaskStatus.DONE and current is not TaskStatus.DONE:
+            await self.events.record(TASK_COMPLETED, changed)
+        else:
+            await self.events.record(TASK_UPDATED, changed)
+        if (target is TaskStatus.DONE) != (current is TaskStatus.DONE):
+            # Tasks waiting on this one are blocked or unblocked by the change.
+            await self._record_updated(await self.repository.dependent_ids([task.id]))
+        return changed
 
     async def delete(self, principal: Principal, task_id: int, if_match: IfMatch) -> None:
         task = await self.get_visible(principal, task_id, lock=True)
         if task.owner_id != principal.id:
             raise OwnerOnly("delete it")
         check_if_match(task, if_match)
+        last = await self.view(task)
+        dependents = await self.repository.dependent_ids([task.id])
         await self.repository.delete(task.id, self.clock())
+        await self.events.record(TASK_DELETED, last)
+        await self._record_updated(dependents)
+
+    async def _record_updated(self, task_ids: Sequence[int]) -> None:
+        """`task.updated` for tasks changed as a side effect (dependencies gone or done)."""
+        if task_ids:
+            for changed in await self.views(await self.repository.get_many(task_ids)):
+                await self.events.record(TASK_UPDATED, changed)
+
+    async def remove_user(self, user_id: int) -> None:
+        """A deleted account: their tasks go (edges too), tasks assigned to them lose the
+        assignee. Each change publishes its event like any other."""
+        now = self.clock()
+        unassigned = await self.views(await self.repository.unassign(user_id, now))
+        for changed in unassigned:
+            await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=user_id)
+        owned = await self.repository.owned_ids(user_id)
+        if not owned:
+            return
+        last = await self.views(await self.repository.get_many(owned))
+        dependents = await self.repository.dependent_ids(owned)
+        await self.repository.delete_many(owned, now)
+        for deleted in last:
+            await self.events.record(TASK_DELETED, deleted)
+        await self._record_updated(dependents)
 
     async def _ensure_assignable(self, principal: Principal, user_id: int) -> None:
         if not await self.user_directory.is_active_user(user_id, token=principal.token):
@@ -295,9 +363,12 @@ class TaskService:
             )
             raise DependencyCycle([task_id, *(path or [depends_on_id, task_id])])
         now = self.clock()
-        if await self.repository.add_edge(task_id, depends_on_id, now):
-            task = await self.repository.update(task, {"updated_at": now})
-        return await self.view(task)
+        if not await self.repository.add_edge(task_id, depends_on_id, now):
+            return await self.view(task)
+        task = await self.repository.update(task, {"updated_at": now})
+        changed = await self.view(task)
+        await self.events.record(TASK_UPDATED, changed)
+        return changed
 
     async def remove_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
@@ -307,7 +378,8 @@ class TaskService:
             raise OwnerOnly("change its dependencies")
         if not await self.repository.remove_edge(task_id, depends_on_id):
             raise DependencyNotFound(task_id, depends_on_id)
-        await self.repository.update(task, {"updated_at": self.clock()})
+        task = await self.repository.update(task, {"updated_at": self.clock()})
+        await self.events.record(TASK_UPDATED, await self.view(task))
 
     async def dependencies(
         self, principal: Principal, task_id: int, *, limit: int = DEPENDENCIES_DEFAULT_LIMIT

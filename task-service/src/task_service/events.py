@@ -1,0 +1,66 @@
+"""Events task-service consumes: user-service's `user.*` (consumer group `task-service`).
+
+- `user.registered` / `user.updated` keep the directory of known users (assignment checks answer
+  from it, with no call to user-service);
+- `user.deleted` marks the user deleted, unassigns the tasks assigned to them and deletes the
+  tasks they own (the account is gone for good; see docs/decisions.md), publishing the
+  `task.*` event of each change.
+
+Each event is applied in one transaction together with its id in `processed_event`, so a
+redelivered event changes nothing (exactly once in effect).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from taskflow_kit.consumer import DuplicateEvent, claim_event, processed_event_table
+from taskflow_kit.events import Event
+from taskflow_kit.outbox import Outbox
+from taskflow_kit.resilience import ResilientClient
+
+from task_service.database import Base
+from task_service.tasks.service import TaskService
+from task_service.users.repository import KnownUserRepository
+
+CONSUMER_GROUP = "task-service"
+PROCESSED = processed_event_table(Base.metadata)
+
+
+class UserEventHandler:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        outbox: Outbox,
+        user_client: ResilientClient,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.outbox = outbox
+        self.user_client = user_client
+
+    async def __call__(self, event: Event) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            if not await claim_event(session, PROCESSED, CONSUMER_GROUP, event):
+                raise DuplicateEvent(event.id)
+            await self.apply(session, event)
+
+    async def apply(self, session: AsyncSession, event: Event) -> None:
+        known = KnownUserRepository(session)
+        if event.type in ("user.registered", "user.updated"):
+            user = event.data["user"]
+            await known.record(
+                int(user["id"]),
+                username=user.get("username"),
+                is_active=bool(user.get("is_active", True)),
+                deleted=False,
+                event_at=event.occurred_at,
+            )
+        elif event.type == "user.deleted":
+            user_id = int(event.data["user_id"])
+            await known.record(
+                user_id, username=None, is_active=False, deleted=True, event_at=event.occurred_at
+            )
+            tasks = TaskService.for_session(
+                session, user_client=self.user_client, outbox=self.outbox
+            )
+            await tasks.remove_user(user_id)

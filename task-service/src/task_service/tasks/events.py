@@ -1,0 +1,52 @@
+"""The events task-service publishes (`task.*`), written to its outbox with the change.
+
+Every event carries the task as the API shows it after the change (before it, for
+`task.deleted`), its owner and assignee, and the previous assignee when that changed, so a
+consumer never has to call back: stats-service drops the cached figures of those users, the
+gateway pushes the event to their WebSockets (and tells a removed assignee the task is gone).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.events import TASK_STREAM
+from taskflow_kit.outbox import Outbox, OutboxRelay, outbox_table
+
+from task_service.database import Base
+from task_service.tasks.schemas import TaskRead
+
+PRODUCER = "task-service"
+OUTBOX = outbox_table(Base.metadata)
+
+TASK_CREATED = "task.created"
+TASK_UPDATED = "task.updated"
+TASK_COMPLETED = "task.completed"
+TASK_ASSIGNED = "task.assigned"
+TASK_DELETED = "task.deleted"
+
+
+def make_outbox(relay: OutboxRelay | None) -> Outbox:
+    return Outbox(OUTBOX, producer=PRODUCER, stream=TASK_STREAM, relay=relay)
+
+
+class TaskEvents:
+    """Records `task.*` events in the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
+        self.session = session
+        self.outbox = outbox
+
+    async def record(
+        self, type_: str, task: TaskRead, *, previous_assignee_id: int | None = None
+    ) -> None:
+        await self.outbox.add(
+            self.session,
+            type_,
+            task.id,
+            {
+                "task": task.model_dump(mode="json"),
+                "owner_id": task.owner_id,
+                "assignee_id": task.assignee_id,
+                "previous_assignee_id": previous_assignee_id,
+            },
+        )
