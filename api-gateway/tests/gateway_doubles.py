@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -18,6 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+# A valid, empty OpenAPI document: served, it keeps the gateway's docs refresh quiet (a missing
+# one is fetched again every few tenths of a second, and each fetch takes a round-robin turn).
+EMPTY_OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "x", "version": "1"},
+    "paths": {},
+}
+EMPTY_OPENAPI_BYTES = json.dumps(EMPTY_OPENAPI).encode()
 
 
 @dataclass
@@ -158,6 +168,12 @@ async def dropping_server() -> AsyncIterator[tuple[str, list[bytes]]]:
             received.append(head)
             if head.startswith(b"GET /health "):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+            elif head.startswith(b"GET /openapi.json "):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (len(EMPTY_OPENAPI_BYTES), EMPTY_OPENAPI_BYTES)
+                )
                 await writer.drain()
         writer.close()
 

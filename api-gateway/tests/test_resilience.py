@@ -7,7 +7,14 @@ import time
 from collections import Counter
 
 from conftest import BackendStarter, GatewayFactory
-from gateway_doubles import Backend, dropping_server, failing_server, free_port, start_server
+from gateway_doubles import (
+    EMPTY_OPENAPI,
+    Backend,
+    dropping_server,
+    failing_server,
+    free_port,
+    start_server,
+)
 
 
 def replica_states(status: dict, upstream: str) -> dict[str, str]:
@@ -24,9 +31,14 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-
 async def test_load_spreads_over_replicas(
     make_gateway: GatewayFactory, start_backend: BackendStarter
 ) -> None:
-    _a, server_a = await start_backend("a")
-    _b, server_b = await start_backend("b")
-    async with make_gateway(tasks=[server_a.url, server_b.url]) as gw:
+    _a, server_a = await start_backend("a", openapi=EMPTY_OPENAPI)
+    _b, server_b = await start_backend("b", openapi=EMPTY_OPENAPI)
+    async with make_gateway(
+        users=[server_a.url],
+        stats=[server_a.url],
+        tasks=[server_a.url, server_b.url],
+        openapi_refresh_seconds=60,
+    ) as gw:
         seen = Counter()
         for _ in range(20):
             response = await gw.client.get("/api/v1/tasks")
@@ -94,10 +106,16 @@ def api_requests(heads: list[bytes]) -> list[bytes]:
 async def test_lost_connection_is_retried_only_when_repeating_is_safe(
     make_gateway: GatewayFactory, start_backend: BackendStarter
 ) -> None:
-    good, good_server = await start_backend("good")
+    good, good_server = await start_backend("good", openapi=EMPTY_OPENAPI)
     async with (
         dropping_server() as (dropping, heads),
-        make_gateway(tasks=[dropping, good_server.url], health_interval_seconds=60) as gw,
+        make_gateway(
+            users=[good_server.url],
+            stats=[good_server.url],
+            tasks=[dropping, good_server.url],
+            health_interval_seconds=60,
+            openapi_refresh_seconds=60,
+        ) as gw,
     ):
         replicas = gw.gateway.upstreams["task-service"].replicas
         replicas._next = 0  # the dropping replica first
@@ -277,7 +295,7 @@ async def test_a_request_that_may_have_been_processed_is_replayed_only_if_harmle
 ) -> None:
     """Issue 9 (7): after a lost connection, only requests whose replay cannot change the
     outcome go to another replica; `Idempotency-Key` counts only where it is honoured."""
-    good, good_server = await start_backend("good")
+    good, good_server = await start_backend("good", openapi=EMPTY_OPENAPI)
     keyed = {"Idempotency-Key": "k1"}
     not_replayed = [
         ("POST", "/api/v1/users/me/password", keyed),  # the key is ignored there
@@ -299,7 +317,9 @@ async def test_a_request_that_may_have_been_processed_is_replayed_only_if_harmle
         make_gateway(
             users=[dropping, good_server.url],
             tasks=[dropping, good_server.url],
+            stats=[good_server.url],
             health_interval_seconds=60,
+            openapi_refresh_seconds=60,
         ) as gw,
     ):
         for method, path, headers in not_replayed + replayed:
