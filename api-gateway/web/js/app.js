@@ -420,13 +420,14 @@ window.addEventListener("pagehide", () => {
 function startLive() {
   live = new LiveConnection(() => session.accessToken);
   live.addEventListener("status", (event) => {
-    const { state: connection, reconnected } = event.detail;
+    const { state: connection, reconnected, resync: missed } = event.detail;
     renderLive(connection, reconnected);
-    if (reconnected) resync(0);
+    if (missed) resync(0);
   });
   live.addEventListener("auth", async () => {
-    const usable = await session.refresh();
-    if (usable) live.reconnect();
+    // Refused token: refresh it, unless the session already has a newer one.
+    const usable = live.lastToken !== session.accessToken || (await session.refresh());
+    if (usable && live) live.reconnect();
   });
   live.addEventListener("message", (event) => {
     const message = event.detail;

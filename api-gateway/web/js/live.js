@@ -2,7 +2,7 @@
 //
 // Events dispatched:
 //   "message"  detail: a task.* envelope or a task.access_lost notice
-//   "status"   detail: {state: "connecting" | "open" | "down", reconnected: bool}
+//   "status"   detail: {state: "connecting" | "open" | "down", reconnected: bool, resync: bool}
 //   "auth"     the server refused the token (close 1008): refresh it, then call reconnect()
 
 const HEARTBEAT_TIMEOUT_MS = 50_000; // the server sends a heartbeat every 20 s
@@ -17,6 +17,7 @@ export class LiveConnection extends EventTarget {
     this.attempt = 0;
     this.everOpened = false;
     this.wasDown = false;
+    this.gap = false;
     this.state = "idle";
     this.retryTimer = null;
     this.watchdog = null;
@@ -56,16 +57,22 @@ export class LiveConnection extends EventTarget {
   }
 
   #setState(state) {
+    // reconnected: the banner says so; resync: events may have been missed, re-read.
     const reconnected = state === "open" && this.wasDown;
-    if (state === "open") this.wasDown = false;
+    const resync = state === "open" && (this.wasDown || this.gap);
+    if (state === "open") {
+      this.wasDown = false;
+      this.gap = false;
+    }
     if (state === "down") this.wasDown = this.everOpened || this.wasDown;
     this.state = state;
-    this.dispatchEvent(new CustomEvent("status", { detail: { state, reconnected } }));
+    this.dispatchEvent(new CustomEvent("status", { detail: { state, reconnected, resync } }));
   }
 
   #connect() {
     const token = this.tokenProvider();
     if (!token || this.stopped) return;
+    this.lastToken = token;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     let socket;
     try {
@@ -111,8 +118,9 @@ export class LiveConnection extends EventTarget {
       this.socket = null;
       if (this.stopped) return;
       if (event.code === 1008) {
-        // Token refused: expired, revoked or invalid. The app refreshes and reconnects.
-        this.#setState(authenticated ? "down" : this.state);
+        // Token refused: expired, revoked or invalid. The app refreshes and reconnects; an
+        // expiry is routine, so no banner, but a re-read once the socket is back.
+        this.gap = this.gap || authenticated;
         this.dispatchEvent(new CustomEvent("auth", { detail: event.reason }));
         this.#retry();
         return;
