@@ -32,8 +32,10 @@ class Pages:
         self.requests: list[tuple[str, str]] = []
         self.errors: list[str] = []
 
-    def open(self, viewport: dict[str, int] = DESKTOP, path: str = "/") -> Any:
-        context = self.browser.new_context(viewport=viewport, base_url=self.base_url)
+    def open(
+        self, viewport: dict[str, int] = DESKTOP, path: str = "/", base_url: str | None = None
+    ) -> Any:
+        context = self.browser.new_context(viewport=viewport, base_url=base_url or self.base_url)
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
         page = context.new_page()

@@ -378,6 +378,34 @@ def test_a_second_browser_sees_changes_live(pages: Pages, client: httpx.Client) 
     expect(mine.locator("#stat-completed")).to_have_text("1 of 1 task done")
 
 
+@pytest.mark.skipif(not LIVE_LANDED, reason="not landed yet: the gateway's WebSocket (live.py)")
+def test_the_banner_follows_the_connection_and_the_board_resyncs(
+    pages: Pages, client: httpx.Client, suite: Any
+) -> None:
+    """A gateway of its own, stopped and started again under the page."""
+    gateway = suite.start_gateway("api-gateway-banner")
+    person = register_and_login(client, "banner")
+    page = pages.open(base_url=gateway.url)
+    sign_in(page, person.username, person.password)
+    expect(page.locator("#live-dot")).to_have_class(re.compile("live-open"))
+    banner = page.locator("#live-banner")
+    expect(banner).to_be_hidden()
+
+    gateway.stop()
+    expect(banner).to_contain_text("connection lost")
+    # A change made while this page cannot hear about it...
+    made = client.post(
+        "/api/v1/tasks/", json={"title": "Made while you were away"}, headers=person.headers
+    )
+    assert made.status_code == 201, made.text
+    gateway.start()
+    gateway.wait_ready()
+    # ...is on the board once the socket is back.
+    expect(banner).to_contain_text("Back online")
+    expect(card(page, "Made while you were away")).to_be_visible()
+    expect(banner).to_be_hidden()
+
+
 # ---- the demo seed and the screens ---------------------------------------------------------
 
 
