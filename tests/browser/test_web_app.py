@@ -401,7 +401,7 @@ def test_the_banner_follows_the_connection_and_the_board_resyncs(
     gateway.start()
     gateway.wait_ready()
     # ...is on the board once the socket is back.
-    expect(banner).to_contain_text("Back online")
+    expect(banner).to_contain_text("Back online", timeout=30_000)  # backoff: 1, 2, 4, 8 s
     expect(card(page, "Made while you were away")).to_be_visible()
     expect(banner).to_be_hidden()
 
