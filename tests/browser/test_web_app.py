@@ -111,9 +111,13 @@ def test_a_person_plans_and_finishes_work(
     page = pages.open()
     username, password = unique("web"), "a calm password"
 
-    # Sign up; a new account lands on an empty board that says what to do.
+    # Sign up (the server's refusal is shown in words); a new account lands on an empty board
+    # that says what to do.
     expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
-    sign_up(page, username, password, "Wendy Web")
+    sign_up(page, username, "short", "Wendy Web")
+    expect(page.locator(".auth-form .form-error")).to_contain_text("Password: ")
+    page.fill("#auth-password", password)
+    page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Welcome, Wendy Web")).to_be_visible()
 
     # Create tasks with priorities, tags and a dependency.
