@@ -678,14 +678,14 @@ function renderContent() {
   state.flash.clear();
 }
 
-function errorState(message) {
+function errorState(message, retry = () => loadTasks()) {
   return h(
     "div",
     { class: "empty", role: "alert" },
     h("div", { class: "empty-icon" }, icon("alert", { size: 22 })),
     h("h2", { class: "empty-title" }, "Your tasks could not be loaded"),
     h("p", { class: "empty-text" }, message),
-    h("button", { class: "button button-primary", type: "button", onclick: () => loadTasks() }, "Try again"),
+    h("button", { class: "button button-primary", type: "button", onclick: retry }, "Try again"),
   );
 }
 
@@ -1133,8 +1133,7 @@ async function enterApp() {
     state.me = await session.get("/users/me");
   } catch (error) {
     if (!session.signedIn) return; // the session ended: the sign-in screen is already shown
-    fill(root, h("div", { class: "boot" }, errorState(error.message)));
-    root.querySelector("button").onclick = () => enterApp();
+    fill(root, h("div", { class: "boot" }, errorState(error.message, () => enterApp())));
     return;
   }
   people.remember(state.me);
