@@ -7,20 +7,20 @@ same window. Writes the collapsed stacks and a flame graph under bench/results/p
 prints the CPU share of each layer (inclusive, ranked) and the functions with the most own time.
 
 Usage: python bench/profile_task_service.py [--routes read,list] [--seconds 20] [--rate 250]
-       python bench/profile_task_service.py --report FILE.txt   (re-read a collapsed profile)
+       python bench/profile_task_service.py --report FILE.txt.gz   (re-read a saved profile)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import random
 import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,67 +33,48 @@ from suite_bench import QUICK, ROOT, Stack, direct_targets, log, seed
 OUT = ROOT / "bench" / "results" / "profiles"
 ROUTES = {"read": "read", "list": "list", "filtered": "filtered", "create": "create"}
 
-# Layers, matched on "function (file)" frames; a sample counts once per layer (inclusive).
-# Order is the order of the report, not a priority: layers nest (a query runs inside FastAPI).
-LAYERS: list[tuple[str, Callable[[str], bool]]] = [
-    ("uvicorn + httptools (HTTP parsing, ASGI cycle)", lambda f: "uvicorn/protocols" in f),
-    ("Starlette/kit middleware stack", lambda f: "middleware" in f and "starlette" in f),
-    (
-        "kit middlewares (request id, access log, metrics, errors)",
-        lambda f: (
-            "taskflow_kit" in f
-            and any(m in f for m in ("middleware", "request_id", "logs.py", "metrics", "errors.py"))
-        ),
-    ),
-    ("FastAPI dependency resolution (solve_dependencies)", lambda f: "solve_dependencies" in f),
-    (
-        "FastAPI request validation + response serialisation",
-        lambda f: (
-            "fastapi/routing.py" in f
-            and ("serialize_response" in f or "_prepare_response_content" in f)
-        ),
-    ),
-    (
-        "token check (JWT decode)",
-        lambda f: ("jwt" in f.lower() and "api_jwt" in f) or "decode_token" in f,
-    ),
-    (
-        "SQLAlchemy statement construction (select/where)",
-        lambda f: (
-            "sqlalchemy/sql/" in f
-            and "compiler.py" not in f
-            and (
-                "selectable.py" in f
-                or "elements.py" in f
-                or "_selectable_constructors" in f
-                or "operators.py" in f
-            )
-        ),
-    ),
-    (
-        "SQLAlchemy compilation / cache key",
-        lambda f: "sqlalchemy/sql/compiler.py" in f or "cache_key.py" in f,
-    ),
-    ("SQLAlchemy ORM execute + row loading", lambda f: "sqlalchemy/orm/" in f),
-    ("SQLAlchemy pool checkout/return (incl. pre-ping)", lambda f: "sqlalchemy/pool/" in f),
-    ("pre-ping (do_ping)", lambda f: "do_ping" in f or "_do_ping_w_event" in f),
-    ("asyncpg driver + adapter", lambda f: "asyncpg" in f),
-    (
-        "session begin/commit/close",
-        lambda f: (
-            "sqlalchemy/orm/session.py" in f
-            and any(m in f for m in ("commit", "close", "_connection_for_bind", "begin"))
-        ),
-    ),
-    ("pydantic (validate/serialise)", lambda f: "pydantic" in f),
-    ("structlog / logging", lambda f: "structlog" in f or "logging/__init__" in f),
-    ("task_service code (own frames)", lambda f: "task_service/" in f),
+# Where a sample's CPU goes: the innermost frame whose file matches a layer (leaf first), so
+# the layers partition the samples (they add up to 100%).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("asyncpg driver (protocol, codecs)", ("asyncpg/",)),
+    ("SQLAlchemy asyncpg adapter", ("sqlalchemy/dialects/postgresql/asyncpg.py",)),
+    ("SQLAlchemy compile + cache key", ("sqlalchemy/sql/compiler.py", "sqlalchemy/sql/cache_key")),
+    ("SQLAlchemy statement construction", ("sqlalchemy/sql/",)),
+    ("SQLAlchemy engine (execution context, results)", ("sqlalchemy/engine/",)),
+    ("SQLAlchemy ORM (session, loading)", ("sqlalchemy/orm/",)),
+    ("SQLAlchemy pool (checkout, pre-ping, return)", ("sqlalchemy/pool/",)),
+    ("SQLAlchemy other (util, async bridge)", ("sqlalchemy/",)),
+    ("pydantic (validation, serialisation)", ("pydantic",)),
+    ("JWT decode", ("jwt/",)),
+    ("structlog / logging", ("structlog/", "logging/")),
+    ("FastAPI (routing, dependencies, encoders)", ("fastapi/",)),
+    ("Starlette (middleware, requests, responses)", ("starlette/",)),
+    ("kit (middlewares, auth, session dependency)", ("taskflow_kit/",)),
+    ("task_service code", ("task_service/",)),
+    ("uvicorn + httptools (HTTP/1.1, ASGI cycle)", ("uvicorn/", "httptools")),
+    ("event loop (uvloop/asyncio, C I/O)", ("asyncio/", "uvloop", "runners.py")),
 ]
+# Inclusive markers: the share of samples with such a frame anywhere on the stack.
+MARKERS: list[tuple[str, tuple[str, ...]]] = [
+    ("under SQLAlchemy (any frame, incl. the driver below it)", ("sqlalchemy/",)),
+    ("pre-ping (pool do_ping)", ("do_ping",)),
+    ("session commit / close (get_session's end)", ("commit (sqlalchemy", "close (sqlalchemy")),
+    ("inside the middleware stack, outside the route", ("middleware",)),
+]
+
+
+def layer_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, needles in LAYERS:
+            if any(needle in frame for needle in needles):
+                return name
+    return "other (stdlib, C)"
 
 
 def collapsed(path: Path) -> list[tuple[list[str], int]]:
     stacks = []
-    for line in path.read_text().splitlines():
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    for line in raw.decode().splitlines():
         frames, _, count = line.rpartition(" ")
         if frames and count.isdigit():
             stacks.append((frames.split(";"), int(count)))
@@ -106,15 +87,20 @@ def report(path: Path, top: int = 25) -> str:
     if not total:
         return f"{path}: no samples"
     layer_counts: Counter[str] = Counter()
+    marker_counts: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for frames, count in stacks:
-        for name, match in LAYERS:
-            if any(match(frame) for frame in frames):
-                layer_counts[name] += count
+        layer_counts[layer_of(frames)] += count
+        for name, needles in MARKERS:
+            if any(needle in frame for frame in frames for needle in needles):
+                marker_counts[name] += count
         own[frames[-1]] += count
-    lines = [f"{path.name}: {total} samples", "", "CPU share by layer (inclusive, ranked):"]
+    lines = [f"{path.name}: {total} samples", "", "CPU by layer (innermost frame):"]
     for name, count in layer_counts.most_common():
         lines.append(f"  {100 * count / total:5.1f}%  {name}")
+    lines += ["", "inclusive:"]
+    for name, _ in MARKERS:
+        lines.append(f"  {100 * marker_counts[name] / total:5.1f}%  {name}")
     lines += ["", f"top {top} functions by own time:"]
     for frame, count in own.most_common(top):
         lines.append(f"  {100 * count / total:5.1f}%  {frame[:150]}")
@@ -166,6 +152,7 @@ async def profile(stack: Stack, routes: list[str], seconds: float, rate: int) ->
                 "--output",
                 str(output),
                 "--nonblocking",
+                "--gil",  # only the thread holding the GIL: idle pool threads are not CPU
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -174,6 +161,9 @@ async def profile(stack: Stack, routes: list[str], seconds: float, rate: int) ->
         recorder = await drive(stack, ROUTES[route], seconds, 16)
         rps = recorder.count / (time.perf_counter() - started)
         spy.wait(60)
+        output.with_suffix(".txt.gz").write_bytes(gzip.compress(output.read_bytes()))
+        output.unlink()
+        output = output.with_suffix(".txt.gz")
         log(f"{route}: {rps:.0f} req/s under py-spy, {recorder.failed} failures")
         written.append(output)
     return written
