@@ -132,3 +132,20 @@ async def test_error_after_the_answer_started_is_logged_not_rendered() -> None:
         await ProblemMiddleware(half)(scope, receive, send)  # type: ignore[arg-type]
     assert [message["type"] for message in sent] == ["http.response.start"]
     assert [entry["event"] for entry in logs] == ["unhandled_error"]
+
+
+async def test_database_starting_up_is_503_not_500() -> None:
+    """A server still recovering answers SQLSTATE 57P03, which SQLAlchemy wraps as a bare
+    DBAPIError (seen in the reliability suite's database restart)."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    async def starting(scope: Scope, receive: Receive, send: Send) -> None:
+        cause = asyncpg.exceptions.CannotConnectNowError("not yet accepting connections")
+        raise DBAPIError("connect", None, cause)
+
+    transport = httpx.ASGITransport(app=ProblemMiddleware(starting))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/tasks/")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"

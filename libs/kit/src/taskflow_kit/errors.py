@@ -243,8 +243,24 @@ def is_unavailable_database(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    # asyncpg raises plain OSError subclasses (connection refused/reset) when it cannot connect.
-    return isinstance(exc, ConnectionError | TimeoutError)
+    # asyncpg raises plain OSError subclasses (connection refused/reset) when it cannot connect,
+    # and a server that is starting or shutting down answers SQLSTATE 57P0x ("cannot connect
+    # now"), which SQLAlchemy wraps as a bare DBAPIError: look through the causes.
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionError | TimeoutError):
+            return True
+        sqlstate = str(getattr(seen, "sqlstate", "") or "")
+        if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+# admin_shutdown, crash_shutdown, cannot_connect_now (connection exceptions are class 08).
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONResponse:
