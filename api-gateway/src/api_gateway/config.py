@@ -6,7 +6,7 @@ keep their unprefixed names from the kit's `ServiceSettings`.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from taskflow_kit.settings import ServiceSettings
 
@@ -69,12 +69,28 @@ class Settings(ServiceSettings):
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")
     )
 
+    # Bearer token for `/metrics` and the detail of `/api/status` (monitoring); unset: `/metrics`
+    # is not served on this port at all.
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("METRICS_TOKEN"))
+    # Loopback clients see operational detail without a token; unset: everywhere but production.
+    trust_loopback: bool | None = Field(None, validation_alias=_env("TRUST_LOOPBACK"))
+
     def upstream_urls(self) -> dict[str, list[str]]:
         return {
             "user-service": split_csv(self.user_service_urls),
             "task-service": split_csv(self.task_service_urls),
             "stats-service": split_csv(self.stats_service_urls),
         }
+
+    def loopback_is_trusted(self) -> bool:
+        if self.trust_loopback is None:
+            return self.environment != "production"
+        return self.trust_loopback
+
+    def monitoring_token(self) -> str | None:
+        """The configured monitoring token (an empty value configures none)."""
+        token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+        return token or None
 
     def cors_origin_list(self) -> list[str]:
         return split_csv(self.cors_origins)

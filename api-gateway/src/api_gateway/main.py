@@ -14,13 +14,14 @@ from taskflow_kit.health import health_router
 from taskflow_kit.logs import RequestContextMiddleware, configure_logging
 from taskflow_kit.metrics import MetricsMiddleware
 
-from api_gateway import status
 from api_gateway.config import Settings
 from api_gateway.cors import GatewayCORS
 from api_gateway.gateway import Gateway
 from api_gateway.proxy import ProblemBoundary, ProxyDispatch, ProxyFirst, ProxyRoute
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import ROUTES
+from api_gateway.status_page import metrics_route
+from api_gateway.status_page import router as status_router
 from api_gateway.web import web_router
 
 DESCRIPTION = """The single entry point of TaskFlow: every public route of user-service,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         token_config=settings.token_config(),
         lifespan=lifespan,
         redirect_slashes=False,
+        routes=[metrics_route],
         # TaskFlow configures no OpenTelemetry provider, and FastAPI's per-request check of the
         # global providers (environment lookups) cost ~6% of the gateway's CPU.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         await app.state.gateway.redis.ping()
 
     app.include_router(health_router({"redis": redis_check}))
-    app.include_router(status.router)
+    app.include_router(status_router)
     app.include_router(web_router())
 
     def merged_openapi() -> dict[str, Any]:

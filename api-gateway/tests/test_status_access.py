@@ -1,0 +1,74 @@
+"""Who sees what of `/api/status` and `/metrics` (issue 9 item 11)."""
+
+from __future__ import annotations
+
+from conftest import BackendStarter, GatewayFactory, access_token
+from gateway_doubles import EMPTY_OPENAPI
+
+MONITORING = "monitoring-token-0123456789"
+
+
+async def test_the_public_sees_a_summary_operators_the_detail(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    _backend, server = await start_backend(openapi=EMPTY_OPENAPI)
+    urls = [server.url]
+    async with make_gateway(
+        users=urls, tasks=urls, stats=urls, trust_loopback=False, metrics_token=MONITORING
+    ) as gw:
+        public = await gw.client.get("/api/status")
+        assert public.status_code == 200
+        assert public.json() == {
+            "status": "ok",
+            "upstreams": {"user-service": "up", "task-service": "up", "stats-service": "up"},
+        }
+        user = {"Authorization": f"Bearer {access_token(5, is_superuser=False)}"}
+        assert (await gw.client.get("/api/status", headers=user)).json() == public.json()
+
+        forged = {"Authorization": "Bearer not-a-token"}
+        refused = await gw.client.get("/api/status", headers=forged)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+
+        for headers in (
+            {"Authorization": f"Bearer {access_token(1, is_superuser=True)}"},
+            {"Authorization": f"Bearer {MONITORING}"},
+        ):
+            detail = (await gw.client.get("/api/status", headers=headers)).json()
+            replicas = detail["upstreams"]["task-service"]["replicas"]
+            assert [replica["url"] for replica in replicas] == [server.url]
+            assert detail["upstreams"]["task-service"]["health"] == "up"
+            assert detail["redis"]["status"] == "up"
+            assert detail["rate_limiter"]["mode"] == "redis"
+
+
+async def test_a_down_upstream_shows_in_the_summary(make_gateway: GatewayFactory) -> None:
+    async with make_gateway(trust_loopback=False, health_interval_seconds=0.1) as gw:
+        response = await gw.client.get("/api/v1/tasks")  # nothing listens: the replica is out
+        assert response.status_code == 503
+        summary = (await gw.client.get("/api/status")).json()
+        assert summary["status"] == "degraded"
+        assert summary["upstreams"]["task-service"] == "down"
+        assert "127.0.0.1" not in str(summary)
+
+
+async def test_metrics_only_with_the_monitoring_token(make_gateway: GatewayFactory) -> None:
+    async with make_gateway(trust_loopback=False) as gw:  # no token configured: not served
+        assert (await gw.client.get("/metrics")).status_code == 404
+        admin = {"Authorization": f"Bearer {access_token(1, is_superuser=True)}"}
+        assert (await gw.client.get("/metrics", headers=admin)).status_code == 404
+    async with make_gateway(trust_loopback=False, metrics_token=MONITORING) as gw:
+        assert (await gw.client.get("/metrics")).status_code == 404
+        wrong = {"Authorization": "Bearer wrong"}
+        assert (await gw.client.get("/metrics", headers=wrong)).status_code == 404
+        good = await gw.client.get("/metrics", headers={"Authorization": f"Bearer {MONITORING}"})
+        assert good.status_code == 200
+        assert "taskflow_http_requests_total" in good.text
+
+
+def test_an_empty_monitoring_token_configures_none() -> None:
+    from conftest import gateway_settings
+
+    assert gateway_settings(metrics_token="").monitoring_token() is None
+    assert gateway_settings(environment="production").loopback_is_trusted() is False
+    assert gateway_settings(environment="test").loopback_is_trusted() is True
