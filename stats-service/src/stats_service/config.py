@@ -13,7 +13,8 @@ class Settings(ServiceSettings):
     task_service_url: str = "http://127.0.0.1:8002"
     # Past this the statistics are answered from the last known value (or 503), not awaited.
     task_service_timeout_seconds: float = Field(default=3.0, gt=0)
-    # Until task events invalidate entries, this bounds how stale a fresh answer can be.
+    # Task events invalidate entries at once; this only bounds how long an unchanged answer
+    # is reused before task-service is asked again.
     stats_cache_ttl_seconds: int = Field(default=30, ge=1)
     # The "last known good" copy, served (marked stale) only while task-service fails.
     stats_last_good_ttl_seconds: int = Field(default=24 * 3600, ge=1)

@@ -8,13 +8,18 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
+from taskflow_kit.background import running
+from taskflow_kit.consumer import RedisDedupe, StreamConsumer, deduplicated
+from taskflow_kit.events import TASK_STREAM, stream_key
 from taskflow_kit.health import health_router
 from taskflow_kit.logs import configure_logging
-from taskflow_kit.redis_client import create_redis
+from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import ResilientClient
+from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from stats_service import __version__
 from stats_service.config import Settings
+from stats_service.events import CONSUMER_GROUP, TaskEventHandler
 from stats_service.stats.cache import StatsCache
 from stats_service.stats.router import router as stats_router
 from stats_service.stats.service import StatsService
@@ -32,9 +37,13 @@ def create_app(
     settings = settings or Settings()
     configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
 
+    revocations = RevocationList()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings.redis_url)
+        stream_redis = create_stream_redis(settings.redis_url)
+        task_stream = stream_key(settings.redis_prefix, TASK_STREAM)
         client = ResilientClient(
             name="task-service",
             base_url=settings.task_service_url,
@@ -47,12 +56,31 @@ def create_app(
             prefix=settings.redis_prefix,
             ttl=settings.stats_cache_ttl_seconds,
             last_good_ttl=settings.stats_last_good_ttl_seconds,
+            events_stream=task_stream,
+            events_group=CONSUMER_GROUP,
         )
         app.state.stats_service = StatsService(upstream, cache)
+        dedupe = RedisDedupe(redis, prefix=f"{settings.redis_prefix}events:seen:{CONSUMER_GROUP}:")
+        consumer = StreamConsumer(
+            stream_redis,
+            streams=[task_stream],
+            group=CONSUMER_GROUP,
+            handler=deduplicated(TaskEventHandler(cache), dedupe),
+            key_prefix=settings.redis_prefix,
+            claim_idle=settings.events_claim_idle_seconds,
+            max_deliveries=settings.events_max_deliveries,
+        )
+        app.state.consumer = consumer
+        listener = RevocationListener(
+            stream_redis, key_prefix=settings.redis_prefix, revocations=revocations
+        )
+        await listener.start()
         try:
-            yield
+            async with running(consumer.run(), listener.run()):
+                yield
         finally:
             await client.aclose()
+            await stream_redis.aclose()
             await redis.aclose()
 
     app = create_service_app(
@@ -61,6 +89,7 @@ def create_app(
         version=__version__,
         description="Task statistics computed by task-service's database, cached in Redis.",
         token_config=settings.token_config(),
+        revocations=revocations,
         lifespan=lifespan,
     )
     app.include_router(stats_router)

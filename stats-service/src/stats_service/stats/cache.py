@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,45 @@ KEY_VERSION = "v1"
 class CacheEntry:
     stored_at: dt.datetime
     value: Any  # JSON-compatible data, validated again by the reader
+    generation: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A usable fresh entry (or None), and the generation a newly computed value belongs to."""
+
+    entry: CacheEntry | None
+    generation: str
+
+
+def scope_of(key: str) -> str:
+    """The invalidation scope of a cache key: `user:<id>` for a user's views, else `system`."""
+    parts = key.split(":")
+    return f"user:{parts[1]}" if parts[0] == "user" and len(parts) > 1 else "system"
+
+
+def caught_up(results: list[Any], group: str) -> bool:
+    """From `XINFO GROUPS` and `XINFO STREAM` answers: has `group` handled every entry?"""
+    groups, stream = results
+    if isinstance(stream, Exception):
+        return True  # no stream yet: nothing has happened that could make an entry stale
+    if isinstance(groups, Exception):
+        return False
+    info = next((g for g in groups if str(g.get("name")) == group), None)
+    if info is None or int(info.get("pending") or 0) > 0:
+        return False
+    if info.get("lag") is not None:  # Redis 7
+        return int(info["lag"]) == 0
+    return str(info.get("last-delivered-id")) == str(stream.get("last-generated-id"))
 
 
 class StatsCache:
-    """Two copies per key: `fresh` (TTL `ttl`) and `last-good` (TTL `last_good_ttl`)."""
+    """Two copies per key: `fresh` (TTL `ttl`) and `last-good` (TTL `last_good_ttl`).
+
+    A fresh copy is served only while it is current: `task.*` events bump the generation of
+    every user they touch (`invalidate`), and a copy computed under an older generation is
+    never served; nor is any copy while the stats consumer group has events not yet handled
+    (so a read right after a write never sees the figures from before it)."""
 
     def __init__(
         self,
@@ -40,8 +76,12 @@ class StatsCache:
         ttl: int,
         last_good_ttl: int,
         breaker: CircuitBreaker | None = None,
+        events_stream: str | None = None,
+        events_group: str = "stats-service",
     ) -> None:
         self.redis = redis
+        self.events_stream = events_stream
+        self.events_group = events_group
         self.prefix = f"{prefix}stats:{KEY_VERSION}:"
         self.ttl = ttl
         self.last_good_ttl = last_good_ttl
@@ -53,17 +93,60 @@ class StatsCache:
     def last_good_key(self, key: str) -> str:
         return f"{self.prefix}last-good:{key}"
 
+    def generation_key(self, scope: str) -> str:
+        return f"{self.prefix}gen:{scope}"
+
     async def fresh(self, key: str) -> CacheEntry | None:
-        return await self._read(self.fresh_key(key))
+        return (await self.lookup(key)).entry
+
+    async def lookup(self, key: str) -> Lookup:
+        """The fresh copy if it is current, in one round trip: the copy, its scope's
+        generation and the consumer group's progress."""
+        if not self.breaker.allow():
+            return Lookup(None, "0")
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.fresh_key(key))
+                pipe.get(self.generation_key(scope_of(key)))
+                if self.events_stream is not None:
+                    pipe.xinfo_groups(self.events_stream)
+                    pipe.xinfo_stream(self.events_stream)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._failed("cache_read_failed", exc)
+            return Lookup(None, "0")
+        raw, generation = results[0], results[1]
+        if isinstance(raw, Exception) or isinstance(generation, Exception):
+            self._failed("cache_read_failed", raw if isinstance(raw, Exception) else generation)
+            return Lookup(None, "0")
+        self.breaker.record_success()
+        generation = str(generation or "0")
+        entry = self._decode(raw, self.fresh_key(key))
+        if entry is None or entry.generation != generation:
+            return Lookup(None, generation)
+        if self.events_stream is not None and not caught_up(results[2:], self.events_group):
+            return Lookup(None, generation)
+        return Lookup(entry, generation)
+
+    async def invalidate(self, user_ids: Iterable[int]) -> None:
+        """Make the cached figures of these users (and the system overview) stale."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for scope in [*(f"user:{user_id}" for user_id in set(user_ids)), "system"]:
+                pipe.incr(self.generation_key(scope))
+                pipe.expire(self.generation_key(scope), self.last_good_ttl)
+            await pipe.execute()
 
     async def last_good(self, key: str) -> CacheEntry | None:
         return await self._read(self.last_good_key(key))
 
-    async def store(self, key: str, value: Any, *, now: dt.datetime) -> None:
-        """Keep `value` as both the fresh and the last known good copy."""
+    async def store(self, key: str, value: Any, *, now: dt.datetime, generation: str = "0") -> None:
+        """Keep `value` as both the fresh and the last known good copy; `generation` is the
+        one read before computing it (an invalidation since then makes this copy unusable)."""
         if not self.breaker.allow():
             return
-        payload = json.dumps({"stored_at": now.isoformat(), "value": value})
+        payload = json.dumps(
+            {"stored_at": now.isoformat(), "value": value, "generation": generation}
+        )
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self.fresh_key(key), payload, ex=self.ttl)
@@ -86,6 +169,10 @@ class StatsCache:
             self._failed("cache_read_failed", exc)
             return None
         self.breaker.record_success()
+        return self._decode(raw, full_key)
+
+    @staticmethod
+    def _decode(raw: Any, full_key: str) -> CacheEntry | None:
         if raw is None:
             return None
         try:
@@ -93,6 +180,7 @@ class StatsCache:
             return CacheEntry(
                 stored_at=dt.datetime.fromisoformat(envelope["stored_at"]),
                 value=envelope["value"],
+                generation=str(envelope.get("generation", "0")),
             )
         except (ValueError, KeyError, TypeError):
             logger.warning("cache_entry_unreadable", key=full_key)

@@ -169,7 +169,8 @@ class StatsService:
         *,
         caller: str,
     ) -> Served[T]:
-        cached = _load(adapter, await self.cache.fresh(key))
+        lookup = await self.cache.lookup(key)
+        cached = _load(adapter, lookup.entry)
         if cached is not None:
             ANSWERS.labels(view, "cache").inc()
             return Served(cached)
@@ -177,7 +178,12 @@ class StatsService:
             value = await self._once((key, caller), compute)
         except UpstreamUnavailable as exc:
             return await self._last_known(key, view, adapter, exc)
-        await self.cache.store(key, adapter.dump_python(value, mode="json"), now=self.clock())
+        await self.cache.store(
+            key,
+            adapter.dump_python(value, mode="json"),
+            now=self.clock(),
+            generation=lookup.generation,
+        )
         ANSWERS.labels(view, "upstream").inc()
         return Served(value)
 
