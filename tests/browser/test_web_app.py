@@ -295,14 +295,13 @@ def test_the_session_refreshes_itself_and_a_revoked_one_returns_to_sign_in(
     # fails, and the app says so on the sign-in screen.
     logout = client.post("/api/v1/auth/logout", json={"refresh_token": second["refresh"]})
     assert logout.status_code == 204, logout.text
-    page.evaluate(
-        """() => {
-            const s = JSON.parse(localStorage.getItem('taskflow.session'));
-            s.access = 'revoked.' + s.access;
-            localStorage.setItem('taskflow.session', JSON.stringify(s));
-        }"""
+    revoked = {"Authorization": f"Bearer {second['access']}"}
+    wait_until(
+        lambda: client.get("/api/v1/users/me", headers=revoked).status_code == 401,
+        timeout=5,
+        what="the logged-out session's access token to be refused",
     )
-    page.reload()
+    page.get_by_role("button", name="List", exact=True).click()
     expect(page.get_by_role("status").filter(has_text="Your session has ended")).to_be_visible()
     expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
     assert stored_session(page) == {}
