@@ -125,6 +125,7 @@ export function activityChart(days) {
       ),
     ),
   );
+  const quiet = series.slice(0, -1).every((day) => !day.created && !day.completed);
   return h(
     "figure",
     { class: "chart" },
@@ -135,6 +136,7 @@ export function activityChart(days) {
       h("span", { class: "legend legend-completed" }, `${completed} completed`),
     ),
     chart,
+    quiet && created + completed ? h("p", { class: "chart-note" }, "All of it today: the history builds up day by day.") : null,
     table,
   );
 }
