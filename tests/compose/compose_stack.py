@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -188,10 +189,7 @@ def full_flow(stack: Stack) -> tuple[dict[str, str], int]:
         body = stats.json()
         check(body["total_tasks"] == 2 and body["completed_tasks"] == 1, f"stats: {body}")
         status = client.get("/api/status").json()
-        FIGURES["api_status_replicas"] = {
-            name: len(upstream.get("replicas", []))
-            for name, upstream in status.get("upstreams", {}).items()
-        }
+        FIGURES["api_status"] = status.get("upstreams")
         return alice, second_id
 
 
@@ -258,8 +256,11 @@ def kill_a_task_replica(stack: Stack, headers: dict[str, str], task_id: int) -> 
     try:
         time.sleep(3)  # the stream runs against three healthy replicas first
         victim = stack.containers("task-service")[0]
+        # A crash, not a stop: SIGKILL to the container's main process from the host (the
+        # restart policy ignores `kill`/`stop`, which count as stopping it on purpose).
+        pid = int(podman("inspect", "--format", "{{.State.Pid}}", victim).stdout.strip())
         killed_at = time.monotonic()
-        podman("kill", "--signal", "KILL", victim)
+        os.kill(pid, signal.SIGKILL)
         time.sleep(12)  # and then on, while the gateway notices and the replica is restarted
     finally:
         stop.set()
@@ -279,12 +280,14 @@ def kill_a_task_replica(stack: Stack, headers: dict[str, str], task_id: int) -> 
     check(len(everything) > 100, "the stream sent too few requests to judge")
     check(len(failed) <= clients, f"more failures than requests in flight: {failed}")
     check(not late, f"failures after the kill settled: {late}")
-    restarted = wait_until(
-        "the killed replica to be restarted",
-        lambda: len(stack.containers("task-service")) == TASK_REPLICAS,
-        seconds=60,
-    )
-    FIGURES["killed_replica_back_after_s"] = round(restarted, 1)
+
+    def restarted() -> bool:
+        state = podman("inspect", "--format", "{{.State.Pid}} {{.RestartCount}}", victim).stdout
+        new_pid, restarts = (int(value) for value in state.split())
+        return new_pid not in (0, pid) and restarts > 0
+
+    back = wait_until("the killed replica to be restarted", restarted, seconds=60)
+    FIGURES["killed_replica_restarted_after_s"] = round(back, 1)
 
 
 def restart_database(stack: Stack, headers: dict[str, str]) -> None:
