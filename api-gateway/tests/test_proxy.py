@@ -236,15 +236,16 @@ async def test_declared_oversize_body_is_refused_without_reading_it(
     assert backend.hits == 0
 
 
-async def test_proxied_requests_take_the_short_chain_with_metrics_and_problems(
+async def test_proxied_requests_get_metrics_request_ids_and_problems(
     make_gateway: GatewayFactory, start_backend: BackendStarter
 ) -> None:
-    from api_gateway.proxy import ProxyFirst
+    from api_gateway.routing import ProxyRoute
 
     _backend, server = await start_backend()
     async with make_gateway(tasks=[server.url], max_body_bytes=10) as gw:
         assert (await gw.client.get("/api/v1/tasks/5")).status_code == 200
-        assert isinstance(gw.app.middleware_stack, ProxyFirst)
+        # Proxied prefixes are the router's first routes: matched before any FastAPI route.
+        assert all(isinstance(route, ProxyRoute) for route in gw.app.routes[:4])
         refused = await gw.client.post("/api/v1/tasks/", content=b"x" * 11)
         assert refused.status_code == 413
         assert refused.json()["request_id"] == refused.headers["x-request-id"]
@@ -253,3 +254,47 @@ async def test_proxied_requests_take_the_short_chain_with_metrics_and_problems(
         assert 'route="/api/v1/tasks",service="api-gateway",status="200"' in metrics
         assert 'route="/api/v1/tasks",service="api-gateway",status="413"' in metrics
         assert "/api/v1/tasks/5" not in metrics
+
+
+def test_a_websocket_route_added_to_the_app_is_reached() -> None:
+    """Non-HTTP scopes go through the same composition to the app's routes (the live events
+    socket is such a route); proxied prefixes never match them."""
+    from api_gateway.main import create_app
+    from conftest import gateway_settings
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(
+            {"path": websocket.url.path, "got": await websocket.receive_text()}
+        )
+        await websocket.close()
+
+    app = create_app(gateway_settings())
+    app.router.routes.append(WebSocketRoute("/api/v1/echo", echo))
+    app.router.routes.append(WebSocketRoute("/api/v1/tasks/ws", echo))  # under a proxied prefix
+    with TestClient(app) as client:
+        for path in ("/api/v1/echo", "/api/v1/tasks/ws"):
+            with client.websocket_connect(path) as socket:
+                socket.send_text("hello")
+                assert socket.receive_json() == {"path": path, "got": "hello"}
+
+
+async def test_an_unexpected_error_is_a_problem_with_the_request_id(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    """The kit's error boundary renders the forwarder's failures too (no boundary of its own)."""
+    _backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url]) as gw:
+
+        async def broken(**_: object) -> None:
+            raise RuntimeError("a bug in the gateway")
+
+        gw.gateway.forwarder.limits.check = broken
+        response = await gw.client.get("/api/v1/tasks/1")
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+        assert "bug" not in response.text

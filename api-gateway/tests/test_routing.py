@@ -11,7 +11,6 @@ from api_gateway.routing import (
     check_raw_path,
     request_target,
     upstream_for,
-    upstream_url,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -92,7 +91,7 @@ def test_the_upstream_host_never_changes(raw: str, query: bytes) -> None:
         path = check_raw_path(raw_path)
     except UnsafePathError:
         return
-    url = upstream_url(BASE, path, query)
+    url = BASE + request_target(path, query)
     # Two independent URL parsers agree on where this goes...
     assert urlsplit(url).netloc == "10.1.2.3:8002"
     parsed = httpx.URL(url)
@@ -148,6 +147,5 @@ def test_unsafe_raw_paths_are_refused(raw: bytes) -> None:
 
 
 def test_query_bytes_are_percent_encoded_not_reinterpreted() -> None:
-    url = upstream_url(BASE, "/api/v1/tasks", "q=é #x".encode())
-    assert url == f"{BASE}/api/v1/tasks?q=%C3%A9%20%23x"
-    assert upstream_url(BASE, "/api/v1/tasks", b"a=1&b=%20") == f"{BASE}/api/v1/tasks?a=1&b=%20"
+    assert request_target("/api/v1/tasks", "q=é #x".encode()) == "/api/v1/tasks?q=%C3%A9%20%23x"
+    assert request_target("/api/v1/tasks", b"a=1&b=%20") == "/api/v1/tasks?a=1&b=%20"

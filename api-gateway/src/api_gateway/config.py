@@ -65,6 +65,10 @@ class Settings(ServiceSettings):
     )
     redis_timeout: float = Field(0.25, gt=0, validation_alias=_env("REDIS_TIMEOUT"))
 
+    ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
+    # Messages a slow WebSocket client may fall behind before it is closed (1013).
+    ws_queue_size: int = Field(256, ge=1, validation_alias=_env("WS_QUEUE_SIZE"))
+
     openapi_refresh_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")
     )

@@ -13,14 +13,17 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from taskflow_kit.redis_client import create_redis
+from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import CircuitBreaker
+from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from api_gateway.client import UpstreamClient
 from api_gateway.config import Settings
+from api_gateway.exchange import RetryPolicy
+from api_gateway.forwarding import Forwarder
 from api_gateway.limits import GatewayRateLimits
+from api_gateway.live import LiveHub
 from api_gateway.openapi import Document, OpenAPIAggregator
-from api_gateway.proxy import Forwarder
 from api_gateway.replicas import ReplicaSet, Resolver, resolve_host
 from api_gateway.tokens import TokenGate
 from api_gateway.upstreams import Upstream
@@ -67,14 +70,34 @@ class Gateway:
         )
         for upstream in self.upstreams.values():
             upstream.on_replica_restored = self.docs.request_refresh
+        # Live updates and revocation follow the streams on their own client: blocking reads
+        # outlast the short timeout the rate limiter's client uses.
+        self.stream_redis: Redis = create_stream_redis(settings.redis_url)
+        self.revocations = RevocationList()
+        tokens = TokenGate(settings.token_config(), self.revocations)
+        self.live = LiveHub(
+            self.stream_redis,
+            key_prefix=settings.redis_prefix,
+            verifier=tokens.verifier,
+            queue_size=settings.ws_queue_size,
+            heartbeat=settings.ws_heartbeat_seconds,
+        )
+        self.revocation_listener = RevocationListener(
+            self.stream_redis,
+            key_prefix=settings.redis_prefix,
+            revocations=self.revocations,
+            on_revoked=self.live.revoked,
+        )
         self.forwarder = Forwarder(
-            tokens=TokenGate(settings.token_config()),
+            tokens=tokens,
             limits=self.limits,
             max_body_bytes=settings.max_body_bytes,
-            deadline=settings.deadline,
-            retries=settings.retries,
-            retry_backoff=settings.retry_backoff_seconds,
-            eject_after_5xx=settings.eject_after_5xx,
+            policy=RetryPolicy(
+                deadline=settings.deadline,
+                retries=settings.retries,
+                backoff=settings.retry_backoff_seconds,
+                eject_after_5xx=settings.eject_after_5xx,
+            ),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
@@ -85,6 +108,10 @@ class Gateway:
         self._spawn(self._every(self.settings.dns_refresh_seconds, self._refresh_dns))
         self._spawn(self._every(self.settings.health_interval_seconds, self._probe_replicas))
         self._spawn(self.docs.run())
+        await self.revocation_listener.start()
+        await self.live.start()
+        self._spawn(self.revocation_listener.run())
+        self._spawn(self.live.run())
         if self.limits.enabled:
             self._spawn(self.limits.run_flusher())
 
@@ -97,6 +124,7 @@ class Gateway:
         for upstream in self.upstreams.values():
             await upstream.aclose()
         await self.limits.flush()
+        await self.stream_redis.aclose()
         await self.redis.aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

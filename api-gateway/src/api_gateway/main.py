@@ -8,18 +8,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import RequestContextMiddleware, configure_logging
-from taskflow_kit.metrics import MetricsMiddleware
+from taskflow_kit.logs import configure_logging
 
 from api_gateway.config import Settings
 from api_gateway.cors import GatewayCORS
 from api_gateway.gateway import Gateway
-from api_gateway.proxy import ProblemBoundary, ProxyDispatch, ProxyFirst, ProxyRoute
+from api_gateway.live import live_route
 from api_gateway.replicas import Resolver, resolve_host
-from api_gateway.routing import ROUTES
+from api_gateway.routing import proxy_routes
 from api_gateway.status_page import metrics_route
 from api_gateway.status_page import router as status_router
 from api_gateway.web import web_router
@@ -70,15 +68,14 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         token_config=settings.token_config(),
         lifespan=lifespan,
         redirect_slashes=False,
-        routes=[metrics_route],
+        # First in the router: one raw ASGI route per public prefix (the bulk of the traffic is
+        # matched at once), then the gateway's `/metrics` in place of the kit's open one.
+        routes=[*proxy_routes(), metrics_route, live_route(lambda ws: ws.app.state.gateway.live)],
         # TaskFlow configures no OpenTelemetry provider, and FastAPI's per-request check of the
         # global providers (environment lookups) cost ~6% of the gateway's CPU.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    # Raw ASGI routes, one per public prefix, first in the router...
-    proxy_routes = [ProxyRoute(prefix, upstream) for prefix, upstream in ROUTES.items()]
-    app.router.routes[:0] = proxy_routes
 
     async def redis_check() -> None:
         await app.state.gateway.redis.ping()
@@ -96,30 +93,15 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
     app.openapi = merged_openapi  # type: ignore[method-assign]
 
     origins = settings.cors_origin_list()
-    cors: dict[str, Any] = {
-        "allow_origins": origins,
-        "allow_credentials": "*" not in origins,
-        "allow_methods": CORS_METHODS,
-        "allow_headers": CORS_REQUEST_HEADERS,
-        "expose_headers": CORS_EXPOSED_HEADERS,
-        "max_age": 600,
-    }
-    app.add_middleware(GatewayCORS, **cors)
-
-    # ...and, on the hot path, reached before FastAPI's own per-request layers, through the same
-    # middlewares every request gets (CORS, request id and access log, metrics, problem+json).
-    proxied = GatewayCORS(
-        RequestContextMiddleware(
-            MetricsMiddleware(ProblemBoundary(ProxyDispatch()), service=SERVICE)
-        ),
-        **cors,
+    app.add_middleware(
+        GatewayCORS,
+        allow_origins=origins,
+        allow_credentials="*" not in origins,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=600,
     )
-    build_middleware_stack = app.build_middleware_stack
-
-    def build_with_proxy_first() -> ASGIApp:
-        return ProxyFirst(proxied, build_middleware_stack(), proxy_routes)
-
-    app.build_middleware_stack = build_with_proxy_first  # type: ignore[method-assign]
     return app
 
 

@@ -9,7 +9,12 @@ refused instead of normalised: the gateway never rewrites paths.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote_from_bytes
+
+from starlette.datastructures import URLPath
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
 
 # Public prefixes and the upstream behind each. `/internal/...` is deliberately absent.
 ROUTES: dict[str, str] = {
@@ -33,20 +38,50 @@ class UnsafePathError(ValueError):
     """The path could mean something else to the upstream than to the gateway."""
 
 
-def upstream_for(path: str) -> str | None:
-    """The upstream serving a decoded request path, or None (not routed: 404)."""
-    for prefix, upstream in ROUTES.items():
-        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
-            return upstream
-    return None
-
-
-def route_prefix(path: str) -> str | None:
-    """The routing prefix that matches `path` (used as a bounded metrics label)."""
+def match_prefix(path: str) -> str | None:
+    """The public prefix a decoded request path falls under (whole segments: `/api/v1/tasksx`
+    is not `/api/v1/tasks`), or None: not routed, 404."""
     for prefix in ROUTES:
-        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+        if _under(path, prefix):
             return prefix
     return None
+
+
+def upstream_for(path: str) -> str | None:
+    """The upstream serving a decoded request path, or None (not routed: 404)."""
+    prefix = match_prefix(path)
+    return None if prefix is None else ROUTES[prefix]
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+
+
+class ProxyRoute(BaseRoute):
+    """A route of the gateway's router: one public prefix (with or without trailing slash, and
+    everything below it), handed to the forwarder for that prefix's upstream. HTTP only: a
+    WebSocket or another scope type never matches."""
+
+    def __init__(self, prefix: str, upstream: str) -> None:
+        self.path = prefix  # also the bounded metrics label
+        self.upstream = upstream
+        self.name = f"proxy:{prefix}"
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and _under(scope["path"], self.path):
+            return Match.FULL, {"route": self}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = scope["app"].state.gateway
+        await gateway.forwarder(gateway.upstreams[self.upstream], scope, receive, send)
+
+
+def proxy_routes() -> list[ProxyRoute]:
+    return [ProxyRoute(prefix, upstream) for prefix, upstream in ROUTES.items()]
 
 
 def check_raw_path(raw_path: bytes) -> str:
@@ -76,8 +111,3 @@ def request_target(raw_path: str, query_string: bytes) -> str:
     if query_string.isascii() and not _UNSAFE_QUERY_BYTE.search(query_string):
         return f"{raw_path}?{query_string.decode('ascii')}"
     return f"{raw_path}?{quote_from_bytes(query_string, safe=_QUERY_SAFE)}"
-
-
-def upstream_url(base_url: str, raw_path: str, query_string: bytes) -> str:
-    """The URL the upstream sees: `base_url` (scheme://host:port, no path) + request target."""
-    return base_url + request_target(raw_path, query_string)

@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from taskflow_kit.consumer import events_report
 from taskflow_kit.errors import NotFound
+from taskflow_kit.events import TASK_STREAM, USER_STREAM
 
 if TYPE_CHECKING:
     from api_gateway.gateway import Gateway
+
+# The consumer groups of the services (task-service reads user.*, stats-service task.*).
+EVENT_CONSUMER_GROUPS = ("task-service", "stats-service")
 
 router = APIRouter(tags=["gateway"])
 
@@ -84,7 +90,35 @@ async def build_status(gateway: Gateway, *, detail: bool) -> dict[str, Any]:
             "window_seconds": limits.window,
         },
         "docs": gateway.docs.status(),
+        "events": await events_status(gateway),
     }
+
+
+async def events_status(gateway: Gateway) -> dict[str, Any]:
+    """Streams, consumer lag, dead letters and outbox backlogs (from Redis), the live sockets
+    and the revocation list (from this replica)."""
+    local = {
+        "live": {
+            "connections": sum(len(group) for group in gateway.live.connections.values()),
+            "following": gateway.live.tail.healthy,
+        },
+        "revocations": {
+            "loaded": gateway.revocation_listener.loaded,
+            "users": len(gateway.revocations.users),
+            "sessions": len(gateway.revocations.sessions),
+        },
+    }
+    try:
+        report = await events_report(
+            gateway.redis,
+            key_prefix=gateway.settings.redis_prefix,
+            streams=[USER_STREAM, TASK_STREAM],
+            groups=EVENT_CONSUMER_GROUPS,
+        )
+    except (RedisError, OSError) as exc:
+        return {"status": "unavailable", "error": type(exc).__name__, **local}
+    dead = sum(report["dead_letters"].values())
+    return {"status": "ok" if dead == 0 else "dead_letters", **report, **local}
 
 
 @router.get("/api/status")

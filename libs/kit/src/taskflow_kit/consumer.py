@@ -397,3 +397,36 @@ class StreamTail:
                     logger.exception("stream_tail_handler_failed", tail=self.name, event=event.id)
                 handled += 1
         return handled
+
+
+async def events_report(
+    redis: Redis, *, key_prefix: str, streams: Sequence[str], groups: Sequence[str]
+) -> dict[str, Any]:
+    """Streams (length; per consumer group: pending, lag, consumers), dead letters per group
+    and the producers' outbox backlogs — the `events` section of the gateway's status."""
+    from taskflow_kit.events import backlog_key, stream_key
+
+    report: dict[str, Any] = {"streams": {}, "dead_letters": {}, "outbox_backlog": {}}
+    for name in streams:
+        key = stream_key(key_prefix, name)
+        try:
+            length = int(await redis.xlen(key))
+            infos = await redis.xinfo_groups(key) if length else []
+        except ResponseError:
+            length, infos = 0, []
+        report["streams"][name] = {
+            "length": length,
+            "groups": {
+                _text(info.get("name")): {
+                    "pending": int(info.get("pending") or 0),
+                    "lag": await group_lag(redis, key, _text(info.get("name"))),
+                    "consumers": int(info.get("consumers") or 0),
+                }
+                for info in infos
+            },
+        }
+    for group in groups:
+        report["dead_letters"][group] = int(await redis.xlen(dead_letter_key(key_prefix, group)))
+    backlog = await redis.hgetall(backlog_key(key_prefix))
+    report["outbox_backlog"] = {_text(k): int(v) for k, v in backlog.items()}
+    return report

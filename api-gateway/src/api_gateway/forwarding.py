@@ -1,0 +1,244 @@
+"""Forwarding one proxied request, top to bottom: the request's own checks (path, body size,
+token, rate limit), its body, the upstream exchange, and relaying the answer.
+
+Raw ASGI rather than a FastAPI endpoint: no request parsing, no dependency resolution and no
+Response object per request; bodies stream through untouched. Errors are raised (the kit's
+problem+json handlers render them) and only before anything was sent to the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+from starlette.types import Receive, Scope, Send
+from taskflow_kit.context import current_request_id
+from taskflow_kit.errors import BadRequest, TooManyRequests
+from taskflow_kit.logs import normalise_request_id
+
+from api_gateway.client import UpstreamError, UpstreamResponse
+from api_gateway.errors import BadGateway, PayloadTooLarge
+from api_gateway.exchange import RetryPolicy, UpstreamRequest, exchange
+from api_gateway.headers import client_response_headers, upstream_request_headers
+from api_gateway.limits import GatewayRateLimits
+from api_gateway.routing import UnsafePathError, check_raw_path, request_target
+from api_gateway.tokens import TokenGate
+from api_gateway.upstreams import Upstream
+
+logger = structlog.get_logger("api_gateway.forwarding")
+
+# Bodies up to this size are read whole (one upstream write, replayable on retry); bigger
+# declared bodies stream through. Answers up to it are relayed in one body message.
+BUFFER_LIMIT = 64 * 1024
+
+# Replayed after a lost connection (the first attempt may have been processed) only where a
+# replay cannot change the outcome: safe methods, and the one route that honours
+# Idempotency-Key (task-service answers a repeated key + body with the first answer). Not PUT,
+# PATCH or DELETE, although RFC 9110 calls PUT and DELETE idempotent: a replayed DELETE answers
+# 404, a replayed conditional update 412 (its If-Match is stale after the first), and every
+# update bumps the task's version.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENCY_KEY_ROUTES = frozenset({("POST", "/api/v1/tasks/"), ("POST", "/api/v1/tasks")})
+
+
+def replayable(method: str, path: str, *, idempotency_key: bool) -> bool:
+    """Whether repeating this request, if the first attempt was processed, changes nothing."""
+    return method in REPLAYABLE_METHODS or (
+        idempotency_key and (method, path) in IDEMPOTENCY_KEY_ROUTES
+    )
+
+
+class ClientDisconnected(Exception):
+    """The client went away while sending its body: there is nobody to answer."""
+
+
+class StreamedBody:
+    """A request body from the client, counted against the limit as it goes."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self.started = False
+        # What went wrong on the client's side; the upstream client only sees a failed upload.
+        self.error: ClientDisconnected | PayloadTooLarge | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        total = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.error = ClientDisconnected()
+                raise self.error
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self._limit:
+                self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+                raise self.error
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def read(self) -> bytes:
+        """The whole body (the limit still applies)."""
+        chunks = [chunk async for chunk in self]
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """What the forwarder needs from the request's headers, scanned once."""
+
+    content_length: int | None = None
+    chunked: bool = False
+    authorization: bytes | None = None
+    idempotency_key: bool = False
+
+    @classmethod
+    def scan(cls, headers: list[tuple[bytes, bytes]]) -> _Inbound:
+        inbound = cls()
+        for name, value in headers:
+            if name == b"content-length":
+                try:
+                    inbound.content_length = int(value)
+                except ValueError as exc:
+                    raise BadRequest("Content-Length is not a number") from exc
+            elif name == b"transfer-encoding":
+                inbound.chunked = True
+            elif name == b"authorization":
+                inbound.authorization = value
+            elif name == b"idempotency-key":
+                inbound.idempotency_key = True
+        return inbound
+
+
+class Forwarder:
+    """Everything a proxied request goes through, in order: path safety, body limit, early
+    token check, rate limit, the upstream exchange (breaker, replica, retries), the answer."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenGate,
+        limits: GatewayRateLimits,
+        max_body_bytes: int,
+        policy: RetryPolicy,
+    ) -> None:
+        self.tokens = tokens
+        self.limits = limits
+        self.max_body_bytes = max_body_bytes
+        self.policy = policy
+
+    async def __call__(
+        self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            path = check_raw_path(scope.get("raw_path") or scope["path"].encode())
+        except UnsafePathError as exc:
+            raise BadRequest(str(exc)) from exc
+        inbound = _Inbound.scan(scope["headers"])
+        length = inbound.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes")
+
+        client = scope.get("client")
+        client_host = client[0] if client else None
+        rate_headers = await self._check_rate(inbound, client_host)
+
+        streamed = StreamedBody(receive, self.max_body_bytes)
+        body: bytes | StreamedBody | None = None
+        try:
+            # An undeclared (chunked) length is collected up to the limit, so the 413 is decided
+            # before the service sees a byte of it; small declared bodies are read whole.
+            if (inbound.chunked and length is None) or (length and length <= BUFFER_LIMIT):
+                body = await streamed.read()
+            elif length:
+                body = streamed
+        except ClientDisconnected:
+            return
+
+        method: str = scope["method"]
+        request = UpstreamRequest(
+            method=method,
+            target=request_target(path, scope["query_string"]),
+            headers=upstream_request_headers(
+                scope["headers"],
+                client_host=client_host,
+                scheme=scope["scheme"],
+                request_id=current_request_id() or normalise_request_id(None),
+                # A streamed body goes out with the length the client declared (uvicorn
+                # enforces it).
+                body_length=length if body is streamed else None,
+            ),
+            body=body,
+            replayable=replayable(method, path, idempotency_key=inbound.idempotency_key),
+            body_started=lambda: streamed.started and body is streamed,
+        )
+        try:
+            response, replica = await exchange(upstream, request, self.policy)
+        except Exception as exc:
+            if streamed.error is None:
+                raise
+            if isinstance(streamed.error, ClientDisconnected):
+                return  # nobody to answer
+            raise streamed.error from exc  # the client's side failed, not the upstream
+        try:
+            await _relay(response, send, rate_headers, head_only=method == "HEAD")
+        finally:
+            replica.in_flight -= 1
+            upstream.client.finish(response)
+
+    async def _check_rate(
+        self, inbound: _Inbound, client_host: str | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The `RateLimit-*` headers for the answer; TooManyRequests past a limit."""
+        subject = self.tokens.subject(inbound.authorization)
+        decision = await self.limits.check(client_ip=client_host or "unknown", user_id=subject)
+        if decision is None:
+            return []
+        headers = decision.headers()
+        if not decision.allowed:
+            raise TooManyRequests(
+                "Rate limit exceeded",
+                retry_after=decision.retry_after,
+                headers={name.decode(): value.decode() for name, value in headers},
+            )
+        return headers
+
+
+async def _relay(
+    response: UpstreamResponse,
+    send: Send,
+    extra_headers: list[tuple[bytes, bytes]],
+    *,
+    head_only: bool,
+) -> None:
+    """Status, headers (minus hop-by-hop ones) and body to the client: a small answer in one
+    message, a bigger one streamed as fast as the client takes it."""
+    headers = client_response_headers(response.raw_headers)
+    headers.extend(extra_headers)
+    length = response.content_length
+    small = (
+        head_only
+        or response.status in (204, 304)
+        or (length is not None and length <= BUFFER_LIMIT)
+    )
+    start = {"type": "http.response.start", "status": response.status, "headers": headers}
+    try:
+        if small:
+            body = await response.read()
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(start)
+        async for chunk in response.iter_chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except UpstreamError as exc:
+        if small:  # nothing sent yet: a clean error is still possible
+            raise BadGateway("The upstream response was cut short") from exc
+        # Headers are out: ending without the final body message makes the server drop the
+        # connection, which is how a truncated body must reach the client.
+        logger.warning("upstream_body_failed", error=str(exc))

@@ -1,0 +1,273 @@
+"""Live updates: the WebSocket `GET /api/v1/ws` and the hub that fans task events out to it.
+
+Protocol (docs/api.md, "Live updates"):
+- authenticate with `?token=<access token>` or a first message `{"token": "..."}` within
+  `auth_timeout` seconds; a missing, invalid, expired or revoked token closes the socket with
+  1008 before any event is sent;
+- the server sends `{"type": "ready", "user_id": ...}`, then every `task.*` event envelope of a
+  task the user owns or is assigned to, `{"type": "task.access_lost", ...}` to an assignee who
+  was removed, and `{"type": "heartbeat"}` every `heartbeat` seconds; `{"type": "ping"}` from
+  the client is answered `{"type": "pong"}`;
+- a client that falls `queue_size` messages behind is closed with 1013 (reconnect and
+  re-sync) instead of growing the gateway's memory; token expiry or revocation closes with
+  1008; shutdown closes with 1001.
+
+Every gateway replica follows the task stream itself (no consumer group: fan-out), so a
+client connected to any replica receives every event meant for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from taskflow_kit.auth import Principal, TokenVerifier
+from taskflow_kit.background import wait_for_up_to
+from taskflow_kit.consumer import StreamTail
+from taskflow_kit.errors import Unauthorized
+from taskflow_kit.events import TASK_STREAM, Event, stream_key
+from taskflow_kit.revocation import Revocation
+
+logger = structlog.get_logger("api_gateway.live")
+
+WS_PATH = "/api/v1/ws"
+CLOSE_POLICY = 1008  # bad, expired or revoked token
+CLOSE_TRY_AGAIN = 1013  # fell behind: reconnect and re-sync
+CLOSE_GOING_AWAY = 1001
+
+CONNECTIONS = Gauge("taskflow_ws_connections", "Open live-update WebSockets")
+MESSAGES = Counter("taskflow_ws_messages_total", "Messages queued to WebSockets", ["type"])
+DROPPED = Counter("taskflow_ws_slow_clients_total", "WebSockets closed for falling behind")
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+@dataclass(eq=False)
+class LiveConnection:
+    """One authenticated socket: its owner, its token's lifetime and its outgoing queue."""
+
+    principal: Principal
+    queue_size: int
+    queue: asyncio.Queue[str] = field(init=False)
+    closing: tuple[int, str] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+
+    @property
+    def user_id(self) -> int:
+        return self.principal.id
+
+    def offer(self, message: str) -> None:
+        if self.closing is not None:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            DROPPED.inc()
+            self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect and re-sync")
+            return
+        self.wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+        self.wake.set()
+
+
+class LiveHub:
+    """Follows the task stream and routes each event to the sockets of the users it concerns."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        key_prefix: str,
+        verifier: TokenVerifier,
+        queue_size: int = 256,
+        heartbeat: float = 20.0,
+        auth_timeout: float = 10.0,
+    ) -> None:
+        self.verifier = verifier
+        self.queue_size = queue_size
+        self.heartbeat = heartbeat
+        self.auth_timeout = auth_timeout
+        self.connections: dict[int, set[LiveConnection]] = defaultdict(set)
+        self.tail = StreamTail(
+            redis, streams=[stream_key(key_prefix, TASK_STREAM)], handler=self.deliver, name="live"
+        )
+
+    # -- events in ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Note where the stream ends now: events from this moment on are pushed."""
+        with contextlib.suppress(Exception):
+            await wait_for_up_to(self.tail.start(), 2.0)
+
+    async def run(self) -> None:
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            await self.tail.run()
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self.close_all(CLOSE_GOING_AWAY, "gateway shutting down")
+
+    async def deliver(self, event: Event) -> None:
+        if not event.type.startswith("task."):
+            return
+        data = event.data
+        audience = {int(value) for name in ("owner_id", "assignee_id") if (value := data.get(name))}
+        message = json.dumps(event.envelope(), separators=(",", ":"))
+        for user_id in audience:
+            self._send(user_id, message, event.type)
+        previous = data.get("previous_assignee_id")
+        if previous is not None and int(previous) not in audience:
+            lost = {
+                "type": "task.access_lost",
+                "id": event.id,
+                "subject_id": event.subject_id,
+                "occurred_at": event.occurred_at.isoformat(),
+            }
+            self._send(int(previous), json.dumps(lost), "task.access_lost")
+
+    def revoked(self, revocation: Revocation) -> None:
+        """A revocation was read (RevocationListener callback): close the sockets it voids."""
+        revocations = self.verifier.revocations
+        if revocations is None:
+            return
+        for connection in self._all():
+            principal = connection.principal
+            if revocations.is_revoked(principal.id, principal.issued_at, principal.session_id):
+                connection.close(CLOSE_POLICY, "token revoked")
+
+    def _send(self, user_id: int, message: str, kind: str) -> None:
+        for connection in list(self.connections.get(user_id, ())):
+            connection.offer(message)
+            MESSAGES.labels(kind).inc()
+
+    def _all(self) -> list[LiveConnection]:
+        return [c for group in self.connections.values() for c in group]
+
+    def close_all(self, code: int, reason: str) -> None:
+        for connection in self._all():
+            connection.close(code, reason)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            message = json.dumps({"type": "heartbeat", "at": _now_iso()})
+            for connection in self._all():
+                connection.offer(message)
+
+    # -- one socket --------------------------------------------------------------------------
+
+    async def serve(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        principal = await self._authenticate(websocket)
+        if principal is None:
+            return
+        connection = LiveConnection(principal, self.queue_size)
+        self.connections[principal.id].add(connection)
+        CONNECTIONS.inc()
+        connection.offer(json.dumps({"type": "ready", "user_id": principal.id}))
+        receiver = asyncio.create_task(self._receive(websocket, connection))
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, principal.expires_at - time.time()),
+            connection.close,
+            CLOSE_POLICY,
+            "token expired",
+        )
+        try:
+            await self._send_loop(websocket, connection)
+        finally:
+            expiry.cancel()
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
+            self.connections[principal.id].discard(connection)
+            if not self.connections[principal.id]:
+                del self.connections[principal.id]
+            CONNECTIONS.dec()
+
+    async def _authenticate(self, websocket: WebSocket) -> Principal | None:
+        token = websocket.query_params.get("token")
+        if not token:
+            token = await self._first_message_token(websocket)
+        if not token:
+            await websocket.close(CLOSE_POLICY, 'authenticate with {"token": ...} first')
+            return None
+        try:
+            return self.verifier.principal(token)
+        except Unauthorized as exc:
+            await websocket.close(CLOSE_POLICY, exc.detail[:120])
+            return None
+
+    async def _first_message_token(self, websocket: WebSocket) -> str | None:
+        received: list[str] = []
+
+        async def first() -> None:
+            received.append(await websocket.receive_text())
+
+        try:
+            if not await wait_for_up_to(first(), self.auth_timeout):
+                return None
+            body = json.loads(received[0])
+        except (WebSocketDisconnect, ValueError, KeyError, RuntimeError):
+            return None
+        token = body.get("token") if isinstance(body, dict) else None
+        return token if isinstance(token, str) and token else None
+
+    async def _receive(self, websocket: WebSocket, connection: LiveConnection) -> None:
+        """Reads the client's messages: pings are answered, a disconnect ends the socket."""
+        try:
+            while True:
+                text = await websocket.receive_text()
+                with contextlib.suppress(ValueError, AttributeError):
+                    if json.loads(text).get("type") == "ping":
+                        connection.offer(json.dumps({"type": "pong"}))
+        except (WebSocketDisconnect, RuntimeError):
+            connection.close(1000, "client went away")
+        except KeyError:  # a binary frame: not part of the protocol
+            connection.close(1003, "text frames only")
+
+    @staticmethod
+    async def _send_loop(websocket: WebSocket, connection: LiveConnection) -> None:
+        while True:
+            while not connection.queue.empty() and connection.closing is None:
+                await websocket.send_text(connection.queue.get_nowait())
+            if connection.closing is not None:
+                code, reason = connection.closing
+                if websocket.application_state is WebSocketState.CONNECTED and code != 1000:
+                    with contextlib.suppress(Exception):
+                        await websocket.close(code, reason)
+                return
+            connection.wake.clear()
+            if connection.queue.empty() and connection.closing is None:
+                await connection.wake.wait()
+
+
+def live_route(hub_of: Any) -> WebSocketRoute:
+    """The `/api/v1/ws` route; `hub_of(websocket)` finds the hub (built in the lifespan)."""
+
+    async def live_updates(websocket: WebSocket) -> None:
+        hub: LiveHub = hub_of(websocket)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await hub.serve(websocket)
+
+    return WebSocketRoute(WS_PATH, live_updates, name="live_updates")
