@@ -70,16 +70,26 @@ class Event:
     def from_json(cls, raw: str | bytes) -> Event:
         try:
             body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise TypeError("the envelope is not a JSON object")
+            # Strings and an object as the contract says: `str()` or `dict()` would turn a null
+            # or a list of pairs into something that only looks like an event.
+            for key in ("id", "type", "producer", "subject_id", "occurred_at"):
+                if not isinstance(body[key], str):
+                    raise TypeError(f"{key} is not a string")
+            if not isinstance(body["data"], dict):
+                raise TypeError("data is not an object")
             occurred_at = dt.datetime.fromisoformat(body["occurred_at"])
             event = cls(
-                id=str(uuid.UUID(str(body["id"]))),
-                type=str(body["type"]),
-                producer=str(body["producer"]),
-                subject_id=str(body["subject_id"]),
-                data=dict(body["data"]),
+                id=str(uuid.UUID(body["id"])),
+                type=body["type"],
+                producer=body["producer"],
+                subject_id=body["subject_id"],
+                data=body["data"],
                 occurred_at=occurred_at,
             )
-        except (ValueError, TypeError, KeyError) as exc:
+        # RecursionError: JSON nested deeper than the parser goes (a poison entry, not a crash).
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise InvalidEvent(f"not an event envelope: {exc}") from exc
         if occurred_at.tzinfo is None:
             raise InvalidEvent("occurred_at has no offset")
