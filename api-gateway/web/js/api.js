@@ -184,6 +184,45 @@ export class Session extends EventTarget {
     }
   }
 
+  /**
+   * Change the password, then sign in again with the new one: the change ends every session,
+   * this one too. Until the new tokens are in, a refresh elsewhere in the app (a request or
+   * the live socket refused with the old token) waits for them instead of failing.
+   */
+  async changePassword(username, currentPassword, newPassword) {
+    let settle;
+    const gate = new Promise((resolve) => {
+      settle = resolve;
+    });
+    this.refreshing = gate.finally(() => {
+      this.refreshing = null;
+    });
+    const body = { current_password: currentPassword, new_password: newPassword };
+    let result;
+    try {
+      result = await send("POST", "/users/me/password", { body, token: this.accessToken });
+    } catch (error) {
+      settle(true);
+      throw error;
+    }
+    if (!result.response.ok) {
+      settle(true);
+      throw new ApiError(result.response.status, result.data);
+    }
+    try {
+      const login = await send("POST", "/auth/login", {
+        body: { username, password: newPassword },
+      });
+      if (!login.response.ok) throw new ApiError(login.response.status, login.data);
+      this.#store(tokensFrom(login.data));
+      settle(true);
+    } catch (error) {
+      settle(false);
+      this.end("Your password was changed. Please sign in with the new one.");
+      throw error;
+    }
+  }
+
   /** The server ended the session (revoked, deleted, password changed elsewhere). */
   end(message) {
     if (!this.tokens) return;

@@ -75,11 +75,7 @@ export function openProfile(ctx) {
         }
         savePassword.disabled = true;
         try {
-          await ctx.session.request("POST", "/users/me/password", {
-            body: { current_password: current.value, new_password: next.value },
-          });
-          // A password change ends every session, this one too: sign in again with the new one.
-          await ctx.session.signIn(me.username, next.value).catch(() => null);
+          await ctx.session.changePassword(me.username, current.value, next.value);
           current.value = "";
           next.value = "";
           toast("Password changed. Other devices have been signed out.", { kind: "success" });
