@@ -41,7 +41,7 @@ runtime_install() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "${RUNTIME_PACKAGES[@]}" >/dev/null || return 1
     fi
-    mkdir -p "$TASKFLOW_CONTAINERS/bin" "$TASKFLOW_RUN"
+    mkdir -p "$TASKFLOW_CONTAINERS/bin" "$TASKFLOW_CONTAINERS/networks" "$TASKFLOW_RUN"
     if [[ ! -x $COMPOSE ]] || ! "$COMPOSE" version --short 2>/dev/null | grep -qx "$COMPOSE_VERSION"; then
         log "fetching Docker Compose $COMPOSE_VERSION"
         local tmp
@@ -74,6 +74,7 @@ events_logfile_path = "$TASKFLOW_RUN/events.log"
 
 [network]
 network_backend = "netavark"
+network_config_dir = "$TASKFLOW_CONTAINERS/networks"
 CONF
     # The kernel's overlayfs when this machine lets root mount it (several times faster to build
     # with), else fuse-overlayfs. Each has its own image store: their layers are not compatible.
