@@ -13,7 +13,12 @@ redelivered event changes nothing (exactly once in effect).
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from taskflow_kit.consumer import DuplicateEvent, claim_event, processed_event_table
+from taskflow_kit.consumer import (
+    DuplicateEvent,
+    claim_event,
+    processed_event_table,
+    prune_processed,
+)
 from taskflow_kit.events import Event
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.resilience import ResilientClient
@@ -24,6 +29,8 @@ from task_service.users.repository import KnownUserRepository
 
 CONSUMER_GROUP = "task-service"
 PROCESSED = processed_event_table(Base.metadata)
+# Applied event ids are kept a week: far longer than an event can be redelivered.
+PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600.0
 
 
 class UserEventHandler:
@@ -43,6 +50,10 @@ class UserEventHandler:
             if not await claim_event(session, PROCESSED, CONSUMER_GROUP, event):
                 raise DuplicateEvent(event.id)
             await self.apply(session, event)
+
+    async def prune(self) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await prune_processed(session, PROCESSED, older_than=PROCESSED_RETENTION_SECONDS)
 
     async def apply(self, session: AsyncSession, event: Event) -> None:
         known = KnownUserRepository(session)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
-from taskflow_kit.background import running
+from taskflow_kit.background import every, running
 from taskflow_kit.consumer import StreamConsumer
 from taskflow_kit.db import create_engine, create_sessionmaker
 from taskflow_kit.events import USER_STREAM, stream_key
@@ -62,11 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer=PRODUCER,
         )
         outbox = make_outbox(relay)
+        handler = UserEventHandler(sessionmaker, outbox=outbox, user_client=user_client)
         consumer = StreamConsumer(
             stream_redis,
             streams=[stream_key(settings.redis_prefix, USER_STREAM)],
             group=CONSUMER_GROUP,
-            handler=UserEventHandler(sessionmaker, outbox=outbox, user_client=user_client),
+            handler=handler,
             key_prefix=settings.redis_prefix,
             claim_idle=settings.events_claim_idle_seconds,
             max_deliveries=settings.events_max_deliveries,
@@ -83,7 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.consumer = consumer
         await listener.start()
         try:
-            async with running(relay.run(), consumer.run(), listener.run()):
+            async with running(
+                relay.run(),
+                consumer.run(),
+                listener.run(),
+                every(3600, handler.prune, name="prune_processed_events"),
+            ):
                 yield
         finally:
             await user_client.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -49,3 +49,13 @@ async def wait_for_up_to(awaitable: Awaitable[Any], seconds: float) -> bool:
         return False
     waiter.result()  # re-raise what the awaitable raised
     return True
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[Any]], *, name: str) -> None:
+    """Run `job` every `seconds` for ever; a failing run is logged and the next one happens."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            logger.exception("periodic_job_failed", job=name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
 logger = structlog.get_logger("taskflow.consumer")
 
 Handler = Callable[[Event], Awaitable[None]]
+LAG_REPORT_SECONDS = 5.0  # how often a consumer refreshes its lag gauge
 
 HANDLED = Counter(
     "taskflow_events_handled_total",
@@ -62,6 +64,14 @@ def processed_event_table(metadata: MetaData) -> Table:
         Column("event_id", Uuid, primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
+
+async def prune_processed(session: AsyncSession, table: Table, *, older_than: float) -> int:
+    """Forget applied event ids older than `older_than` seconds (longer than any redelivery:
+    the stream's retention bounds how late a duplicate can come)."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
+    result = await session.execute(table.delete().where(table.c.processed_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def claim_event(session: AsyncSession, table: Table, consumer: str, event: Event) -> bool:
@@ -154,12 +164,16 @@ class StreamConsumer:
 
     async def run(self) -> None:
         backoff = 0.1
+        last_report = 0.0
         while True:
             try:
                 if not self._groups_ready:
                     await self.ensure_groups()
                 await self.claim_stuck()
                 await self.read_once()
+                if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
+                    last_report = time.monotonic()
+                    await self.lag()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
