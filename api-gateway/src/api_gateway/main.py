@@ -24,7 +24,19 @@ from api_gateway.web import web_router
 
 DESCRIPTION = """The single entry point of TaskFlow: every public route of user-service,
 task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAuth2 password
-flow against `/api/v1/auth/login`)."""
+flow against `/api/v1/auth/login`).
+
+**Live updates** — WebSocket `ws://<host>/api/v1/ws` (not an HTTP operation, so not listed
+below). Authenticate with `?token=<access token>` or a first message `{"token": "..."}` within
+10 s; a bad, expired or revoked token closes the socket with 1008. Messages (JSON):
+`{"type": "ready", "user_id"}`, then every task event of tasks you own or are assigned to —
+`{"id", "type": "task.created" | "task.updated" | "task.completed" | "task.assigned" |
+"task.deleted", "occurred_at", "producer", "subject_id", "data": {"task": Task, "owner_id",
+"assignee_id", "previous_assignee_id"}}` — `{"type": "task.access_lost", "subject_id"}` when you
+are no longer the assignee, and `{"type": "heartbeat"}` every 20 s; send `{"type": "ping"}` for
+`{"type": "pong"}`. 1013: you fell behind, reconnect and re-fetch. 1001: the gateway is stopping.
+Revoked tokens (logout, deletion, deactivation, admin change, password change) answer 401
+everywhere within 1 s."""
 
 SERVICE = "api-gateway"
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
