@@ -396,8 +396,11 @@ def test_task_replica_fault_under_a_stream(
     reads = Counter(o.status for o in stream.outcomes if o.kind == "task_read")
     writes = Counter(o.status for o in stream.outcomes if o.kind == "task_write")
     # Reads are retried on the other replica; a write in flight on the victim may be lost to
-    # the client (502/504: outcome unknown, never replayed), nothing else.
-    assert set(reads) == {200}, reads
+    # the client (502/504: outcome unknown, never replayed), nothing else. A frozen replica
+    # keeps accepting connections: a read already waiting on it when it froze can run out of
+    # the gateway's deadline (504) before the replica is ejected — at most one per worker.
+    assert set(reads) <= {200, 504}, reads
+    assert reads[504] <= stream.workers, reads
     assert set(writes) <= {201, 502, 504}, writes
     assert writes[201] >= 20
 

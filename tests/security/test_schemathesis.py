@@ -73,7 +73,7 @@ def run_schemathesis(
         "--request-timeout",
         "10",
         "--max-time",
-        "40",
+        str(MAX_SECONDS),
         "-H",
         f"Authorization: Bearer {token}",
         "--report-json-path",
@@ -89,6 +89,8 @@ def run_schemathesis(
     return result
 
 
+# Per target: four runs of this stay within the suite's time budget on a 2-core machine.
+MAX_SECONDS = 10
 TARGETS = ["gateway", "user-service", "task-service", "stats-service"]
 
 
@@ -133,7 +135,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         if failure["type"] not in COUNTED_ONLY:
             hard.append(failure)
     assert result["operations"]["tested"] > 0
-    assert not result["errors"], result["errors"]
+    assert not result["errors"], json.dumps(result["errors"]) + "\n" + result["output"][-8000:]
     assert not hard, json.dumps(hard, indent=1) + "\n" + result["output"][-6000:]
 
 
