@@ -5,8 +5,8 @@ gateway still succeeds (one client's bad request never costs another client a fa
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
