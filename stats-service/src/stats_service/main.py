@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
 from taskflow_kit.background import running
-from taskflow_kit.consumer import RedisDedupe, StreamConsumer, deduplicated
+from taskflow_kit.consumer import RedisDedupe, consumer_for, deduplicated
 from taskflow_kit.events import TASK_STREAM, stream_key
 from taskflow_kit.health import health_router
 from taskflow_kit.logs import configure_logging
@@ -61,14 +61,12 @@ def create_app(
         )
         app.state.stats_service = StatsService(upstream, cache)
         dedupe = RedisDedupe(redis, prefix=f"{settings.redis_prefix}events:seen:{CONSUMER_GROUP}:")
-        consumer = StreamConsumer(
+        consumer = consumer_for(
+            settings,
             stream_redis,
-            streams=[task_stream],
+            stream=TASK_STREAM,
             group=CONSUMER_GROUP,
             handler=deduplicated(TaskEventHandler(cache), dedupe),
-            key_prefix=settings.redis_prefix,
-            claim_idle=settings.events_claim_idle_seconds,
-            max_deliveries=settings.events_max_deliveries,
         )
         app.state.consumer = consumer
         listener = RevocationListener(

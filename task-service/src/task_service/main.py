@@ -9,9 +9,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
 from taskflow_kit.background import every, running
-from taskflow_kit.consumer import StreamConsumer
+from taskflow_kit.consumer import consumer_for
 from taskflow_kit.db import create_engine, create_sessionmaker
-from taskflow_kit.events import USER_STREAM, stream_key
+from taskflow_kit.events import USER_STREAM
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
@@ -63,14 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         outbox = make_outbox(relay)
         handler = UserEventHandler(sessionmaker, outbox=outbox, user_client=user_client)
-        consumer = StreamConsumer(
-            stream_redis,
-            streams=[stream_key(settings.redis_prefix, USER_STREAM)],
-            group=CONSUMER_GROUP,
-            handler=handler,
-            key_prefix=settings.redis_prefix,
-            claim_idle=settings.events_claim_idle_seconds,
-            max_deliveries=settings.events_max_deliveries,
+        consumer = consumer_for(
+            settings, stream_redis, stream=USER_STREAM, group=CONSUMER_GROUP, handler=handler
         )
         listener = RevocationListener(
             stream_redis, key_prefix=settings.redis_prefix, revocations=revocations

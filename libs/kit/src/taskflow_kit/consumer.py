@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow_kit.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key
 from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
+from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.consumer")
 
@@ -408,7 +409,9 @@ class StreamTail:
                 try:
                     await self.handler(event)
                 except Exception:  # one bad handler call must not stop the tail
-                    logger.exception("stream_tail_handler_failed", tail=self.name, event=event.id)
+                    logger.exception(
+                        "stream_tail_handler_failed", tail=self.name, event_id=event.id
+                    )
                 handled += 1
         return handled
 
@@ -444,3 +447,21 @@ async def events_report(
     backlog = await redis.hgetall(backlog_key(key_prefix))
     report["outbox_backlog"] = {_text(k): int(v) for k, v in backlog.items()}
     return report
+
+
+def consumer_for(
+    settings: ServiceSettings, redis: Redis, *, stream: str, group: str, handler: Handler
+) -> StreamConsumer:
+    """A consumer of one stream (a short name, e.g. `TASK_STREAM`) configured from the kit's
+    shared settings (key prefix, claim idle time, deliveries before the dead letters)."""
+    from taskflow_kit.events import stream_key
+
+    return StreamConsumer(
+        redis,
+        streams=[stream_key(settings.redis_prefix, stream)],
+        group=group,
+        handler=handler,
+        key_prefix=settings.redis_prefix,
+        claim_idle=settings.events_claim_idle_seconds,
+        max_deliveries=settings.events_max_deliveries,
+    )
