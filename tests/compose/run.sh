@@ -13,6 +13,9 @@ UV=${UV:-.tools/bin/uv}
 
 own_service=0
 cleanup() {
+    # Each build leaves the previous images untagged: drop those over an hour old, so the store
+    # stays at a few GB while the latest layers remain as the next run's cache.
+    timeout 120 podman image prune --force --filter until=1h >/dev/null 2>&1 || true
     if ((own_service)); then runtime_stop; fi
 }
 trap cleanup EXIT
