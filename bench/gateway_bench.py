@@ -298,12 +298,12 @@ async def fixed_rate(url: str, *, rate: float, seconds: float) -> list[float]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = f"GET {target} HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode()
+    headers = [("host", f"{host}:{port}")]
     client = UpstreamClient(connect_timeout=2, read_timeout=10, max_connections_per_replica=64)
     latencies: list[float] = []
 
     async def get() -> None:
-        response = await client.send(host, port, head, None)
+        response = await client.send(host, port, "GET", target, headers)
         try:
             await response.read()
             if response.status != 200:
