@@ -151,7 +151,9 @@ export function completionRing(percentage) {
     "svg",
     { class: "ring", viewBox: "0 0 64 64", width: 64, height: 64, role: "img", "aria-label": `${text} done` },
     svg("circle", { class: "ring-track", cx: 32, cy: 32, r: radius }),
-    svg("circle", {
+    value <= 0
+      ? null
+      : svg("circle", {
       class: "ring-value",
       cx: 32,
       cy: 32,
