@@ -99,7 +99,7 @@ export function openProfile(ctx) {
     "section",
     { class: "profile-section danger-zone" },
     h("h3", { class: "section-title" }, "Delete account"),
-    h("p", { class: "hint" }, "Your account is removed for good and you are signed out everywhere. This cannot be undone."),
+    h("p", { class: "hint" }, "Your account and the tasks you own are deleted for good, tasks assigned to you are unassigned, and you are signed out everywhere."),
     h(
       "div",
       { class: "section-actions" },
@@ -111,7 +111,7 @@ export function openProfile(ctx) {
           onclick: async () => {
             const sure = await confirmDialog({
               title: "Delete your account?",
-              message: "This cannot be undone. You will be signed out at once.",
+              message: "Your account and every task you own will be deleted. This cannot be undone.",
               confirmLabel: "Delete my account",
               danger: true,
               requireText: me.username,
