@@ -259,8 +259,10 @@ def is_unavailable_database(exc: BaseException) -> bool:
     return False
 
 
-# admin_shutdown, crash_shutdown, cannot_connect_now (connection exceptions are class 08).
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# admin_shutdown, crash_shutdown, cannot_connect_now (connection exceptions are class 08), and
+# the transient conflicts a retry resolves (deadlock_detected, serialization_failure): answered
+# 503 + Retry-After rather than 500.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001"})
 
 
 def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONResponse:

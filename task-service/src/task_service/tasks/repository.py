@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from task_service.tasks.models import PRIORITIES, STATUSES, IdempotencyRecord, Task, TaskDependency
@@ -35,6 +36,15 @@ NODE_LOCK_NAMESPACE = 0x7A5D
 MAX_NODE_LOCKS = 500
 # Expired idempotency records removed per keyed POST, whoever owns them.
 IDEMPOTENCY_SWEEP_BATCH = 100
+LOCK_ATTEMPTS = 3
+DEADLOCK_DETECTED = "40P01"
+
+
+def _sqlstate(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    return str(getattr(orig, "sqlstate", "") or getattr(cause, "sqlstate", "") or "")
+
 
 PRIORITY_RANK = case({name: rank for rank, name in enumerate(PRIORITIES)}, value=Task.priority)
 STATUS_RANK = case({name: rank for rank, name in enumerate(STATUSES)}, value=Task.status)
@@ -264,10 +274,23 @@ class TaskRepository:
         Two edges u1→v1 and u2→v2 that close a cycle together each reach the other's source
         (v1 ⇝ u2 and v2 ⇝ u1), so each writer locks its own source and every node reachable
         from its target: the two lock sets meet and the second writer re-checks after the
-        first commits. Locks are taken in one order (deadlock-free), repeated until the
-        reachable set stops growing. A reachable set beyond `MAX_NODE_LOCKS` takes the graph
-        lock exclusively instead (such writes serialise with all others, but stay bounded).
+        first commits. Locks are taken in one order, repeated until the reachable set stops
+        growing; nodes that joined meanwhile are locked out of order, so a deadlock is possible
+        (three writers closing one ring): PostgreSQL aborts one, which retries. A reachable set
+        beyond `MAX_NODE_LOCKS` takes the graph lock exclusively instead (such writes
+        serialise with all others, but stay bounded).
         """
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                # In a savepoint: a deadlock victim's rollback releases the locks it took here.
+                async with self.session.begin_nested():
+                    await self._lock_reachable(task_id, depends_on_id)
+                return
+            except DBAPIError as exc:
+                if _sqlstate(exc) != DEADLOCK_DETECTED or attempt == LOCK_ATTEMPTS - 1:
+                    raise
+
+    async def _lock_reachable(self, task_id: int, depends_on_id: int) -> None:
         reach = self._reachable_nodes_sql()
         counted = await self.session.execute(
             text(f"{reach} SELECT count(*) FROM (SELECT node FROM reach LIMIT :cap) AS r"),  # noqa: S608
