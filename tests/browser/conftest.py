@@ -23,7 +23,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS, Pages  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+# Module scope: the sync API runs its own event loop while Playwright is up, and an
+# asyncio test run after it in the same session would find that loop running.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
