@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.repository import RepositoryBase, like_pattern
 
 from task_service.tasks.models import PRIORITIES, STATUSES, IdempotencyRecord, Task, TaskDependency
 from task_service.tasks.schemas import TaskFilter
@@ -50,25 +50,14 @@ PRIORITY_RANK = case({name: rank for rank, name in enumerate(PRIORITIES)}, value
 STATUS_RANK = case({name: rank for rank, name in enumerate(STATUSES)}, value=Task.status)
 
 
-def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def visible_to(user_id: int) -> ColumnElement[bool]:
     return or_(Task.owner_id == user_id, Task.assignee_id == user_id)
 
 
-class TaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class TaskRepository(RepositoryBase[Task]):
+    model = Task
 
     # -- tasks -------------------------------------------------------------------------------
-
-    async def add(self, task: Task) -> Task:
-        self.session.add(task)
-        await self.session.flush()
-        return task
 
     async def get_visible(self, task_id: int, user_id: int, *, lock: bool = False) -> Task | None:
         """The task if `user_id` owns it or is its assignee; `lock` takes its row lock."""
@@ -102,7 +91,7 @@ class TaskRepository:
         )
         return (await self.session.execute(statement)).scalar_one()
 
-    async def delete(self, task_id: int, now: datetime) -> None:
+    async def delete_one(self, task_id: int, now: datetime) -> None:
         """Delete the task; its edges go with it (ON DELETE CASCADE), and tasks that depended on
         it get a new version because their `depends_on` changed."""
         dependents = select(TaskDependency.task_id).where(TaskDependency.depends_on_id == task_id)
@@ -190,7 +179,7 @@ class TaskRepository:
         if task_filter.tags:
             conditions.append(Task.tags.contains(task_filter.tags))
         if task_filter.search:
-            pattern = _like_pattern(task_filter.search)
+            pattern = like_pattern(task_filter.search)
             conditions.append(
                 or_(
                     Task.title.ilike(pattern, escape="\\"),

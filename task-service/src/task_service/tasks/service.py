@@ -311,7 +311,7 @@ class TaskService:
         check_if_match(task, if_match)
         last = await self.view(task)
         dependents = await self.repository.dependent_ids([task.id])
-        await self.repository.delete(task.id, self.clock())
+        await self.repository.delete_one(task.id, self.clock())
         await self.events.record(TASK_DELETED, last)
         await self._record_updated(dependents)
 

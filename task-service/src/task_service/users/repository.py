@@ -6,17 +6,13 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.repository import RepositoryBase
 
 from task_service.users.models import KnownUser
 
 
-class KnownUserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, user_id: int) -> KnownUser | None:
-        return await self.session.get(KnownUser, user_id)
+class KnownUserRepository(RepositoryBase[KnownUser]):
+    model = KnownUser
 
     async def record(
         self,

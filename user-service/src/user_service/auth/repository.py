@@ -5,19 +5,13 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.repository import RepositoryBase
 
 from user_service.auth.models import RefreshToken
 
 
-class RefreshTokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, token: RefreshToken) -> RefreshToken:
-        self.session.add(token)
-        await self.session.flush()
-        return token
+class RefreshTokenRepository(RepositoryBase[RefreshToken]):
+    model = RefreshToken
 
     async def claim(self, token_hash: str) -> RefreshToken | None:
         """Mark a live token used and return it, or None if it is not live.

@@ -5,22 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.repository import RepositoryBase, like_pattern
 
 from user_service.users.models import User
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-class UserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, user_id: int) -> User | None:
-        return await self.session.get(User, user_id)
+class UserRepository(RepositoryBase[User]):
+    model = User
 
     async def get_by_login(self, identifier: str) -> User | None:
         """The user whose username or email equals `identifier`, ignoring case.
@@ -54,18 +45,6 @@ class UserRepository:
         )
         return email_taken, username_taken
 
-    async def add(self, user: User) -> User:
-        self.session.add(user)
-        await self.session.flush()
-        return user
-
-    async def flush(self) -> None:
-        await self.session.flush()
-
-    async def delete(self, user: User) -> None:
-        await self.session.delete(user)
-        await self.session.flush()
-
     def _directory_query(
         self, q: str | None, *, include_inactive: bool, search_email: bool
     ) -> Select[User]:
@@ -73,7 +52,7 @@ class UserRepository:
         if not include_inactive:
             statement = statement.where(User.is_active.is_(True))
         if q:
-            pattern = _like_pattern(q)
+            pattern = like_pattern(q)
             fields = [User.username, User.full_name, *([User.email] if search_email else [])]
             statement = statement.where(
                 or_(*(field.ilike(pattern, escape="\\") for field in fields))
