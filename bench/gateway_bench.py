@@ -32,7 +32,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -44,6 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from taskflow_devstack.processes import uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"
@@ -218,21 +218,8 @@ class Bench:
             process.stop()
 
 
-def uvicorn_argv(app: str, port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        *extra,
-    ]
+def uvicorn_argv(app: str, port: int, *, factory: bool = False) -> list[str]:
+    return uvicorn_command(app, port=port, factory=factory, access_log=False, log_level="warning")
 
 
 @dataclass
@@ -464,7 +451,7 @@ def main() -> None:
             task_port = free_port()
             task = bench.start(
                 "task-service",
-                uvicorn_argv("task_service.main:create_app", task_port, "--factory"),
+                uvicorn_argv("task_service.main:create_app", task_port, factory=True),
                 port=task_port,
                 env={
                     **shared_env,
@@ -481,9 +468,7 @@ def main() -> None:
             port = free_port()
             gateways[name] = bench.start(
                 name,
-                uvicorn_argv(
-                    "api_gateway.main:create_app", port, "--factory", "--no-proxy-headers"
-                ),
+                uvicorn_argv("api_gateway.main:create_app", port, factory=True),
                 port=port,
                 env={
                     **shared_env,

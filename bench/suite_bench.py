@@ -47,6 +47,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from taskflow_devstack.processes import uvicorn_command
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -365,22 +366,13 @@ class Baseline:
         env["BASELINE_DATABASE_URL"] = self.stack.database_url
         port = BASELINE_PORT + self.stack.offset
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
+            uvicorn_command(
                 "baseline_asyncpg:app",
-                "--app-dir",
-                str(ROOT / "bench"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--no-proxy-headers",
-                "--log-level",
-                "warning",
-            ],
+                app_dir=ROOT / "bench",
+                port=port,
+                access_log=False,
+                log_level="warning",
+            ),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=(self.stack.data / "baseline.log").open("ab"),

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from taskflow_devstack.processes import uvicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -124,20 +125,9 @@ class ServiceProcess:
         return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"{self.package}.main:create_app",
-            "--factory",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            # The gateway is the edge and the services apply their own X-Forwarded-For rules:
-            # uvicorn must not rewrite the client address from headers a client can forge.
-            "--no-proxy-headers",
-        ]
+        return uvicorn_command(
+            f"{self.package}.main:create_app", factory=True, host=LOOPBACK, port=self.port
+        )
 
     def start(self) -> None:
         """Spawn the process (not waiting for it); output is appended to the log file."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskflow_devstack.embedded import EmbeddedPostgres, EmbeddedRedis, wait_for_port
+from taskflow_devstack.processes import uvicorn_command
 
 
 @dataclass(frozen=True)
@@ -138,21 +139,13 @@ def run(stack: Stack) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         for index, service in enumerate(services):
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
+            command = uvicorn_command(
                 f"{service.package}.main:create_app",
-                "--factory",
-                "--host",
-                stack.env.get("TASKFLOW_HOST", "127.0.0.1"),
-                "--port",
-                str(stack.port(service)),
-                "--no-access-log",
-                # Clients on this host must not be able to forge their address through
-                # X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
-                "--no-proxy-headers",
-            ]
+                factory=True,
+                host=stack.env.get("TASKFLOW_HOST", "127.0.0.1"),
+                port=stack.port(service),
+                access_log=False,
+            )
             process = subprocess.Popen(
                 command,
                 env=stack.env,
