@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from task_service.tasks.models import PRIORITIES, STATUSES, Task
+from task_service.tasks.models import Task, TaskPriority, TaskStatus
 from task_service.tasks.repository import visible_to
 
 WEEK = timedelta(days=7)
@@ -28,20 +28,20 @@ class AggregateRepository:
 
     async def counts(self, user_id: int | None, now: datetime) -> dict[str, int]:
         """Totals by status and priority, overdue, due soon, recently completed, owners."""
-        not_done = Task.status != "done"
+        not_done = Task.status != TaskStatus.DONE
         columns = {
             "total": func.count(),
-            **{f"status_{name}": func.count().filter(Task.status == name) for name in STATUSES},
+            **{f"status_{name}": func.count().filter(Task.status == name) for name in TaskStatus},
             **{
                 f"priority_{name}": func.count().filter(Task.priority == name)
-                for name in PRIORITIES
+                for name in TaskPriority
             },
             "overdue": func.count().filter(not_done, Task.due_date < now),
             "due_next_7_days": func.count().filter(
                 not_done, Task.due_date >= now, Task.due_date < now + WEEK
             ),
             "completed_last_7_days": func.count().filter(
-                Task.status == "done", Task.completed_at >= now - WEEK
+                Task.status == TaskStatus.DONE, Task.completed_at >= now - WEEK
             ),
             "owners": func.count(func.distinct(Task.owner_id)),
         }

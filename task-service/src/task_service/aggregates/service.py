@@ -16,7 +16,7 @@ from task_service.aggregates.schemas import (
     StatusCounts,
     TaskAggregates,
 )
-from task_service.tasks.models import PRIORITIES, STATUSES
+from task_service.tasks.models import TaskPriority, TaskStatus
 
 
 class SystemScopeForbidden(Forbidden):
@@ -49,8 +49,10 @@ class AggregateService:
         days = [first_day + timedelta(days=offset) for offset in range(activity_days)]
         return TaskAggregates(
             total=counts["total"],
-            by_status=StatusCounts(**{name: counts[f"status_{name}"] for name in STATUSES}),
-            by_priority=PriorityCounts(**{name: counts[f"priority_{name}"] for name in PRIORITIES}),
+            by_status=StatusCounts(**{name: counts[f"status_{name}"] for name in TaskStatus}),
+            by_priority=PriorityCounts(
+                **{name: counts[f"priority_{name}"] for name in TaskPriority}
+            ),
             overdue=counts["overdue"],
             due_next_7_days=counts["due_next_7_days"],
             completed_last_7_days=counts["completed_last_7_days"],

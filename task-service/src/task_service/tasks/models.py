@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -22,16 +23,36 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from task_service.database import Base
 
-STATUSES = ("todo", "in_progress", "done")
-PRIORITIES = ("low", "medium", "high", "urgent")
+
+class TaskStatus(enum.StrEnum):
+    """A task's state, in the order `sort_by=status` uses."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class TaskPriority(enum.StrEnum):
+    """A task's priority, lowest first (the order `sort_by=priority` uses)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+def _one_of(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(value.value) for value in values)})"
 
 
 class Task(Base):
     __tablename__ = "task"
     __table_args__ = (
-        CheckConstraint(f"status IN {STATUSES}", name="status_valid"),
-        CheckConstraint(f"priority IN {PRIORITIES}", name="priority_valid"),
-        CheckConstraint("(status = 'done') = (completed_at IS NOT NULL)", name="completed_at_done"),
+        CheckConstraint(_one_of("status", TaskStatus), name="status_valid"),
+        CheckConstraint(_one_of("priority", TaskPriority), name="priority_valid"),
+        CheckConstraint(
+            f"(status = '{TaskStatus.DONE}') = (completed_at IS NOT NULL)", name="completed_at_done"
+        ),
         CheckConstraint("version >= 1", name="version_positive"),
         Index("ix_task_owner_id", "owner_id"),
         Index("ix_task_assignee_id", "assignee_id"),

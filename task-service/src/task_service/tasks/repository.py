@@ -24,7 +24,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from taskflow_kit.repository import RepositoryBase, like_pattern
 
-from task_service.tasks.models import PRIORITIES, STATUSES, IdempotencyRecord, Task, TaskDependency
+from task_service.tasks.models import (
+    IdempotencyRecord,
+    Task,
+    TaskDependency,
+    TaskPriority,
+    TaskStatus,
+)
 from task_service.tasks.schemas import TaskFilter
 
 # Advisory-lock namespaces (the two-int form, which never overlaps the one-bigint form other
@@ -46,8 +52,8 @@ def _sqlstate(exc: BaseException) -> str:
     return str(getattr(orig, "sqlstate", "") or getattr(cause, "sqlstate", "") or "")
 
 
-PRIORITY_RANK = case({name: rank for rank, name in enumerate(PRIORITIES)}, value=Task.priority)
-STATUS_RANK = case({name: rank for rank, name in enumerate(STATUSES)}, value=Task.status)
+PRIORITY_RANK = case({name: rank for rank, name in enumerate(TaskPriority)}, value=Task.priority)
+STATUS_RANK = case({name: rank for rank, name in enumerate(TaskStatus)}, value=Task.status)
 
 
 def visible_to(user_id: int) -> ColumnElement[bool]:
@@ -192,12 +198,12 @@ class TaskRepository(RepositoryBase[Task]):
             conditions.append(Task.due_date < task_filter.due_before)
         if task_filter.due_after is not None:
             conditions.append(Task.due_date >= task_filter.due_after)
-        overdue = and_(Task.status != "done", Task.due_date < now)
+        overdue = and_(Task.status != TaskStatus.DONE, Task.due_date < now)
         if task_filter.overdue is True:
             conditions.append(overdue)
         elif task_filter.overdue is False:
             conditions.append(
-                or_(Task.status == "done", Task.due_date.is_(None), Task.due_date >= now)
+                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= now)
             )
         return conditions
 
@@ -244,7 +250,7 @@ class TaskRepository(RepositoryBase[Task]):
             .with_for_update(of=Task, read=True)
         )
         rows = await self.session.execute(statement)
-        return [row_id for row_id, status in rows if status != "done"]
+        return [row_id for row_id, status in rows if status != TaskStatus.DONE]
 
     def _reachable_nodes_sql(self) -> str:
         # UNION (not UNION ALL) keeps each node once: linear in the edges reachable.

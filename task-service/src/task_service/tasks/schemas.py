@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +17,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from task_service.tasks.models import TaskPriority, TaskStatus
+
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 MAX_TAGS = 20
@@ -25,19 +26,6 @@ MAX_DEPENDENCIES_ON_CREATE = 50
 MAX_ID = 2**63 - 1
 DEPENDENCIES_DEFAULT_LIMIT = 50
 DEPENDENCIES_MAX_LIMIT = 200
-
-
-class TaskStatus(enum.StrEnum):
-    TODO = "todo"
-    IN_PROGRESS = "in_progress"
-    DONE = "done"
-
-
-class TaskPriority(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    URGENT = "urgent"
 
 
 # The frontend's spellings of the same states.

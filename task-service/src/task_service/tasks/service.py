@@ -33,7 +33,7 @@ from task_service.tasks.events import (
     TASK_UPDATED,
     TaskEvents,
 )
-from task_service.tasks.models import Task
+from task_service.tasks.models import Task, TaskPriority, TaskStatus
 from task_service.tasks.repository import TaskRepository
 from task_service.tasks.schemas import (
     DEPENDENCIES_DEFAULT_LIMIT,
@@ -42,9 +42,7 @@ from task_service.tasks.schemas import (
     TaskDependencies,
     TaskFilter,
     TaskList,
-    TaskPriority,
     TaskRead,
-    TaskStatus,
     TaskUpdate,
     resolve_status,
 )
