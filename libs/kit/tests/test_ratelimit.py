@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis
 
@@ -44,7 +46,6 @@ async def test_redis_down_falls_back_to_local_counting() -> None:
     results = [await limiter.hit("k", limit=2, window=60) for _ in range(3)]
     assert [result.allowed for result in results] == [True, True, False]
     assert all(result.degraded for result in results)
-    assert limiter.degraded
     assert (await limiter.peek("k"))[0] == 3
     await dead.aclose()
 
@@ -69,3 +70,44 @@ async def test_release_gives_hits_back_but_never_below_zero(redis: Redis, key_pr
     await limiter.release("never-hit")
     assert (await limiter.peek("never-hit"))[0] == 0
     assert await redis.exists(key_prefix + "never-hit") == 0
+
+
+async def test_add_many_counts_every_key_in_one_pipeline(redis: Redis, key_prefix: str) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    await limiter.add("a", 2, window=30)
+    added = await limiter.add_many({"a": 3, "b": 5, "c": 0}, window=30)
+    assert set(added) == {"a", "b"}  # nothing to add for "c": no command, no key
+    assert added["a"][0] == 5
+    assert added["b"][0] == 5
+    assert all(29 < reset_after <= 30 for _, reset_after in added.values())
+    assert await redis.exists(key_prefix + "c") == 0
+    assert (await limiter.peek("a"))[0] == 5
+
+
+async def test_add_many_loads_the_script_once_on_a_redis_that_lacks_it() -> None:
+    # A Redis of our own, fresh: the add script is unknown to it, so the first pipeline gets
+    # NOSCRIPT for every key, counts nothing, loads the script and sends them again.
+    from event_fixtures import ThrowawayRedis
+
+    server = ThrowawayRedis()
+    server.start()
+    client = create_redis(server.url)
+    try:
+        limiter = RateLimiter(client, prefix="x:")
+        added = await limiter.add_many({"k1": 4, "k2": 1}, window=30)
+        assert {key: total for key, (total, _) in added.items()} == {"k1": 4, "k2": 1}
+        assert await client.get("x:k1") == "4"
+        assert await client.get("x:k2") == "1"
+    finally:
+        await client.aclose()
+        server.remove()
+
+
+async def test_add_many_raises_when_redis_is_down() -> None:
+    dead = create_redis("redis://127.0.0.1:1/0", timeout=0.2)
+    limiter = RateLimiter(dead, prefix="x:")
+    try:
+        with pytest.raises((OSError, RedisError)):
+            await limiter.add_many({"k": 1}, window=30)
+    finally:
+        await dead.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -15,8 +15,6 @@ from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import MetricsMiddleware, metrics_router
 from taskflow_kit.revocation import RevocationList
 from taskflow_kit.tokens import TokenConfig
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None] | AsyncIterator[None]]
 
 
 def create_service_app(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 # Add hits (INCRBY) and start the window's expiry with the first of them, atomically (works on
 # Redis 6.2 and 7). Adding a batch in one call lets a caller count hits it held back.
@@ -27,6 +29,12 @@ return redis.call('DECRBY', KEYS[1], math.min(count, tonumber(ARGV[1])))
 """
 
 
+def retry_after_seconds(reset_after: float) -> int:
+    """A `Retry-After` value for a window that ends in `reset_after` seconds: whole seconds,
+    rounded up (to within a millisecond), at least 1."""
+    return max(1, int(reset_after + 0.999))
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitResult:
     allowed: bool
@@ -34,15 +42,16 @@ class RateLimitResult:
     remaining: int
     reset_after: float
     degraded: bool = False
+    """Counted in this process only, because Redis failed (fail open to a local limit)."""
 
     @property
     def retry_after(self) -> int:
-        return max(1, int(self.reset_after + 0.999))
+        return retry_after_seconds(self.reset_after)
 
 
 class RateLimiter:
     """Counts hits per key within a window. If Redis fails, counts in this process instead
-    (fail open to a local limit) and reports `degraded`."""
+    (fail open to a local limit) and marks the result `degraded`."""
 
     def __init__(self, redis: Redis, *, prefix: str = "taskflow:rl:") -> None:
         self.redis = redis
@@ -50,7 +59,6 @@ class RateLimiter:
         self._add = redis.register_script(_ADD_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
         self._local: dict[str, tuple[int, float]] = {}
-        self.degraded = False
 
     async def add(self, key: str, amount: int, *, window: float) -> tuple[int, float]:
         """Add `amount` hits to `key` in Redis: (total in this window, seconds until it ends).
@@ -61,12 +69,44 @@ class RateLimiter:
         count, ttl_ms = await self._add(keys=[self.prefix + key], args=[window_ms, amount])
         return int(count), int(ttl_ms) / 1000
 
+    async def add_many(
+        self, amounts: Mapping[str, int], *, window: float
+    ) -> dict[str, tuple[int, float]]:
+        """`add` for many keys in one round trip (a pipeline of the add script's EVALSHA).
+
+        Returns each key's (total in this window, seconds until it ends); a key whose command
+        Redis refused is left out (its hits are lost, as with a failed `add`). Raises
+        `RedisError`/`OSError` when Redis fails. The script is loaded (one more round trip)
+        only when Redis does not know it yet, unlike a pipelined `Script` call, which asks
+        `SCRIPT EXISTS` on every execute.
+        """
+        window_ms = max(1, int(window * 1000))
+        added: dict[str, tuple[int, float]] = {}
+        todo = [key for key, amount in amounts.items() if amount > 0]
+        for attempt in range(2):
+            if not todo:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in todo:
+                    pipe.evalsha(self._add.sha, 1, self.prefix + key, window_ms, amounts[key])
+                replies = await pipe.execute(raise_on_error=False)
+            unknown = []
+            for key, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    unknown.append(key)  # not run: nothing was counted yet
+                elif not isinstance(reply, BaseException):
+                    count, ttl_ms = reply
+                    added[key] = int(count), int(ttl_ms) / 1000
+            if unknown and attempt == 0:
+                await self.redis.script_load(_ADD_SCRIPT)
+            todo = unknown
+        return added
+
     async def hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
         try:
             count, reset_after = await self.add(key, cost, window=window)
         except (RedisError, OSError):
             return self.local_hit(key, limit=limit, window=window, cost=cost)
-        self.degraded = False
         return RateLimitResult(
             allowed=count <= limit,
             limit=limit,
@@ -76,7 +116,6 @@ class RateLimiter:
 
     def local_hit(self, key: str, *, limit: int, window: float, cost: int = 1) -> RateLimitResult:
         """Count in this process only (while Redis is unavailable): fail open to a local limit."""
-        self.degraded = True
         count, ttl_ms = self._local_hit(key, window, cost)
         return RateLimitResult(
             allowed=count <= limit,
@@ -93,10 +132,8 @@ class RateLimiter:
                 pipe.get(self.prefix + key)
                 pipe.pttl(self.prefix + key)
                 raw, ttl_ms = await pipe.execute()
-            self.degraded = False
             return int(raw or 0), max(0, ttl_ms) / 1000
         except (RedisError, OSError):
-            self.degraded = True
             count, expires = self._local.get(key, (0, 0.0))
             remaining = expires - time.monotonic()
             return (count, remaining) if remaining > 0 else (0, 0.0)
@@ -106,17 +143,14 @@ class RateLimiter:
         count, expires = self._local.get(key, (0, 0.0))
         if count > 0:
             self._local[key] = (max(0, count - amount), expires)
-        try:
+        # If Redis fails the hit stays counted there until its window expires.
+        with contextlib.suppress(RedisError, OSError):
             await self._release(keys=[self.prefix + key], args=[amount])
-        except (RedisError, OSError):
-            self.degraded = True
 
     async def reset(self, key: str) -> None:
         self._local.pop(key, None)
-        try:
+        with contextlib.suppress(RedisError, OSError):  # else Redis' window expires on its own
             await self.redis.delete(self.prefix + key)
-        except (RedisError, OSError):
-            self.degraded = True
 
     def _local_hit(self, key: str, window: float, cost: int) -> tuple[int, int]:
         now = time.monotonic()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 
 from starlette.requests import Request
-from taskflow_kit.ratelimit import RateLimiter
+from taskflow_kit.ratelimit import RateLimiter, retry_after_seconds
 
 from user_service.auth.errors import TooManyLoginFailures
 from user_service.users.models import User
@@ -63,7 +63,7 @@ class LoginThrottle:
     async def _check(self, key: str, limit: int) -> None:
         count, reset_after = await self.limiter.peek(key)
         if count >= limit:
-            raise TooManyLoginFailures(retry_after=max(1, int(reset_after + 0.999)))
+            raise TooManyLoginFailures(retry_after=retry_after_seconds(reset_after))
 
     async def check_address(self, address: str) -> None:
         await self._check(f"login:addr:{address}", self.per_address)
