@@ -78,3 +78,31 @@ async def test_small_limits_are_exact_across_processes(redis: Redis) -> None:
         assert decision is not None
         decisions.append(decision.allowed)
     assert decisions == [True] * 5 + [False] * 3
+
+
+async def test_flush_adds_every_key_in_one_round_trip(redis: Redis) -> None:
+    prefix = f"{SESSION_PREFIX}{uuid.uuid4().hex[:8]}:"
+    limiter = limits(redis, prefix)
+    users = [str(index) for index in range(30)]
+    for _ in range(3):
+        for user in users:
+            decision = await limiter.check(client_ip="10.0.0.9", user_id=user)
+            assert decision is not None
+            assert decision.allowed
+    pipelines = 0
+    execute = type(redis.pipeline()).execute
+
+    async def counted(pipe: object, raise_on_error: bool = True) -> list[object]:
+        nonlocal pipelines
+        pipelines += 1
+        return await execute(pipe, raise_on_error)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(redis.pipeline()), "execute", counted)
+        await limiter.flush()
+    assert pipelines == 1
+    for user in users:
+        assert await redis.get(f"{prefix}user:{user}") == "3"
+    assert await redis.get(f"{prefix}ip:10.0.0.9") == "90"
+    # Nothing left to send: the next flush makes no round trip.
+    assert sum(window.pending for window in limiter._windows.values()) == 0

@@ -7,11 +7,11 @@ headers.
 A Redis round trip per request would cost about a quarter of the gateway's CPU, so counting is
 batched while a key is far from its limit: the hit is allowed on the last total Redis returned
 plus this process's unsent hits, and the unsent hits are added to Redis (INCRBY) every
-`flush_interval` or once `max_unsent(limit)` have gathered, whichever comes first. Every hit
-still reaches Redis, so the shared count is exact; only the decision for a key with plenty of
-room left uses a slightly stale total. Once a key's remaining budget is under `margin(limit)`
-(and always for small limits), each hit goes to Redis before the decision, so limits are exact
-where it matters.
+`flush_interval` (every key's in one pipelined round trip) or once `max_unsent(limit)` have
+gathered, whichever comes first. Every hit still reaches Redis, so the shared count is exact;
+only the decision for a key with plenty of room left uses a slightly stale total. Once a key's
+remaining budget is under `margin(limit)` (and always for small limits), each hit goes to Redis
+before the decision, so limits are exact where it matters.
 
 When Redis fails the limits are kept in this process with the kit's local fallback (fail open:
 `/api/status` says `local-fallback`), and a breaker stops paying for a Redis timeout on every
@@ -160,10 +160,20 @@ class GatewayRateLimits:
 
     async def _send(self, key: str, amount: int) -> tuple[int, float] | None:
         """INCRBY in Redis: (new total, seconds to the window's end), or None if Redis failed."""
+        added = await self._send_many({key: amount})
+        return None if added is None else added.get(key)
+
+    async def _send_many(self, amounts: dict[str, int]) -> dict[str, tuple[int, float]] | None:
+        """INCRBY of every key in one Redis round trip: each key's (new total, seconds to the
+        window's end), or None if Redis failed (the hits are then lost to Redis)."""
         if not self._redis_breaker.allow():
             return None
         try:
-            added = await self._limiter.add(key, amount, window=self.window)
+            if len(amounts) == 1:
+                [(key, amount)] = amounts.items()
+                added = {key: await self._limiter.add(key, amount, window=self.window)}
+            else:
+                added = await self._limiter.add_many(amounts, window=self.window)
         except (RedisError, OSError) as exc:
             if not self._redis_failed:
                 logger.warning("rate_limit_redis_down", error=type(exc).__name__)
@@ -175,22 +185,30 @@ class GatewayRateLimits:
         return added
 
     async def flush(self) -> None:
-        """Add every key's unsent hits to Redis; forget windows that are over."""
+        """Add every key's unsent hits to Redis, all in one round trip; forget windows that are
+        over."""
         now = time.monotonic()
+        flushed: dict[str, _Window] = {}
+        amounts: dict[str, int] = {}
         for key, window in list(self._windows.items()):
             if window.expires_at <= now and not window.pending:
                 del self._windows[key]
                 continue
-            if not window.pending:
-                continue
-            amount, window.pending = window.pending, 0
-            added = await self._send(key, amount)
-            if added is not None:
-                total, reset_after = added
-                # A decision made meanwhile may have brought a newer total: keep the larger.
-                same_window = window.expires_at > time.monotonic()
-                window.total = max(window.total, total) if same_window else total
-                window.expires_at = time.monotonic() + reset_after
+            if window.pending:
+                flushed[key] = window
+                amounts[key], window.pending = window.pending, 0
+        if not amounts:
+            return
+        added = await self._send_many(amounts)
+        if not added:
+            return
+        now = time.monotonic()
+        for key, (total, reset_after) in added.items():
+            window = flushed[key]
+            # A decision made meanwhile may have brought a newer total: keep the larger.
+            same_window = window.expires_at > now
+            window.total = max(window.total, total) if same_window else total
+            window.expires_at = now + reset_after
 
     async def run_flusher(self) -> None:
         while True:
