@@ -108,7 +108,12 @@ class TaskDependency(Base):
 
 
 class IdempotencyRecord(Base):
-    """A `POST /tasks/` remembered by (owner, Idempotency-Key): the request hash and the answer."""
+    """A `POST /tasks/` remembered by (owner, Idempotency-Key): the request hash and the answer.
+
+    A replay is always the 201 of the first creation, so only the body is kept. The table's
+    `response_status` column is no longer mapped or written; it is dropped by a later migration,
+    once no replica of the version that still writes it is running (docs/decisions.md).
+    """
 
     __tablename__ = "idempotency_record"
     __table_args__ = (Index("ix_idempotency_record_created_at", "created_at"),)
@@ -116,6 +121,5 @@ class IdempotencyRecord(Base):
     owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
-    response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -469,11 +469,9 @@ class TaskRepository(RepositoryBase[Task]):
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def save_idempotent_response(
-        self, owner_id: int, key: str, status: int, body: dict[str, Any]
-    ) -> None:
+    async def save_idempotent_response(self, owner_id: int, key: str, body: dict[str, Any]) -> None:
         await self.session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
-            .values(response_status=status, response_body=body)
+            .values(response_body=body)
         )

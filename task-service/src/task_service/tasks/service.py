@@ -231,7 +231,7 @@ class TaskService:
             return TaskRead.model_validate(record.response_body)
         created = await self.create(principal, data)
         await self.repository.save_idempotent_response(
-            principal.id, key, 201, created.model_dump(mode="json")
+            principal.id, key, created.model_dump(mode="json")
         )
         return created
 
