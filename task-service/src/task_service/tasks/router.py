@@ -105,18 +105,6 @@ _UPDATE_ERRORS = problem_responses(
 )
 
 
-async def _update(
-    task_id: int,
-    data: TaskUpdate,
-    principal: PrincipalDep,
-    task_service: TaskServiceDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    task = await task_service.update(principal, task_id, data, if_match)
-    return _with_etag(response, task)
-
-
 @router.patch("/{task_id}", summary="Update a task", responses=_UPDATE_ERRORS)
 async def patch_task(
     task_id: TaskIdPath,
@@ -128,7 +116,7 @@ async def patch_task(
 ) -> TaskRead:
     """Change the fields sent. The owner may change everything, the assignee only `status`
     (or `is_completed`). A stale `If-Match` → 412; done with open dependencies → 409."""
-    return await _update(task_id, data, principal, task_service, if_match, response)
+    return _with_etag(response, await task_service.update(principal, task_id, data, if_match))
 
 
 @router.put("/{task_id}", summary="Update a task (partial, like PATCH)", responses=_UPDATE_ERRORS)
@@ -141,7 +129,7 @@ async def put_task(
     response: Response,
 ) -> TaskRead:
     """Same as PATCH: only the fields sent change (kept for existing clients)."""
-    return await _update(task_id, data, principal, task_service, if_match, response)
+    return _with_etag(response, await task_service.update(principal, task_id, data, if_match))
 
 
 @router.delete(

@@ -150,11 +150,13 @@ class TaskService:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def view(self, task: Task) -> TaskRead:
+    async def read_model(self, task: Task) -> TaskRead:
+        """The task as the API shows it: its `TaskRead`, with `depends_on` and `blocked`."""
         dependencies = await self.repository.dependencies_of([task.id])
         return to_read(task, dependencies[task.id])
 
-    async def views(self, tasks: Sequence[Task]) -> list[TaskRead]:
+    async def read_models(self, tasks: Sequence[Task]) -> list[TaskRead]:
+        """`read_model` of each task, with one query for all their dependencies."""
         dependencies = await self.repository.dependencies_of([task.id for task in tasks])
         return [to_read(task, dependencies[task.id]) for task in tasks]
 
@@ -165,12 +167,12 @@ class TaskService:
         return task
 
     async def get(self, principal: Principal, task_id: int) -> TaskRead:
-        return await self.view(await self.get_visible(principal, task_id))
+        return await self.read_model(await self.get_visible(principal, task_id))
 
     async def list_tasks(self, principal: Principal, task_filter: TaskFilter) -> TaskList:
         tasks, total = await self.repository.find_page(task_filter, principal.id, self.clock())
         return TaskList(
-            tasks=await self.views(tasks),
+            tasks=await self.read_models(tasks),
             total=total,
             skip=task_filter.skip,
             limit=task_filter.limit,
@@ -210,7 +212,7 @@ class TaskService:
             blockers = await self.repository.blocking_ids(task.id)
             if blockers:
                 raise TaskBlocked(task.id, blockers)
-        created = await self.view(task)
+        created = await self.read_model(task)
         await self.events.record(TASK_CREATED, created)
         return created
 
@@ -286,11 +288,11 @@ class TaskService:
             if blockers:
                 raise TaskBlocked(task.id, blockers)
         if not values:
-            return await self.view(task)
+            return await self.read_model(task)
         previous_assignee = task.assignee_id
         values["updated_at"] = now
         task = await self.repository.update(task, values)
-        changed = await self.view(task)
+        changed = await self.read_model(task)
         if "assignee_id" in values:
             await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=previous_assignee)
         elif target is TaskStatus.DONE and current is not TaskStatus.DONE:
@@ -307,7 +309,7 @@ class TaskService:
         if task.owner_id != principal.id:
             raise OwnerOnly("delete it")
         check_if_match(task, if_match)
-        last = await self.view(task)
+        last = await self.read_model(task)
         dependents = await self.repository.dependent_ids([task.id])
         await self.repository.delete_one(task.id, self.clock())
         await self.events.record(TASK_DELETED, last)
@@ -316,20 +318,20 @@ class TaskService:
     async def _record_updated(self, task_ids: Sequence[int]) -> None:
         """`task.updated` for tasks changed as a side effect (dependencies gone or done)."""
         if task_ids:
-            for changed in await self.views(await self.repository.get_many(task_ids)):
+            for changed in await self.read_models(await self.repository.get_many(task_ids)):
                 await self.events.record(TASK_UPDATED, changed)
 
     async def remove_user(self, user_id: int) -> None:
         """A deleted account: their tasks go (edges too), tasks assigned to them lose the
         assignee. Each change publishes its event like any other."""
         now = self.clock()
-        unassigned = await self.views(await self.repository.unassign(user_id, now))
+        unassigned = await self.read_models(await self.repository.unassign(user_id, now))
         for changed in unassigned:
             await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=user_id)
         owned = await self.repository.owned_ids(user_id)
         if not owned:
             return
-        last = await self.views(await self.repository.get_many(owned))
+        last = await self.read_models(await self.repository.get_many(owned))
         dependents = await self.repository.dependent_ids(owned)
         await self.repository.delete_many(owned, now)
         for deleted in last:
@@ -362,9 +364,9 @@ class TaskService:
             raise DependencyCycle([task_id, *(path or [depends_on_id, task_id])])
         now = self.clock()
         if not await self.repository.add_edge(task_id, depends_on_id, now):
-            return await self.view(task)
+            return await self.read_model(task)
         task = await self.repository.update(task, {"updated_at": now})
-        changed = await self.view(task)
+        changed = await self.read_model(task)
         await self.events.record(TASK_UPDATED, changed)
         return changed
 
@@ -377,7 +379,7 @@ class TaskService:
         if not await self.repository.remove_edge(task_id, depends_on_id):
             raise DependencyNotFound(task_id, depends_on_id)
         task = await self.repository.update(task, {"updated_at": self.clock()})
-        await self.events.record(TASK_UPDATED, await self.view(task))
+        await self.events.record(TASK_UPDATED, await self.read_model(task))
 
     async def dependencies(
         self, principal: Principal, task_id: int, *, limit: int = DEPENDENCIES_DEFAULT_LIMIT
@@ -390,8 +392,8 @@ class TaskService:
             task.id, principal.id, limit=limit
         )
         return TaskDependencies(
-            depends_on=await self.views(depends_on),
-            dependents=await self.views(dependents),
+            depends_on=await self.read_models(depends_on),
+            dependents=await self.read_models(dependents),
             depends_on_total=depends_on_total,
             dependents_total=dependents_total,
             limit=limit,
