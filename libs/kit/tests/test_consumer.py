@@ -7,6 +7,7 @@ uses a throwaway server of the test's own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -73,8 +74,7 @@ def make_consumer(
         group=GROUP,
         handler=handler,
         key_prefix=prefix,
-        block=0.05,
-        **options,
+        **{"block": 0.05, **options},
     )
 
 
@@ -439,3 +439,24 @@ async def test_stream_tail_resumes_after_a_redis_restart_without_missing_entries
 
 async def _seen(seen: list[str], count: int) -> bool:
     return len(seen) >= count
+
+
+async def test_tail_stops_when_cancelled_right_after_an_entry(
+    redis: Redis, stream_redis: Redis, stream: str
+) -> None:
+    """redis-py can swallow a cancellation that lands as the next XREAD is sent; the tail must
+    stop anyway (a service's shutdown waits for it)."""
+    seen: list[str] = []
+
+    async def handle(event: Event) -> None:
+        seen.append(event.id)
+
+    for round_ in range(6):
+        tail = StreamTail(stream_redis, streams=[stream], handler=handle, block=1.0)
+        await tail.start()
+        task = asyncio.create_task(tail.run())
+        await publish(redis, stream, an_event(round_))
+        await eventually(lambda n=round_ + 1: _seen(seen, n), timeout=5, what="the entry")
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert done, f"the tail did not stop when cancelled (round {round_})"

@@ -32,6 +32,18 @@ async def running(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[list[asynci
                 logger.error("background_job_failed", exc_info=task.exception())
 
 
+def stop_if_cancelled() -> None:
+    """Raise `CancelledError` if the current task has been asked to stop.
+
+    redis-py's asyncio client can swallow a cancellation that lands while a blocking command
+    (`XREAD BLOCK`) is in flight and return its reply instead (redis/redis-py#2028, seen with
+    8.1 on Python 3.11): a loop that never stops would hold up shutdown. The loops that run for
+    a service's lifetime call this after every round."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def wait_for_up_to(awaitable: Awaitable[Any], seconds: float) -> bool:
     """Wait for `awaitable` at most `seconds`; True if it finished (its exception, if it
     raised one, is raised here).

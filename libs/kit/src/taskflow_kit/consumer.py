@@ -28,6 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskflow_kit.background import stop_if_cancelled
 from taskflow_kit.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key
 from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
 from taskflow_kit.settings import ServiceSettings
@@ -172,6 +173,7 @@ class StreamConsumer:
                     await self.ensure_groups()
                 await self.claim_stuck()
                 await self.read_once()
+                stop_if_cancelled()
                 if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
                     last_report = time.monotonic()
                     await self.lag()
@@ -375,6 +377,7 @@ class StreamTail:
                 if len(self.positions) < len(self.streams):
                     await self.start()
                 await self.read_once()
+                stop_if_cancelled()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from taskflow_kit.background import wait_for_up_to
+from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
 from taskflow_kit.settings import ServiceSettings
 
@@ -226,6 +226,7 @@ class OutboxRelay:
         try:
             while True:
                 await wait_for_up_to(self._wake.wait(), self.poll_interval)
+                stop_if_cancelled()
                 self._wake.clear()
                 round_of = self._requested
                 try:

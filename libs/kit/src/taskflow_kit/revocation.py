@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -57,9 +57,13 @@ def revocation_of(event: Event) -> Revocation | None:
     if not event.type.startswith("user."):
         return None
     data = event.data
+    # Never raises, whatever the data: the relay calls this in its publish hook, where an
+    # exception would stop it publishing anything at all.
+    profile = data.get("user")
+    profile_id = profile.get("id") if isinstance(profile, Mapping) else None
     try:
-        user_id = int(data.get("user_id") or data.get("user", {}).get("id") or event.subject_id)
-    except (TypeError, ValueError):
+        user_id = int(data.get("user_id") or profile_id or event.subject_id)
+    except (TypeError, ValueError, OverflowError):
         return None
     at = event.occurred_at.timestamp()
     if event.type in (USER_DELETED, USER_SESSIONS_REVOKED):
