@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from taskflow_kit.app import create_service_app
-from taskflow_kit.auth import PrincipalDep, SuperuserDep
+from taskflow_kit.auth import PrincipalDep, SuperuserClaimDep
 from taskflow_kit.errors import Conflict, problem_responses
 from taskflow_kit.health import health_router
 from taskflow_kit.tokens import TokenConfig, issue_token
@@ -48,7 +48,7 @@ def build_app(token_config: TokenConfig, *, ready: bool = True) -> FastAPI:
         return {"id": principal.id, "admin": principal.is_superuser}
 
     @app.get("/admin")
-    async def admin(principal: SuperuserDep) -> dict[str, int]:
+    async def admin(principal: SuperuserClaimDep) -> dict[str, int]:
         return {"id": principal.id}
 
     @app.get("/boom")

@@ -84,13 +84,18 @@ async def current_principal(
     return verifier.principal(token)
 
 
-async def current_superuser(
+async def claims_superuser(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
+    """The caller, if their access token claims administrator rights; 403 otherwise.
+
+    This trusts the token's claim, so a demotion counts once the token is revoked or expires.
+    A service that owns the accounts checks its database instead (user-service's
+    `current_admin`)."""
     if not principal.is_superuser:
         raise Forbidden("Administrator rights are required")
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
-SuperuserDep = Annotated[Principal, Depends(current_superuser)]
+SuperuserClaimDep = Annotated[Principal, Depends(claims_superuser)]

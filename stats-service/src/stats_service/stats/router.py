@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from taskflow_kit.auth import PrincipalDep, SuperuserDep
+from taskflow_kit.auth import PrincipalDep, SuperuserClaimDep
 from taskflow_kit.errors import Forbidden, Unauthorized, UnprocessableEntity, problem_responses
 
 from stats_service.stats.dependencies import StatsServiceDep
@@ -83,7 +83,7 @@ async def read_activity(
     responses=problem_responses(Unauthorized, Forbidden, StatsUnavailable),
 )
 async def read_overview(
-    principal: SuperuserDep, stats_service: StatsServiceDep, response: Response
+    principal: SuperuserClaimDep, stats_service: StatsServiceDep, response: Response
 ) -> OverviewRead:
     """System-wide statistics over every task, with the number of distinct owners.
     Administrators only (403 otherwise). Stale and 503 behave as for `/api/v1/stats/`."""

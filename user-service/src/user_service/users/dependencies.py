@@ -32,7 +32,8 @@ async def current_user(principal: PrincipalDep, session: SessionDep) -> User:
 
 
 async def current_admin(user: Annotated[User, Depends(current_user)]) -> User:
-    """An administrator according to the database, not only to the token's claim."""
+    """An administrator according to the database, not only to the token's claim (compare the
+    kit's `claims_superuser`, which trusts the claim)."""
     if not user.is_superuser:
         raise Forbidden("Administrator rights are required")
     return user
