@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -130,3 +131,72 @@ async def test_state_checks_report_each_dependency(engine: AsyncEngine) -> None:
     checks = response.json()["checks"]
     assert checks["database"]["status"] == "up"
     assert checks["redis"]["status"] == "down"
+
+
+async def backend_pids(engine: AsyncEngine, count: int) -> list[int]:
+    """Check `count` connections out of the pool at once (so the pool holds that many)."""
+    connections = [await engine.connect() for _ in range(count)]
+    try:
+        return [
+            int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            for connection in connections
+        ]
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def terminate(pids: list[int]) -> None:
+    """`pg_terminate_backend` from a connection of its own, then wait until they are gone."""
+    import asyncpg
+
+    server = await asyncpg.connect(test_database_server_url())
+    try:
+        assert await server.fetchval(
+            "SELECT bool_and(pg_terminate_backend(p)) FROM unnest($1::int[]) p", pids
+        )
+        deadline = asyncio.get_running_loop().time() + 10
+        while await server.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "backends not terminated"
+            await asyncio.sleep(0.02)
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("pooled", [1, 3])
+async def test_a_terminated_pooled_connection_costs_at_most_one_503(
+    engine: AsyncEngine, pooled: int
+) -> None:
+    # No pre-ping: a dead pooled connection is found by the request that uses it. That request
+    # is a 503 + Retry-After (or succeeds), never a 500 or a hang; SQLAlchemy invalidates it
+    # and every connection pooled before it, so every later request gets a fresh one.
+    own = create_engine(engine.url.render_as_string(hide_password=False), pool_size=pooled)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.sessionmaker = create_sessionmaker(own)
+
+    @app.get("/pid")
+    async def pid(session: SessionDep) -> int:
+        return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        old = await backend_pids(own, pooled)
+        await terminate(old)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            statuses = []
+            for _ in range(pooled + 3):
+                response = await asyncio.wait_for(client.get("/pid"), timeout=10)
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    assert response.headers["retry-after"] == "5"
+                    assert response.headers["content-type"] == "application/problem+json"
+                else:
+                    assert response.status_code == 200
+                    assert response.json() not in old
+        assert statuses[0] in (200, 503)
+        assert statuses[1:] == [200] * (pooled + 2)
+    finally:
+        await own.dispose()
