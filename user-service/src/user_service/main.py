@@ -19,9 +19,9 @@ from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
 
 from user_service import __doc__ as service_doc
+from user_service.auth.issuing import TokenIssuer
 from user_service.auth.router import router as auth_router
 from user_service.auth.throttle import LoginThrottle
-from user_service.auth.tokens import TokenIssuer
 from user_service.config import ALEMBIC_INI, Settings
 from user_service.events import OUTBOX, PRODUCER, make_outbox
 from user_service.passwords import PasswordHasher

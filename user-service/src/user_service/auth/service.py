@@ -9,11 +9,11 @@ from taskflow_kit.outbox import Outbox
 from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
 
 from user_service.auth.errors import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from user_service.auth.issuing import TokenIssuer, hash_refresh_token
 from user_service.auth.models import RefreshToken
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.schemas import TokenPair
 from user_service.auth.throttle import LoginThrottle, account_key
-from user_service.auth.tokens import TokenIssuer, hash_refresh_token
 from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.users.models import User
