@@ -167,8 +167,18 @@ async def test_admin_grants_admin(client: httpx.AsyncClient, api) -> None:
     )
 
     assert response.json()["is_superuser"] is True
-    # Her old token says she is not an admin, but the database is what counts.
-    users = (await client.get("/api/v1/users/", headers=alice.headers)).json()
+    # Her old token lacks the admin claim: the change voids it (docs/events.md) ...
+    deadline = asyncio.get_running_loop().time() + 2.0
+    while (await client.get("/api/v1/users/me", headers=alice.headers)).status_code != 401:
+        assert asyncio.get_running_loop().time() < deadline, "the old token was never voided"
+        await asyncio.sleep(0.02)
+    # ... and a new login carries it; the database is what counts either way.
+    tokens = await api.login(username="alice")
+    users = (
+        await client.get(
+            "/api/v1/users/", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+    ).json()
     assert "email" in users[0]
 
 
