@@ -1,0 +1,120 @@
+"""The live-updates hub: routing of events, slow clients, token expiry and revocation."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from api_gateway.live import CLOSE_POLICY, CLOSE_TRY_AGAIN, LiveConnection, LiveHub
+from api_gateway.main import create_app
+from conftest import TOKEN_CONFIG, access_token, gateway_settings
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+from taskflow_kit.auth import TokenVerifier, principal_from_token
+from taskflow_kit.events import Event
+from taskflow_kit.revocation import Revocation, RevocationList
+
+
+def hub(revocations: RevocationList | None = None) -> LiveHub:
+    return LiveHub(
+        None,  # type: ignore[arg-type]  # the stream is not read in these tests
+        key_prefix="t:",
+        verifier=TokenVerifier(TOKEN_CONFIG, revocations),
+        queue_size=4,
+    )
+
+
+def connect(live: LiveHub, user_id: int) -> LiveConnection:
+    principal = principal_from_token(TOKEN_CONFIG, access_token(user_id))
+    connection = LiveConnection(principal, live.queue_size)
+    live.connections[user_id].add(connection)
+    return connection
+
+
+def drained(connection: LiveConnection) -> list[dict[str, object]]:
+    messages = []
+    while not connection.queue.empty():
+        messages.append(json.loads(connection.queue.get_nowait()))
+    return messages
+
+
+def task_event(owner: int, assignee: int | None, previous: int | None = None) -> Event:
+    return Event(
+        type="task.assigned",
+        producer="task-service",
+        subject_id="9",
+        data={
+            "task": {"id": 9},
+            "owner_id": owner,
+            "assignee_id": assignee,
+            "previous_assignee_id": previous,
+        },
+    )
+
+
+async def test_events_reach_the_owner_and_assignee_and_a_removed_assignee_learns_it() -> None:
+    live = hub()
+    owner, assignee, removed, stranger = (connect(live, n) for n in (1, 2, 3, 4))
+    await live.deliver(task_event(1, 2, previous=3))
+    assert [m["type"] for m in drained(owner)] == ["task.assigned"]
+    assert [m["type"] for m in drained(assignee)] == ["task.assigned"]
+    lost = drained(removed)
+    assert [(m["type"], m["subject_id"]) for m in lost] == [("task.access_lost", "9")]
+    assert "data" not in lost[0]  # nothing of the task after access ends
+    assert drained(stranger) == []
+
+
+async def test_a_client_that_falls_behind_is_closed_with_1013_not_buffered() -> None:
+    live = hub()
+    slow = connect(live, 1)
+    for _ in range(live.queue_size):
+        await live.deliver(task_event(1, None))
+    assert slow.closing is None
+    await live.deliver(task_event(1, None))
+    assert slow.closing is not None
+    assert slow.closing[0] == CLOSE_TRY_AGAIN
+    assert slow.queue.qsize() == live.queue_size  # memory stays bounded
+    slow.offer("more")
+    assert slow.queue.qsize() == live.queue_size
+
+
+async def test_revocation_closes_only_the_voided_sockets() -> None:
+    revocations = RevocationList()
+    live = hub(revocations)
+    voided, other_user = connect(live, 1), connect(live, 2)
+    revocation = Revocation(1, before=time.time() + 1)
+    revocations.apply(revocation)
+    live.revoked(revocation)
+    assert voided.closing == (CLOSE_POLICY, "token revoked")
+    assert other_user.closing is None
+
+
+def receive_until_closed(ws: Any) -> None:
+    while True:
+        ws.receive_json()  # heartbeats at most
+
+
+def test_a_socket_closes_when_its_token_expires() -> None:
+    app = create_app(gateway_settings())
+    token = access_token(7, ttl=timedelta(seconds=2))
+    with TestClient(app) as client, client.websocket_connect(f"/api/v1/ws?token={token}") as ws:
+        assert ws.receive_json() == {"type": "ready", "user_id": 7}
+        started = time.monotonic()
+        with pytest.raises(WebSocketDisconnect) as closed:
+            receive_until_closed(ws)
+        assert closed.value.code == CLOSE_POLICY
+        assert closed.value.reason == "token expired"
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("token", ["", "garbage", access_token(1, ttl=timedelta(seconds=-5))])
+def test_a_bad_token_by_first_message_closes_with_1008(token: str) -> None:
+    app = create_app(gateway_settings())
+    with TestClient(app) as client, client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_text(json.dumps({"token": token}))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == CLOSE_POLICY
