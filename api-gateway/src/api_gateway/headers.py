@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterable
+
+from taskflow_kit import tracing
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -30,6 +30,7 @@ _REPLACED_ON_REQUEST = frozenset(
         b"x-forwarded-host",
         b"x-request-id",
         b"traceparent",
+        b"tracestate",
         b"forwarded",
         b"expect",
         b"content-length",
@@ -37,9 +38,6 @@ _REPLACED_ON_REQUEST = frozenset(
 )
 # uvicorn adds its own Date and Server to every response.
 _REPLACED_ON_RESPONSE = frozenset({b"date", b"server"})
-
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -50,19 +48,17 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
-def next_traceparent(incoming: str | None, request_id: str | None) -> str:
-    """W3C trace context for the upstream call: keep the trace id (or start a trace, reusing a
-    32-hex request id so logs and traces line up) with a new span id for this hop."""
-    span_id = os.urandom(8).hex()
-    if incoming:
-        match = _TRACEPARENT.match(incoming.strip().lower())
-        if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
-            return f"00-{match.group(1)}-{span_id}-{match.group(3)}"
-    if request_id and _HEX32.match(request_id) and request_id != "0" * 32:
-        trace_id = request_id
-    else:
-        trace_id = os.urandom(16).hex()
-    return f"00-{trace_id}-{span_id}-01"
+def trace_headers(
+    incoming: str | None, tracestate: str | None, request_id: str | None
+) -> list[tuple[str, str]]:
+    """W3C trace context for the upstream call: the gateway's own span (the kit's request
+    middleware continued the client's valid `traceparent` or started a trace), injected by
+    OpenTelemetry's propagator. Outside a request context it is derived here the same way."""
+    carrier = dict(tracing.outgoing_headers())
+    if not carrier:
+        with tracing.request_span(incoming, tracestate, name="proxy", request_id=request_id):
+            carrier = dict(tracing.outgoing_headers())
+    return list(carrier.items())
 
 
 def upstream_request_headers(
@@ -82,6 +78,7 @@ def upstream_request_headers(
     forwarded_for: bytes | None = None
     host: bytes | None = None
     traceparent: str | None = None
+    tracestate: str | None = None
     out: list[tuple[str, str]] = []
     for name, value in headers:
         if name in HOP_BY_HOP or name in connection_tokens:
@@ -92,6 +89,8 @@ def upstream_request_headers(
         if name in _REPLACED_ON_REQUEST:
             if name == b"traceparent":
                 traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
             continue
         if b"\r" in value or b"\n" in value:
             continue  # the server's parser already refuses these; never split a header block
@@ -107,7 +106,7 @@ def upstream_request_headers(
     if host:
         out.append(("x-forwarded-host", host.decode("latin-1")))
     out.append(("x-request-id", request_id))
-    out.append(("traceparent", next_traceparent(traceparent, request_id)))
+    out.extend(trace_headers(traceparent, tracestate, request_id))
     if body_length is not None:
         out.append(("content-length", str(body_length)))
     return out

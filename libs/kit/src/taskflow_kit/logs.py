@@ -12,6 +12,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskflow_kit import tracing
 from taskflow_kit.context import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -50,24 +51,41 @@ def normalise_request_id(value: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    """Binds a request id (from `X-Request-ID` or new), returns it, and logs one access line."""
+    """Binds a request id (from `X-Request-ID` or new) and a trace id (from a valid
+    `traceparent` or a new trace: taskflow_kit.tracing), returns the request id, and logs one
+    access line."""
 
     def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
+        tracing.configure_tracing(service=structlog.contextvars.get_contextvars().get("service"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = None
+        incoming = traceparent = tracestate = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
-                break
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
         request_id = normalise_request_id(incoming)
+        with tracing.request_span(
+            traceparent,
+            tracestate,
+            name=f"{scope['method']} {scope['path']}",
+            request_id=request_id,
+        ) as trace_id:
+            await self._handle(scope, receive, send, request_id, trace_id)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, trace_id: str
+    ) -> None:
         token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
         started = time.perf_counter()
         status = 500
 
@@ -90,5 +108,5 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
             request_id_var.reset(token)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from taskflow_kit import tracing
 from taskflow_kit.context import current_request_id
 from taskflow_kit.errors import ServiceUnavailable
 
@@ -135,6 +136,8 @@ class ResilientClient:
         request_id = current_request_id()
         if request_id:
             merged.setdefault("X-Request-ID", request_id)
+        if "traceparent" not in merged:
+            tracing.inject_headers(merged)
         try:
             return await self._send(method, url, merged, kwargs)
         except BaseException:
