@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +21,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import aliased
 from taskflow_kit.repository import RepositoryBase, like_pattern
 
 from task_service.tasks.models import (
@@ -60,17 +63,64 @@ def visible_to(user_id: int) -> ColumnElement[bool]:
     return or_(Task.owner_id == user_id, Task.assignee_id == user_id)
 
 
+# Selected beside a task (correlated to the statement's `tasks` row), so a task and its
+# dependencies come back in one query: the ids it depends on, ascending (NULL when none), and
+# whether any of them is not done. The edge and the dependency are aliased so that a statement
+# that itself joins `task_dependency` does not correlate them away.
+_EDGE = aliased(TaskDependency, name="edge")
+_DEPENDENCY = aliased(Task, name="dependency")
+DEPENDS_ON_IDS = (
+    select(func.array_agg(aggregate_order_by(_EDGE.depends_on_id, _EDGE.depends_on_id)))
+    .where(_EDGE.task_id == Task.id)
+    .correlate(Task)
+    .scalar_subquery()
+)
+BLOCKED = (
+    select(_EDGE.task_id)
+    .join(_DEPENDENCY, _DEPENDENCY.id == _EDGE.depends_on_id)
+    .where(_EDGE.task_id == Task.id, _DEPENDENCY.status != TaskStatus.DONE)
+    .correlate(Task)
+    .exists()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWithDependencies:
+    """A task, the ids of the tasks it depends on (ascending), and whether any is not done."""
+
+    task: Task
+    depends_on: list[int]
+    blocked: bool
+
+
+def _with_dependencies(rows: Iterable[Sequence[Any]]) -> list[TaskWithDependencies]:
+    """(task, ids or NULL when none, blocked) rows as `TaskWithDependencies`."""
+    return [TaskWithDependencies(row[0], list(row[1] or ()), bool(row[2])) for row in rows]
+
+
 class TaskRepository(RepositoryBase[Task]):
     model = Task
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def get_visible(self, task_id: int, user_id: int, *, lock: bool = False) -> Task | None:
-        """The task if `user_id` owns it or is its assignee; `lock` takes its row lock."""
-        statement = select(Task).where(Task.id == task_id, visible_to(user_id))
+    async def get_visible(
+        self, task_id: int, user_id: int, *, lock: bool = False
+    ) -> TaskWithDependencies | None:
+        """The task (with its dependencies) if `user_id` owns it or is its assignee; `lock`
+        takes the task's row lock."""
+        statement = select(Task, DEPENDS_ON_IDS, BLOCKED).where(
+            Task.id == task_id, visible_to(user_id)
+        )
         if lock:
-            statement = statement.with_for_update()
-        return (await self.session.execute(statement)).scalar_one_or_none()
+            statement = statement.with_for_update(of=Task)
+        rows = _with_dependencies(await self.session.execute(statement))
+        return rows[0] if rows else None
+
+    async def with_dependencies(self, task: Task) -> TaskWithDependencies:
+        """`task` (already loaded) with its dependencies as they are now."""
+        statement = select(DEPENDS_ON_IDS, BLOCKED).select_from(Task).where(Task.id == task.id)
+        ids, blocked = (await self.session.execute(statement)).one()
+        return TaskWithDependencies(task, list(ids or ()), bool(blocked))
 
     async def visible_ids(self, task_ids: Sequence[int], user_id: int) -> set[int]:
         """Which of `task_ids` the user may see, key-share locked so they cannot vanish
@@ -82,20 +132,23 @@ class TaskRepository(RepositoryBase[Task]):
         )
         return set((await self.session.execute(statement)).scalars())
 
-    async def get_many(self, task_ids: Sequence[int]) -> list[Task]:
-        statement = select(Task).where(Task.id.in_(task_ids)).order_by(Task.id)
-        return list((await self.session.execute(statement)).scalars())
+    async def get_many(self, task_ids: Sequence[int]) -> list[TaskWithDependencies]:
+        statement = (
+            select(Task, DEPENDS_ON_IDS, BLOCKED).where(Task.id.in_(task_ids)).order_by(Task.id)
+        )
+        return _with_dependencies(await self.session.execute(statement))
 
-    async def update(self, task: Task, values: Mapping[str, Any]) -> Task:
-        """Apply `values` and bump the version (the caller holds the row lock)."""
+    async def update(self, task: Task, values: Mapping[str, Any]) -> TaskWithDependencies:
+        """Apply `values` and bump the version (the caller holds the row lock); the new row
+        comes back with its dependencies."""
         statement = (
             update(Task)
             .where(Task.id == task.id)
             .values(**values, version=Task.version + 1)
-            .returning(Task)
+            .returning(Task, DEPENDS_ON_IDS, BLOCKED)
             .execution_options(populate_existing=True)
         )
-        return (await self.session.execute(statement)).scalar_one()
+        return _with_dependencies(await self.session.execute(statement))[0]
 
     async def delete_one(self, task_id: int, now: datetime) -> None:
         """Delete the task; its edges go with it (ON DELETE CASCADE), and tasks that depended on
@@ -125,16 +178,16 @@ class TaskRepository(RepositoryBase[Task]):
         statement = select(Task.id).where(Task.owner_id == owner_id).order_by(Task.id)
         return list((await self.session.execute(statement)).scalars())
 
-    async def unassign(self, assignee_id: int, now: datetime) -> list[Task]:
+    async def unassign(self, assignee_id: int, now: datetime) -> list[TaskWithDependencies]:
         """Remove `assignee_id` from every task assigned to them (new versions)."""
         statement = (
             update(Task)
             .where(Task.assignee_id == assignee_id)
             .values(assignee_id=None, updated_at=now, version=Task.version + 1)
-            .returning(Task)
+            .returning(Task, DEPENDS_ON_IDS, BLOCKED)
             .execution_options(populate_existing=True)
         )
-        return list((await self.session.execute(statement)).scalars())
+        return _with_dependencies(await self.session.execute(statement))
 
     async def delete_many(self, task_ids: Sequence[int], now: datetime) -> None:
         """Delete tasks (edges cascade); tasks depending on them get a new version."""
@@ -152,20 +205,19 @@ class TaskRepository(RepositoryBase[Task]):
 
     async def find_page(
         self, task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> tuple[list[Task], int]:
+    ) -> tuple[list[TaskWithDependencies], int]:
         """One page of the tasks matching the filter, and how many match in total."""
         conditions = self._conditions(task_filter, user_id, now)
         total_statement = select(func.count()).select_from(Task).where(*conditions)
         total = (await self.session.execute(total_statement)).scalar_one()
         statement = (
-            select(Task)
+            select(Task, DEPENDS_ON_IDS, BLOCKED)
             .where(*conditions)
             .order_by(*self._ordering(task_filter))
             .offset(task_filter.skip)
             .limit(task_filter.limit)
         )
-        tasks = list((await self.session.execute(statement)).scalars())
-        return tasks, total
+        return _with_dependencies(await self.session.execute(statement)), total
 
     @staticmethod
     def _conditions(
@@ -223,21 +275,6 @@ class TaskRepository(RepositoryBase[Task]):
         return [key.desc().nulls_last(), Task.id.desc()]
 
     # -- dependencies ------------------------------------------------------------------------
-
-    async def dependencies_of(self, task_ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
-        """For each task, the (id, status) of every task it depends on, by id."""
-        result: dict[int, list[tuple[int, str]]] = {task_id: [] for task_id in task_ids}
-        if not task_ids:
-            return result
-        statement = (
-            select(TaskDependency.task_id, TaskDependency.depends_on_id, Task.status)
-            .join(Task, Task.id == TaskDependency.depends_on_id)
-            .where(TaskDependency.task_id.in_(task_ids))
-            .order_by(TaskDependency.task_id, TaskDependency.depends_on_id)
-        )
-        for task_id, depends_on_id, status in await self.session.execute(statement):
-            result[task_id].append((depends_on_id, status))
-        return result
 
     async def blocking_ids(self, task_id: int) -> list[int]:
         """Dependencies of the task that are not done, share-locked: a concurrent reopening of
@@ -386,7 +423,7 @@ class TaskRepository(RepositoryBase[Task]):
 
     async def visible_dependencies(
         self, task_id: int, user_id: int, *, limit: int
-    ) -> tuple[list[Task], int]:
+    ) -> tuple[list[TaskWithDependencies], int]:
         """The first `limit` visible tasks `task_id` depends on (by id), and how many in all."""
         return await self._page_of_neighbours(
             TaskDependency.depends_on_id, TaskDependency.task_id, task_id, user_id, limit
@@ -394,7 +431,7 @@ class TaskRepository(RepositoryBase[Task]):
 
     async def visible_dependents(
         self, task_id: int, user_id: int, *, limit: int
-    ) -> tuple[list[Task], int]:
+    ) -> tuple[list[TaskWithDependencies], int]:
         """The first `limit` visible tasks depending on `task_id` (by id), and how many in all."""
         return await self._page_of_neighbours(
             TaskDependency.task_id, TaskDependency.depends_on_id, task_id, user_id, limit
@@ -402,16 +439,16 @@ class TaskRepository(RepositoryBase[Task]):
 
     async def _page_of_neighbours(
         self, joined: Any, anchor: Any, task_id: int, user_id: int, limit: int
-    ) -> tuple[list[Task], int]:
+    ) -> tuple[list[TaskWithDependencies], int]:
         condition = and_(anchor == task_id, visible_to(user_id))
         statement = (
-            select(Task)
+            select(Task, DEPENDS_ON_IDS, BLOCKED)
             .join(TaskDependency, joined == Task.id)
             .where(condition)
             .order_by(Task.id)
             .limit(limit)
         )
-        tasks = list((await self.session.execute(statement)).scalars())
+        tasks = _with_dependencies(await self.session.execute(statement))
         if len(tasks) < limit:
             return tasks, len(tasks)
         total = select(func.count()).select_from(Task).join(TaskDependency, joined == Task.id)

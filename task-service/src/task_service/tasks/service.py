@@ -34,7 +34,7 @@ from task_service.tasks.events import (
     TaskEvents,
 )
 from task_service.tasks.models import Task, TaskPriority, TaskStatus
-from task_service.tasks.repository import TaskRepository
+from task_service.tasks.repository import TaskRepository, TaskWithDependencies
 from task_service.tasks.schemas import (
     DEPENDENCIES_DEFAULT_LIMIT,
     DependencyTreeNode,
@@ -88,7 +88,8 @@ def check_if_match(task: Task, if_match: IfMatch) -> None:
         raise VersionMismatch(task.version)
 
 
-def to_read(task: Task, dependencies: Sequence[tuple[int, str]]) -> TaskRead:
+def to_read(row: TaskWithDependencies) -> TaskRead:
+    task = row.task
     return TaskRead(
         id=task.id,
         title=task.title,
@@ -100,8 +101,8 @@ def to_read(task: Task, dependencies: Sequence[tuple[int, str]]) -> TaskRead:
         tags=list(task.tags),
         owner_id=task.owner_id,
         assignee_id=task.assignee_id,
-        depends_on=[depends_on_id for depends_on_id, _ in dependencies],
-        blocked=any(status != TaskStatus.DONE for _, status in dependencies),
+        depends_on=row.depends_on,
+        blocked=row.blocked,
         created_at=task.created_at,
         updated_at=task.updated_at,
         completed_at=task.completed_at,
@@ -150,29 +151,34 @@ class TaskService:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def read_model(self, task: Task) -> TaskRead:
+    # The repository's reads and writes return each task with its dependencies (one query
+    # for both), so building what the API shows needs no query of its own.
+
+    @staticmethod
+    def read_model(row: TaskWithDependencies) -> TaskRead:
         """The task as the API shows it: its `TaskRead`, with `depends_on` and `blocked`."""
-        dependencies = await self.repository.dependencies_of([task.id])
-        return to_read(task, dependencies[task.id])
+        return to_read(row)
 
-    async def read_models(self, tasks: Sequence[Task]) -> list[TaskRead]:
-        """`read_model` of each task, with one query for all their dependencies."""
-        dependencies = await self.repository.dependencies_of([task.id for task in tasks])
-        return [to_read(task, dependencies[task.id]) for task in tasks]
+    @staticmethod
+    def read_models(rows: Sequence[TaskWithDependencies]) -> list[TaskRead]:
+        """`read_model` of each task."""
+        return [to_read(row) for row in rows]
 
-    async def get_visible(self, principal: Principal, task_id: int, *, lock: bool = False) -> Task:
-        task = await self.repository.get_visible(task_id, principal.id, lock=lock)
-        if task is None:
+    async def get_visible(
+        self, principal: Principal, task_id: int, *, lock: bool = False
+    ) -> TaskWithDependencies:
+        row = await self.repository.get_visible(task_id, principal.id, lock=lock)
+        if row is None:
             raise TaskNotFound(task_id)
-        return task
+        return row
 
     async def get(self, principal: Principal, task_id: int) -> TaskRead:
-        return await self.read_model(await self.get_visible(principal, task_id))
+        return self.read_model(await self.get_visible(principal, task_id))
 
     async def list_tasks(self, principal: Principal, task_filter: TaskFilter) -> TaskList:
         tasks, total = await self.repository.find_page(task_filter, principal.id, self.clock())
         return TaskList(
-            tasks=await self.read_models(tasks),
+            tasks=self.read_models(tasks),
             total=total,
             skip=task_filter.skip,
             limit=task_filter.limit,
@@ -212,7 +218,7 @@ class TaskService:
             blockers = await self.repository.blocking_ids(task.id)
             if blockers:
                 raise TaskBlocked(task.id, blockers)
-        created = await self.read_model(task)
+        created = self.read_model(await self.repository.with_dependencies(task))
         await self.events.record(TASK_CREATED, created)
         return created
 
@@ -272,7 +278,8 @@ class TaskService:
     ) -> TaskRead:
         # The row lock makes read-check-write atomic: of two writers with the same If-Match,
         # the second reads the first one's new version and fails the precondition.
-        task = await self.get_visible(principal, task_id, lock=True)
+        row = await self.get_visible(principal, task_id, lock=True)
+        task = row.task
         check_if_match(task, if_match)
         values = {name: value for name, value in fields.items() if getattr(task, name) != value}
         if values and task.owner_id != principal.id:
@@ -288,11 +295,10 @@ class TaskService:
             if blockers:
                 raise TaskBlocked(task.id, blockers)
         if not values:
-            return await self.read_model(task)
+            return self.read_model(row)
         previous_assignee = task.assignee_id
         values["updated_at"] = now
-        task = await self.repository.update(task, values)
-        changed = await self.read_model(task)
+        changed = self.read_model(await self.repository.update(task, values))
         if "assignee_id" in values:
             await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=previous_assignee)
         elif target is TaskStatus.DONE and current is not TaskStatus.DONE:
@@ -301,15 +307,16 @@ class TaskService:
             await self.events.record(TASK_UPDATED, changed)
         if (target is TaskStatus.DONE) != (current is TaskStatus.DONE):
             # Tasks waiting on this one are blocked or unblocked by the change.
-            await self._record_updated(await self.repository.dependent_ids([task.id]))
+            await self._record_updated(await self.repository.dependent_ids([changed.id]))
         return changed
 
     async def delete(self, principal: Principal, task_id: int, if_match: IfMatch) -> None:
-        task = await self.get_visible(principal, task_id, lock=True)
+        row = await self.get_visible(principal, task_id, lock=True)
+        task = row.task
         if task.owner_id != principal.id:
             raise OwnerOnly("delete it")
         check_if_match(task, if_match)
-        last = await self.read_model(task)
+        last = self.read_model(row)
         dependents = await self.repository.dependent_ids([task.id])
         await self.repository.delete_one(task.id, self.clock())
         await self.events.record(TASK_DELETED, last)
@@ -318,20 +325,20 @@ class TaskService:
     async def _record_updated(self, task_ids: Sequence[int]) -> None:
         """`task.updated` for tasks changed as a side effect (dependencies gone or done)."""
         if task_ids:
-            for changed in await self.read_models(await self.repository.get_many(task_ids)):
+            for changed in self.read_models(await self.repository.get_many(task_ids)):
                 await self.events.record(TASK_UPDATED, changed)
 
     async def remove_user(self, user_id: int) -> None:
         """A deleted account: their tasks go (edges too), tasks assigned to them lose the
         assignee. Each change publishes its event like any other."""
         now = self.clock()
-        unassigned = await self.read_models(await self.repository.unassign(user_id, now))
+        unassigned = self.read_models(await self.repository.unassign(user_id, now))
         for changed in unassigned:
             await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=user_id)
         owned = await self.repository.owned_ids(user_id)
         if not owned:
             return
-        last = await self.read_models(await self.repository.get_many(owned))
+        last = self.read_models(await self.repository.get_many(owned))
         dependents = await self.repository.dependent_ids(owned)
         await self.repository.delete_many(owned, now)
         for deleted in last:
@@ -347,7 +354,8 @@ class TaskService:
     async def add_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
     ) -> TaskRead:
-        task = await self.get_visible(principal, task_id)
+        row = await self.get_visible(principal, task_id)
+        task = row.task
         if task.owner_id != principal.id:
             raise OwnerOnly("change its dependencies")
         if depends_on_id == task_id:
@@ -364,27 +372,26 @@ class TaskService:
             raise DependencyCycle([task_id, *(path or [depends_on_id, task_id])])
         now = self.clock()
         if not await self.repository.add_edge(task_id, depends_on_id, now):
-            return await self.read_model(task)
-        task = await self.repository.update(task, {"updated_at": now})
-        changed = await self.read_model(task)
+            return self.read_model(row)
+        changed = self.read_model(await self.repository.update(task, {"updated_at": now}))
         await self.events.record(TASK_UPDATED, changed)
         return changed
 
     async def remove_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
     ) -> None:
-        task = await self.get_visible(principal, task_id)
+        task = (await self.get_visible(principal, task_id)).task
         if task.owner_id != principal.id:
             raise OwnerOnly("change its dependencies")
         if not await self.repository.remove_edge(task_id, depends_on_id):
             raise DependencyNotFound(task_id, depends_on_id)
-        task = await self.repository.update(task, {"updated_at": self.clock()})
-        await self.events.record(TASK_UPDATED, await self.read_model(task))
+        changed = await self.repository.update(task, {"updated_at": self.clock()})
+        await self.events.record(TASK_UPDATED, self.read_model(changed))
 
     async def dependencies(
         self, principal: Principal, task_id: int, *, limit: int = DEPENDENCIES_DEFAULT_LIMIT
     ) -> TaskDependencies:
-        task = await self.get_visible(principal, task_id)
+        task = (await self.get_visible(principal, task_id)).task
         depends_on, depends_on_total = await self.repository.visible_dependencies(
             task.id, principal.id, limit=limit
         )
@@ -392,8 +399,8 @@ class TaskService:
             task.id, principal.id, limit=limit
         )
         return TaskDependencies(
-            depends_on=await self.read_models(depends_on),
-            dependents=await self.read_models(dependents),
+            depends_on=self.read_models(depends_on),
+            dependents=self.read_models(dependents),
             depends_on_total=depends_on_total,
             dependents_total=dependents_total,
             limit=limit,
@@ -402,17 +409,17 @@ class TaskService:
     async def dependency_tree(
         self, principal: Principal, task_id: int, depth: int
     ) -> DependencyTreeNode:
-        root = await self.get_visible(principal, task_id)
+        root = (await self.get_visible(principal, task_id)).task
         edges = await self.repository.tree_edges(root.id, depth)
         children: dict[int, list[int]] = {}
         for source, target in sorted(edges):
             children.setdefault(source, []).append(target)
         node_ids = sorted({root.id, *children, *(t for ts in children.values() for t in ts)})
-        tasks = {task.id: task for task in await self.repository.get_many(node_ids)}
-        dependencies = await self.repository.dependencies_of(node_ids)
+        rows = {row.task.id: row for row in await self.repository.get_many(node_ids)}
 
         def build(node_id: int, level: int) -> DependencyTreeNode:
-            task = tasks[node_id]
+            row = rows[node_id]
+            task = row.task
             visible = principal.id in (task.owner_id, task.assignee_id)
             expand = visible and level < depth
             return DependencyTreeNode(
@@ -422,8 +429,8 @@ class TaskService:
                 status=TaskStatus(task.status),
                 priority=TaskPriority(task.priority) if visible else None,
                 is_completed=task.status == TaskStatus.DONE,
-                blocked=any(status != TaskStatus.DONE for _, status in dependencies[node_id]),
-                truncated=bool(dependencies[node_id]) and not expand,
+                blocked=row.blocked,
+                truncated=bool(row.depends_on) and not expand,
                 dependencies=[build(child, level + 1) for child in children.get(node_id, [])]
                 if expand
                 else [],
