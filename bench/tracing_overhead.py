@@ -3,6 +3,8 @@ request through the kit's RequestContextMiddleware, measured in-process and inte
 
 - `baseline`: the middleware's request-id and access-log work alone, as it was before tracing
   (a copy of its body without the trace context), around a trivial ASGI app.
+- `untraced`: the kit's RequestContextMiddleware with `tracing.request_span` swapped for a
+  context manager that only yields a fixed id: isolates what the trace context costs.
 - `traced`: the kit's RequestContextMiddleware (parse `traceparent` with OpenTelemetry's
   propagator, a NonRecordingSpan made current, trace_id bound into the log context).
 - `inject`: one `tracing.inject_headers` (what ResilientClient and the gateway add per call).
@@ -19,7 +21,9 @@ import asyncio
 import io
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import structlog
 from starlette.types import Message, Receive, Scope, Send
@@ -76,6 +80,23 @@ def scope() -> Scope:
     }
 
 
+@contextmanager
+def no_trace(*args: Any, **kwargs: Any) -> Iterator[str]:
+    yield "0" * 32
+
+
+async def untraced(scope: Scope, receive: Receive, send: Send) -> None:
+    real = tracing.request_span
+    tracing.request_span = no_trace
+    try:
+        await _middleware(scope, receive, send)
+    finally:
+        tracing.request_span = real
+
+
+_middleware = RequestContextMiddleware(app)
+
+
 async def per_request(
     handler: Callable[[Scope, Receive, Send], Awaitable[None]], requests: int
 ) -> float:
@@ -106,18 +127,26 @@ async def main(rounds: int, requests: int) -> None:
     )
     assert tracing.configure_tracing() is False, "unset OTEL_EXPORTER_OTLP_ENDPOINT"
     traced = RequestContextMiddleware(app)
-    figures: dict[str, list[float]] = {"baseline": [], "traced": [], "inject": []}
+    figures: dict[str, list[float]] = {
+        "baseline": [],
+        "untraced": [],
+        "traced": [],
+        "inject": [],
+    }
     await per_request(baseline, 1000)  # warm-up
     await per_request(traced, 1000)
     for _ in range(rounds):
         figures["baseline"].append(await per_request(baseline, requests))
+        figures["untraced"].append(await per_request(untraced, requests))
         figures["traced"].append(await per_request(traced, requests))
         figures["inject"].append(inject_cost(requests))
     medians = {name: statistics.median(values) for name, values in figures.items()}
     for name, value in medians.items():
         print(f"{name:>9}: {value:7.2f} CPU µs per request")
     print(f"traced/baseline: {medians['traced'] / medians['baseline']:.2f}x")
-    print(f"trace context added: {medians['traced'] - medians['baseline']:.2f} CPU µs per request")
+    print(f"traced/untraced: {medians['traced'] / medians['untraced']:.2f}x")
+    added = medians["traced"] - medians["untraced"]
+    print(f"trace context added: {added:.2f} CPU µs per request")
 
 
 if __name__ == "__main__":
