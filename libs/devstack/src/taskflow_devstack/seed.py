@@ -6,13 +6,17 @@ Creates five people (sign in as `demo` / `demo-password`) and a board with prior
 dates (some overdue), assignees both ways, dependencies (some tasks blocked) and work in every
 column. Running it again changes nothing once the demo user has tasks.
 
-The public API sets `created_at` and `completed_at` itself, so everything seeded is dated today:
-the 30-day chart shows today's activity, and grows a history as the board is used.
+The public API sets `created_at` and `completed_at` itself (clients never choose timestamps), so
+`make seed` then gives the board a past in the task database of the local stack (the embedded
+PostgreSQL of `make run`, or TASK_SERVICE_DATABASE_URL / DATABASE_URL): tasks created over the
+last four weeks, the done ones completed over them, so the 30-day chart has a shape. Without a
+reachable database (or with `--no-history`) everything stays dated today.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -205,7 +209,51 @@ class Api:
         return int(me["id"]), token
 
 
-def seed(base_url: str, *, out: Any = sys.stdout) -> int:
+def embedded_tasks_database_url() -> str:
+    """Where `make run` keeps task-service's data when nothing is configured."""
+    configured = os.environ.get("TASK_SERVICE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if configured:
+        return configured
+    port = os.environ.get("TASKFLOW_EMBEDDED_PG_PORT", "54329")
+    return f"postgresql://postgres@127.0.0.1:{port}/taskflow_tasks"
+
+
+def history(created: dict[str, int], now: datetime) -> list[tuple[int, datetime, datetime | None]]:
+    """(task id, created_at, completed_at) spreading the seeded tasks over the last 27 days:
+    earlier tasks first, each done task completed some days after it was created."""
+    rows = []
+    count = len(TASKS)
+    for index, task in enumerate(TASKS):
+        created_at = now - timedelta(days=27 - (26 * index) // max(1, count - 1), hours=index % 5)
+        completed_at = None
+        if task.status == "done":
+            completed_at = min(now - timedelta(hours=1), created_at + timedelta(days=3 + index % 4))
+        rows.append((created[task.key], created_at, completed_at))
+    return rows
+
+
+def backdate(database_url: str, rows: list[tuple[int, datetime, datetime | None]]) -> None:
+    """Write the seeded tasks' past directly (a development tool: the API never does this)."""
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=5)
+        try:
+            await connection.executemany(
+                "UPDATE task SET created_at = $2::timestamptz,"
+                " completed_at = $3::timestamptz,"
+                " updated_at = GREATEST($2::timestamptz,"
+                " COALESCE($3::timestamptz, $2::timestamptz))"
+                " WHERE id = $1",
+                rows,
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def seed(base_url: str, *, out: Any = sys.stdout, tasks_database_url: str | None = None) -> int:
     """Load the demo team; returns how many tasks were created (0 when already seeded)."""
     api = Api(base_url)
     ids: dict[str, int] = {}
@@ -245,6 +293,11 @@ def seed(base_url: str, *, out: Any = sys.stdout) -> int:
             )
         elif task.status == "done":
             api.call("PATCH", f"/tasks/{created[task.key]}/complete", token=tokens[task.owner])
+    if tasks_database_url is not None:
+        try:
+            backdate(tasks_database_url, history(created, datetime.now(UTC)))
+        except Exception as error:  # the board works without a past
+            print(f"(history not backdated: {type(error).__name__}: {error})", file=out)
     print(
         f"Seeded {len(TASKS)} tasks for {len(PEOPLE)} people. Open {base_url}/ and sign in as "
         f"demo / {DEMO_PASSWORD} (teammates: {', '.join(u for u, _ in PEOPLE[1:])}, "
@@ -259,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--url", default=os.environ.get("TASKFLOW_URL", DEFAULT_URL), help="the gateway's URL"
     )
+    parser.add_argument("--no-history", action="store_true", help="leave every task dated today")
     args = parser.parse_args(argv)
     try:
-        seed(args.url)
+        seed(
+            args.url,
+            tasks_database_url=None if args.no_history else embedded_tasks_database_url(),
+        )
     except urllib.error.URLError as error:
         print(f"Cannot reach TaskFlow at {args.url} ({error.reason}): is `make run` running?")
         return 1
