@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.db import SessionDep, async_database_url, create_engine, create_sessionmaker
 from taskflow_kit.errors import Conflict, install_error_handlers
 from taskflow_kit.migrations import drop_database, ensure_database
+from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.testing import test_database_server_url, unique_name
 
 
@@ -43,7 +44,7 @@ async def engine() -> AsyncIterator[AsyncEngine]:
 def app(engine: AsyncEngine) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    app.state.sessionmaker = create_sessionmaker(engine)
+    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine)))
 
     @app.post("/items/{name}", status_code=201)
     async def add(name: str, session: SessionDep) -> dict[str, str]:
@@ -98,7 +99,7 @@ async def test_unreachable_database_is_503_not_500() -> None:
     dead = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")
     app = FastAPI()
     install_error_handlers(app)
-    app.state.sessionmaker = create_sessionmaker(dead)
+    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(dead)))
 
     @app.get("/items")
     async def items(session: SessionDep) -> list[str]:
@@ -119,8 +120,10 @@ async def test_state_checks_report_each_dependency(engine: AsyncEngine) -> None:
     from taskflow_kit.redis_client import create_redis
 
     app = FastAPI()
-    app.state.engine = engine
-    app.state.redis = create_redis("redis://127.0.0.1:1/0", timeout=0.2)
+    attach_resources(
+        app,
+        ServiceResources(engine=engine, redis=create_redis("redis://127.0.0.1:1/0", timeout=0.2)),
+    )
     app.include_router(health_router(database_and_redis_checks(app)))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -175,7 +178,7 @@ async def test_a_terminated_pooled_connection_costs_at_most_one_503(
     own = create_engine(engine.url.render_as_string(hide_password=False), pool_size=pooled)
     app = FastAPI()
     install_error_handlers(app)
-    app.state.sessionmaker = create_sessionmaker(own)
+    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(own)))
 
     @app.get("/pid")
     async def pid(session: SessionDep) -> int:

@@ -15,6 +15,7 @@ from taskflow_kit.health import health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import ResilientClient
+from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from stats_service import __version__
@@ -59,6 +60,7 @@ def create_app(
             events_stream=task_stream,
             events_group=CONSUMER_GROUP,
         )
+        attach_resources(app, ServiceResources(redis=redis))
         app.state.stats_service = StatsService(upstream, cache)
         dedupe = RedisDedupe(redis, prefix=f"{settings.redis_prefix}events:seen:{CONSUMER_GROUP}:")
         consumer = consumer_for(

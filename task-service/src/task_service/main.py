@@ -18,6 +18,7 @@ from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import relay_for
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
+from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from task_service.aggregates.router import router as aggregates_router
@@ -69,9 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         listener = RevocationListener(
             stream_redis, key_prefix=settings.redis_prefix, revocations=revocations
         )
-        app.state.engine = engine
-        app.state.sessionmaker = sessionmaker
-        app.state.redis = redis
+        attach_resources(
+            app, ServiceResources(engine=engine, sessionmaker=sessionmaker, redis=redis)
+        )
         app.state.user_client = user_client
         app.state.outbox = outbox
         app.state.relay = relay

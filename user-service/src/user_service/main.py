@@ -16,6 +16,7 @@ from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import relay_for
 from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis, create_stream_redis
+from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
 
 from user_service import __doc__ as service_doc
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await prepare_database(ALEMBIC_INI, settings.database_url)
+        attach_resources(
+            app,
+            ServiceResources(engine=engine, sessionmaker=create_sessionmaker(engine), redis=redis),
+        )
         await app.state.password_hasher.warm_up()
         await listener.start()
         try:
@@ -82,9 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.redis = redis
     app.state.outbox = make_outbox(relay)
     app.state.relay = relay
     app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)

@@ -36,7 +36,8 @@ def create_service_app(
         lifespan=lifespan,
         **fastapi_kwargs,
     )
-    app.state.token_config = token_config
+    # The kit's own key: written here, read only by `taskflow_kit.auth.current_principal`.
+    # What a service opens in its lifespan goes through `taskflow_kit.resources` instead.
     app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, service=service)

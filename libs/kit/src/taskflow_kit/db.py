@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from taskflow_kit.errors import ProblemError
 from taskflow_kit.outbox import run_after_commit
+from taskflow_kit.resources import resources
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -70,7 +71,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     An error raised with `commit` set (see `taskflow_kit.errors.ProblemError`) commits what was
     flushed and is still answered as that error.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    sessionmaker = resources(request).need_sessionmaker()
     async with sessionmaker() as session:
         try:
             yield session

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from taskflow_kit.db import ping_database
 from taskflow_kit.redis_client import ping_redis
+from taskflow_kit.resources import resources
 
 Check = Callable[[], Awaitable[object]]
 
@@ -50,13 +51,13 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
 
 
 def database_and_redis_checks(app: FastAPI) -> dict[str, Check]:
-    """Readiness checks of the engine and Redis client a service keeps on `app.state` as
-    `engine` and `redis` (looked up when a check runs, so the lifespan may create them)."""
+    """Readiness checks of the engine and Redis client the service attached
+    (`taskflow_kit.resources`; looked up when a check runs, so the lifespan may attach them)."""
 
     async def database() -> None:
-        await ping_database(app.state.engine)
+        await ping_database(resources(app).need_engine())
 
     async def redis() -> None:
-        await ping_redis(app.state.redis)
+        await ping_redis(resources(app).need_redis())
 
     return {"database": database, "redis": redis}
