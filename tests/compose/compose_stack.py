@@ -188,9 +188,35 @@ def full_flow(stack: Stack) -> tuple[dict[str, str], int]:
         check(stats.status_code == 200, f"stats: {stats.status_code} {stats.text}")
         body = stats.json()
         check(body["total_tasks"] == 2 and body["completed_tasks"] == 1, f"stats: {body}")
+        live_update(stack, client, alice)
         status = client.get("/api/status").json()
         FIGURES["api_status"] = status.get("upstreams")
         return alice, second_id
+
+
+def live_update(stack: Stack, client: httpx.Client, headers: dict[str, str]) -> None:
+    """The WebSocket of the events issue: a task created over HTTP is pushed to its owner."""
+    from websockets.sync.client import connect
+
+    token = headers["Authorization"].removeprefix("Bearer ")
+    url = stack.url.replace("http://", "ws://") + "/api/v1/ws"
+    with connect(url, open_timeout=10) as socket_:
+        socket_.send(json.dumps({"token": token}))
+        ready = json.loads(socket_.recv(timeout=10))
+        check(ready.get("type") == "ready", f"live socket: {ready}")
+        started = time.monotonic()
+        made = client.post("/api/v1/tasks/", headers=headers, json={"title": "pushed live"})
+        check(made.status_code == 201, f"create for the socket: {made.status_code}")
+        while True:
+            message = json.loads(socket_.recv(timeout=10))
+            if message.get("type") != "heartbeat":
+                break
+        check(
+            message.get("type") == "task.created"
+            and message.get("subject_id") == str(made.json()["id"]),
+            f"live event: {message}",
+        )
+        FIGURES["live_event_after_s"] = round(time.monotonic() - started, 3)
 
 
 def spread(stack: Stack, headers: dict[str, str], requests: int = 60) -> None:
