@@ -34,9 +34,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskflow_kit.background import running
 from taskflow_kit.consumer import StreamConsumer
-from taskflow_kit.db import create_engine
+from taskflow_kit.db import create_engine, run_after_commit
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
-from taskflow_kit.outbox import Outbox, OutboxRelay, run_after_commit
+from taskflow_kit.outbox import Outbox, OutboxRelay
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.testing import test_redis_url
 

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskflow_kit.app import create_service_app
 from taskflow_kit.auth import PrincipalDep, principal_from_token
 from taskflow_kit.background import running
+from taskflow_kit.db import run_after_commit
 from taskflow_kit.errors import Unauthorized
 from taskflow_kit.events import USER_STREAM, Event, stream_key
-from taskflow_kit.outbox import Outbox, OutboxRelay, run_after_commit
+from taskflow_kit.outbox import Outbox, OutboxRelay
 from taskflow_kit.redis_client import create_stream_redis
 from taskflow_kit.revocation import (
     Revocation,

@@ -235,9 +235,10 @@ def history(created: dict[str, int], now: datetime) -> list[tuple[int, datetime,
 def backdate(database_url: str, rows: list[tuple[int, datetime, datetime | None]]) -> None:
     """Write the seeded tasks' past directly (a development tool: the API never does this)."""
     import asyncpg
+    from taskflow_kit.db import asyncpg_dsn
 
     async def run() -> None:
-        connection = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=5)
+        connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
         try:
             await connection.executemany(
                 "UPDATE task SET created_at = $2::timestamptz,"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
@@ -12,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from taskflow_kit.errors import ProblemError
-from taskflow_kit.outbox import run_after_commit
 from taskflow_kit.resources import resources
+
+logger = structlog.get_logger("taskflow.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +36,15 @@ def async_database_url(url: str) -> str:
     parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     if parsed.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
+    """The same URL as a plain `postgresql://` DSN for asyncpg itself (LISTEN, administration),
+    optionally naming another database on the same server."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
     return parsed.render_as_string(hide_password=False)
 
 
@@ -58,6 +69,24 @@ def create_engine(
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run `hook` once after this session's transaction commits (`get_session` runs them)."""
+    hooks: list[AfterCommit] = session.info.setdefault("after_commit", [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    for hook in session.info.pop("after_commit", []):
+        try:
+            await hook()
+        except Exception:  # the change is committed: a hook failing must not turn it into an error
+            logger.exception("after_commit_hook_failed")
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -17,7 +17,7 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskflow_kit.db import async_database_url
+from taskflow_kit.db import async_database_url, asyncpg_dsn
 
 logger = structlog.get_logger("taskflow.migrations")
 
@@ -76,19 +76,12 @@ def upgrade_to_head(alembic_ini: Path, database_url: str) -> None:
     command.upgrade(alembic_config(alembic_ini, database_url), "head")
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
 async def ensure_database(url: str) -> bool:
     """Create the database named in `url` if it is missing. True when it was created."""
     name = make_url(url).database
     if not name:
         raise ValueError("the database URL names no database")
-    connection = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    connection = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
@@ -159,7 +152,7 @@ async def prepare_database(
 
 async def drop_database(url: str) -> None:
     name = make_url(url).database
-    connection = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    connection = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -21,7 +21,7 @@ import dataclasses
 import datetime as dt
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -48,10 +48,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
+from taskflow_kit.db import after_commit, asyncpg_dsn
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
 from taskflow_kit.settings import ServiceSettings
 
@@ -68,7 +68,6 @@ RELAY_FAILURES = Counter(
 NOTIFY_CHANNEL = "taskflow_outbox"
 # Hooks that add commands to the publishing MULTI/EXEC, so they happen atomically with the XADD.
 PublishHook = Callable[[Pipeline, Event], None]
-AfterCommit = Callable[[], Awaitable[None]]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -99,21 +98,6 @@ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
     ]
     downgrade = ["DROP TRIGGER IF EXISTS outbox_notify ON outbox", "DROP FUNCTION outbox_notify()"]
     return upgrade, downgrade
-
-
-def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
-    """Run `hook` once after this session's transaction commits (see `taskflow_kit.db`)."""
-    hooks: list[AfterCommit] = session.info.setdefault("after_commit", [])
-    if hook not in hooks:
-        hooks.append(hook)
-
-
-async def run_after_commit(session: AsyncSession) -> None:
-    for hook in session.info.pop("after_commit", []):
-        try:
-            await hook()
-        except Exception:  # the change is committed: a hook failing must not turn it into an error
-            logger.exception("after_commit_hook_failed")
 
 
 class Outbox:
@@ -151,11 +135,6 @@ class Outbox:
         if self.relay is not None:
             after_commit(session, self.relay.publish_soon)
         return event
-
-
-def _asyncpg_dsn(database_url: str) -> str:
-    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class OutboxRelay:
@@ -357,7 +336,7 @@ class OutboxRelay:
         while True:
             connection: asyncpg.Connection | None = None
             try:
-                connection = await asyncpg.connect(_asyncpg_dsn(self.database_url), timeout=5)
+                connection = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
                 await connection.add_listener(NOTIFY_CHANNEL, self._notified)
