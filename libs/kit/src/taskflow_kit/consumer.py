@@ -29,7 +29,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow_kit.background import stop_if_cancelled
-from taskflow_kit.events import EVENT_FIELD, Event, InvalidEvent, dead_letter_key
+from taskflow_kit.events import (
+    EVENT_FIELD,
+    Event,
+    InvalidEvent,
+    backlog_key,
+    dead_letter_key,
+    stream_key,
+)
 from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
 from taskflow_kit.settings import ServiceSettings
 
@@ -424,8 +431,6 @@ async def events_report(
 ) -> dict[str, Any]:
     """Streams (length; per consumer group: pending, lag, consumers), dead letters per group
     and the producers' outbox backlogs — the `events` section of the gateway's status."""
-    from taskflow_kit.events import backlog_key, stream_key
-
     report: dict[str, Any] = {"streams": {}, "dead_letters": {}, "outbox_backlog": {}}
     for name in streams:
         key = stream_key(key_prefix, name)
@@ -457,8 +462,6 @@ def consumer_for(
 ) -> StreamConsumer:
     """A consumer of one stream (a short name, e.g. `TASK_STREAM`) configured from the kit's
     shared settings (key prefix, claim idle time, deliveries before the dead letters)."""
-    from taskflow_kit.events import stream_key
-
     return StreamConsumer(
         redis,
         streams=[stream_key(settings.redis_prefix, stream)],
