@@ -108,6 +108,14 @@ class GatewayRateLimits:
             return LimiterMode.LOCAL_FALLBACK
         return LimiterMode.REDIS
 
+    def status(self) -> dict[str, object]:
+        return {
+            "mode": self.mode.value,
+            "per_user": self.per_user,
+            "per_ip": self.per_ip,
+            "window_seconds": self.window,
+        }
+
     async def check(self, *, client_ip: str, user_id: str | None) -> Decision | None:
         """Count one request; None when limits are off."""
         if not self.enabled:

@@ -25,7 +25,6 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -110,6 +109,13 @@ class LiveHub:
         self.tail = StreamTail(
             redis, streams=[stream_key(key_prefix, TASK_STREAM)], handler=self.deliver, name="live"
         )
+
+    def status(self) -> dict[str, object]:
+        """Open sockets on this replica, and whether the task stream is being followed."""
+        return {
+            "connections": sum(len(group) for group in self.connections.values()),
+            "following": self.tail.healthy,
+        }
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -262,11 +268,10 @@ class LiveHub:
                 await connection.wake.wait()
 
 
-def live_route(hub_of: Any) -> WebSocketRoute:
-    """The `/api/v1/ws` route; `hub_of(websocket)` finds the hub (built in the lifespan)."""
+def live_route(hub: LiveHub) -> WebSocketRoute:
+    """The `/api/v1/ws` route, served by `hub`."""
 
     async def live_updates(websocket: WebSocket) -> None:
-        hub: LiveHub = hub_of(websocket)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await hub.serve(websocket)
 
