@@ -88,7 +88,7 @@ class GatewayRateLimits:
         per_ip: int,
         window_seconds: float,
         enabled: bool = True,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.2,
     ) -> None:
         self.enabled = enabled
         self.per_user = per_user

@@ -14,10 +14,10 @@ import asyncio
 import atexit
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
@@ -40,13 +40,15 @@ Renderer = Callable[[dict[str, Any]], str]
 
 
 class LineWriter:
-    """Lines to a stream, batched per turn of the event loop: the first line of a turn schedules
-    one write at its end, so a busy server makes one write system call for many lines. Outside
-    a running loop (start-up, threads) a line is written at once; what is pending is written at
-    exit too."""
+    """Lines to a stream, written in batches: the first pending line schedules one write
+    `delay` seconds later on the running event loop, so a busy server makes one write system
+    call for many lines (a line reaches the stream at most `delay` late). Outside a running
+    loop (start-up, threads) a line is written at once; what is pending is written at exit
+    too (`configure_logging` registers it)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, delay: float = 0.05) -> None:
         self.stream = stream
+        self.delay = delay
         self._pending: list[str] = []
         self._scheduled = False
 
@@ -60,7 +62,7 @@ class LineWriter:
             self.flush()
             return
         self._scheduled = True
-        loop.call_soon(self.flush)
+        loop.call_later(self.delay, self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -199,7 +201,7 @@ def normalise_request_id(value: str | None) -> str:
     """Keep a well-formed incoming id (so a trace spans services); otherwise make one."""
     if value and _VALID_REQUEST_ID.match(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4 has, for less than half its cost
 
 
 class RequestContextMiddleware:
