@@ -33,10 +33,7 @@ class GatewayCORS:
 
 
 def _has_origin(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    for name, _ in headers:
-        if name == b"origin":
-            return True
-    return False
+    return any(name == b"origin" for name, _ in headers)
 
 
 def add_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -27,9 +27,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import structlog
+from fastapi.routing import APIWebSocketRoute
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from taskflow_kit.auth import Principal, TokenVerifier
 from taskflow_kit.background import wait_for_up_to
@@ -268,11 +268,12 @@ class LiveHub:
                 await connection.wake.wait()
 
 
-def live_route(hub: LiveHub) -> WebSocketRoute:
-    """The `/api/v1/ws` route, served by `hub`."""
+def live_route(hub: LiveHub) -> APIWebSocketRoute:
+    """The `/api/v1/ws` route, served by `hub`. FastAPI's route type, because FastAPI's router
+    records the matched route in the scope only for its own routes (the metrics' label)."""
 
     async def live_updates(websocket: WebSocket) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await hub.serve(websocket)
 
-    return WebSocketRoute(WS_PATH, live_updates, name="live_updates")
+    return APIWebSocketRoute(WS_PATH, live_updates, name="live_updates")
