@@ -41,7 +41,41 @@ def test_only_the_gateway_publishes_a_port(compose: dict[str, object]) -> None:
     published = {name for name, spec in services.items() if spec.get("ports")}
     # Scaling with --scale needs services without fixed host ports.
     assert published == {"api-gateway"}
-    assert services["api-gateway"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+    # On loopback unless GATEWAY_BIND says otherwise: a bare `up` is not reachable from the network.
+    ports = services["api-gateway"]["ports"]
+    assert ports == ["${GATEWAY_BIND:-127.0.0.1}:${GATEWAY_PORT:-8000}:8000"]
+
+
+SECRET_VARIABLES = ("JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+
+
+def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in SECRET_VARIABLES:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?][^}]*)?\}", text)
+        assert uses, f"{name} is not used"
+        # `${NAME:?message}` makes compose stop with the message when NAME is unset or empty.
+        assert all(use.startswith(":?") for use in uses), (name, uses)
+
+
+def test_every_redis_client_in_compose_authenticates(compose: dict[str, object]) -> None:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    assert "--requirepass" in services["redis"]["command"]
+    for name in SERVICES:
+        url = services[name]["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:${REDIS_PASSWORD:?"), (name, url)
+
+
+def test_no_example_secret_in_deployment_files() -> None:
+    from taskflow_kit.settings import EXAMPLE_JWT_SECRET
+
+    files = [ROOT / "docker-compose.yml", ROOT / ".env.example", *(ROOT / "deploy").rglob("*.yaml")]
+    for path in files:
+        text = path.read_text()
+        assert EXAMPLE_JWT_SECRET not in text, path
+        assert "${POSTGRES_PASSWORD:-" not in text, path
+        assert ":postgres@" not in text, path
 
 
 def test_every_container_restarts_by_itself(compose: dict[str, object]) -> None:
