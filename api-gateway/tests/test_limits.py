@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -106,3 +108,26 @@ async def test_flush_adds_every_key_in_one_round_trip(redis: Redis) -> None:
     assert await redis.get(f"{prefix}ip:10.0.0.9") == "90"
     # Nothing left to send: the next flush makes no round trip.
     assert sum(window.pending for window in limiter._windows.values()) == 0
+
+
+async def test_the_flusher_stops_when_cancelled_mid_flush_even_if_the_cancel_is_swallowed(
+    redis: Redis,
+) -> None:
+    """redis-py can turn a cancellation inside a command into a timeout, which `flush` takes
+    for Redis being down; the gateway's shutdown waits for the flusher, so it must stop."""
+    limiter = limits(redis, f"{SESSION_PREFIX}{uuid.uuid4().hex[:8]}:", per_ip=1000)
+    limiter.flush_interval = 0.001
+    await limiter.check(client_ip="10.0.0.1", user_id=None)
+    in_flush = asyncio.Event()
+
+    async def flush_swallowing_the_cancel() -> None:
+        in_flush.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+
+    limiter.flush = flush_swallowing_the_cancel  # type: ignore[method-assign]
+    flusher = asyncio.create_task(limiter.run_flusher())
+    await asyncio.wait_for(in_flush.wait(), 5)
+    flusher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(flusher, 5)

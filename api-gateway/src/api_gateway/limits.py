@@ -226,3 +226,9 @@ class GatewayRateLimits:
                     await self.flush()
                 except Exception:  # the flusher must outlive any one failure
                     logger.exception("rate_limit_flush_failed")
+                # A cancellation that lands inside a Redis command can come out of redis-py as a
+                # timeout, which `flush` treats as Redis being down: asked to stop, stop anyway
+                # (the shutdown waits for this task).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
