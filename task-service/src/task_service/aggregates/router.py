@@ -1,4 +1,5 @@
-"""Internal route for stats-service (never routed by the gateway; the caller's token applies)."""
+"""Aggregate routes: the internal one stats-service reads (never routed by the gateway; the
+caller's token applies), and the tasktracker API's `GET /api/v1/tasks/stats` (compatibility)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from taskflow_kit.db import SessionDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 
 from task_service.aggregates.repository import AggregateRepository
-from task_service.aggregates.schemas import AggregateScope, TaskAggregates
+from task_service.aggregates.schemas import AggregateScope, TaskAggregates, TaskStatsSummary
 from task_service.aggregates.service import AggregateService, SystemScopeForbidden
 
 router = APIRouter(prefix="/internal/tasks", tags=["internal"])
+# Included before the tasks router, so `stats` is this route and never read as a task id.
+compat_router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 
 def get_aggregate_service(session: SessionDep) -> AggregateService:
@@ -36,3 +39,18 @@ async def task_aggregates(
     """Counts by status and priority, overdue, due in 7 days, completed in 7 days, and daily
     created/completed counts for `activity_days` UTC days (zero-filled), all by GROUP BY."""
     return await aggregate_service.aggregates(principal, scope, activity_days)
+
+
+@compat_router.get(
+    "/stats",
+    summary="Task counts of the caller (tasktracker compatibility)",
+    responses=problem_responses(Unauthorized),
+)
+async def task_stats_summary(
+    principal: PrincipalDep,
+    aggregate_service: Annotated[AggregateService, Depends(get_aggregate_service)],
+) -> TaskStatsSummary:
+    """Counts over the tasks the caller owns or is assigned to, in the tasktracker API's shape:
+    by status (`completed` is the `done` count) and by priority over all of them, an urgent
+    task counted in `high_priority`. `GET /api/v1/stats/` has the fuller picture."""
+    return await aggregate_service.summary(principal)
