@@ -139,8 +139,10 @@ async def list_users(
     return [UserPublic.model_validate(found) for found in users]
 
 
+# `:int`: only digits are a user id, so `/users/login` and `/users/me` are never read as one
+# (another method there is 405 with `Allow`, not this route's 401/403/422).
 @router.get(
-    "/api/v1/users/{user_id}",
+    "/api/v1/users/{user_id:int}",
     response_model=UserRead | UserPublic,
     responses=problem_responses(Unauthorized, UserNotFound),
 )
@@ -156,7 +158,7 @@ async def read_user(
 
 
 @router.patch(
-    "/api/v1/users/{user_id}",
+    "/api/v1/users/{user_id:int}",
     response_model=UserRead,
     responses=problem_responses(Unauthorized, Forbidden, UserNotFound, SelfLockout),
 )
