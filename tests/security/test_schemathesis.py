@@ -11,6 +11,7 @@ schemathesis.toml), and `UnsupportedMethodResponse`. Everything else fails.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def run_schemathesis(
         *extra,
     ]
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60 + MAX_SECONDS, check=False
     )
     assert report.exists(), completed.stdout[-3000:] + completed.stderr[-3000:]
     result: dict[str, Any] = json.loads(report.read_text())
@@ -90,7 +91,9 @@ def run_schemathesis(
 
 
 # Per target: four runs of this stay within the suite's time budget on a 2-core machine.
-MAX_SECONDS = 10
+# A deeper run (more examples, more time) for a hunt: SCHEMATHESIS_DEPTH=10.
+DEPTH = int(os.environ.get("SCHEMATHESIS_DEPTH", "1"))
+MAX_SECONDS = 10 * DEPTH
 TARGETS = ["gateway", "user-service", "task-service", "stats-service"]
 
 
@@ -104,7 +107,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         # Login fuzzing through the gateway would spend the suite's own address budget in the
         # failed-login throttle; the service-level run below covers login with its own address.
         extra = ["--exclude-path-regex", ".*/login$", "--exclude-path-regex", "^/api/v1/users/me$"]
-        examples = 4
+        examples = 4 * DEPTH
     else:
         process = {
             "user-service": suite.user,
@@ -120,7 +123,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
             "--exclude-path-regex",
             "^/api/v1/users/me$",
         ]
-        examples = 3
+        examples = 3 * DEPTH
     result = run_schemathesis(
         target, f"{base}/openapi.json", base, user.token, tmp_path, examples=examples, extra=extra
     )

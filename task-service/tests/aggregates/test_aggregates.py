@@ -155,3 +155,10 @@ async def test_tasks_stats_compatibility_route(client: httpx.AsyncClient, app: F
     assert (await client.get("/api/v1/tasks/stats")).status_code == 401
     # Task ids are still ids right beside it.
     assert (await client.get("/api/v1/tasks/999999", headers=auth(1))).status_code == 404
+
+
+async def test_other_methods_on_tasks_stats_are_405(client: httpx.AsyncClient) -> None:
+    for method in ("PUT", "PATCH", "DELETE", "POST"):
+        response = await client.request(method, "/api/v1/tasks/stats", headers=auth(1))
+        assert response.status_code == 405, (method, response.text)
+        assert response.headers["allow"] == "GET, HEAD"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.db import SessionDep
-from taskflow_kit.errors import Unauthorized, problem_responses
+from taskflow_kit.errors import Unauthorized, problem_response, problem_responses
 
 from task_service.aggregates.repository import AggregateRepository
 from task_service.aggregates.schemas import AggregateScope, TaskAggregates, TaskStatsSummary
@@ -54,3 +54,14 @@ async def task_stats_summary(
     by status (`completed` is the `done` count) and by priority over all of them, an urgent
     task counted in `high_priority`. `GET /api/v1/stats/` has the fuller picture."""
     return await aggregate_service.summary(principal)
+
+
+@compat_router.api_route(
+    "/stats", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+async def task_stats_other_methods() -> Response:
+    """405: without this, `PUT`/`PATCH`/`DELETE /tasks/{task_id}` would take `stats` for a task
+    id and answer 422."""
+    return problem_response(
+        405, "Method Not Allowed", "Only GET is served here", headers={"Allow": "GET, HEAD"}
+    )
