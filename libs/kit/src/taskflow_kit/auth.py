@@ -87,8 +87,10 @@ async def current_principal(
     verifier: TokenVerifier = request.app.state.token_verifier
     principal = verifier.principal(token)
     revocations = verifier.revocations
-    if revocations is not None and not await revocations.wait_complete(REVOCATIONS_WAIT):
-        raise RevocationsIncomplete()
+    if revocations is not None and not revocations.complete:
+        if not await revocations.wait_complete(REVOCATIONS_WAIT):
+            raise RevocationsIncomplete()
+        principal = verifier.principal(token)  # checked again, against the complete map
     return principal
 
 
