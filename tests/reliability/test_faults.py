@@ -172,6 +172,11 @@ def rig(suite: Suite, client: httpx.Client) -> Iterator[Rig]:
     from tests.harness import run_async
 
     run_async(lambda: ensure_database(postgres.url))
+    # The rig's Redis has no user-service (its users come from the suite's): its epoch key is
+    # set as user-service's relay would, or the rig's token checks would wait for it (503).
+    from taskflow_kit.testing import mark_revocations_complete
+
+    run_async(lambda: mark_revocations_complete(redis.url, f"{suite.redis_prefix}rig:"))
     env = suite.base_env(redis_prefix=f"{suite.redis_prefix}rig:") | {
         "TASK_SERVICE_DATABASE_URL": postgres.url,
         "USER_SERVICE_URL": suite.user_url,

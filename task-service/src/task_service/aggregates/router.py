@@ -57,11 +57,13 @@ async def task_stats_summary(
 
 
 @compat_router.api_route(
-    "/stats", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    "/stats",
+    methods=["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
 )
 async def task_stats_other_methods() -> Response:
     """405: without this, `PUT`/`PATCH`/`DELETE /tasks/{task_id}` would take `stats` for a task
-    id and answer 422."""
+    id and answer 422 (and the kit's `Allow` would list what this route catches)."""
     return problem_response(
-        405, "Method Not Allowed", "Only GET is served here", headers={"Allow": "GET, HEAD"}
+        405, "Method Not Allowed", "Only GET is served here", headers={"Allow": "GET"}
     )
