@@ -57,8 +57,8 @@ REVOKING_PRODUCER = "user-service"
 
 
 class RevocationsIncomplete(ServiceUnavailable):
-    """This process has not yet loaded a complete revocation map (Redis lost its data and
-    user-service has not rebuilt it yet, or Redis has not answered since the start)."""
+    """This process found Redis without a complete revocation map before it had loaded one
+    (Redis lost its data and user-service has not rebuilt the map yet)."""
 
     def __init__(self) -> None:
         super().__init__("Access checks are starting up; try again in a moment", retry_after=1)
