@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis as sync_redis
 from event_fixtures import (
     ApplyingHandler,
     ThrowawayRedis,
@@ -24,6 +25,7 @@ from event_fixtures import (
 from event_tables import OUTBOX
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskflow_kit.app import create_service_app
 from taskflow_kit.auth import PrincipalDep
@@ -285,3 +287,43 @@ async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked
         f"{rebuilt_after * 1000:.0f} ms"
     )
     assert rebuilt_after < 3.0
+
+
+async def test_a_batch_is_never_published_into_a_redis_that_lost_its_data_meanwhile(
+    database: tuple[str, AsyncEngine],
+    engine: AsyncEngine,
+    throwaway_redis: ThrowawayRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis emptied between the relay's check and its EXEC: the batch fails (the epoch key is
+    watched) instead of starting the new stream ahead of the older events; the next round
+    re-sends everything in order."""
+    prefix = f"loss:{uuid.uuid4().hex[:8]}:"
+    redis = create_redis(throwaway_redis.url)
+    key = stream_key(prefix, STREAM)
+    relay = relay_for_test(database, redis, prefix, "producer")
+    outbox = Outbox(OUTBOX, producer="producer", stream=STREAM)  # published by hand below
+    try:
+        first = [await write(engine, outbox, "t.x", "s", {"seq": seq}) for seq in range(3)]
+        assert await relay.drain() == 3
+        later = [await write(engine, outbox, "t.x", "s", {"seq": seq}) for seq in range(3, 5)]
+        queue = relay._queue
+        emptier = sync_redis.Redis.from_url(throwaway_redis.url)
+
+        def empty_redis_then_queue(pipe: Any, rows: Any) -> None:
+            emptier.flushall()  # after the check, before the EXEC
+            queue(pipe, rows)
+
+        monkeypatch.setattr(relay, "_queue", empty_redis_then_queue)
+        with pytest.raises(RedisError):
+            await relay.publish_batch()
+        emptier.close()
+        assert int(await redis.exists(key)) == 0  # nothing went into the emptied Redis
+        monkeypatch.setattr(relay, "_queue", queue)
+
+        assert await relay.drain() == 2  # the pending two, after the three re-sent
+        entries: Any = await redis.xrange(key)
+    finally:
+        await redis.aclose()
+    sent = [Event.from_json(fields["event"]).id for _, fields in entries]
+    assert sent == [event.id for event in first + later]

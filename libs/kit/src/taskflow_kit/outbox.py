@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -283,13 +284,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(self.epoch_key)
-                if not await pipe.exists(self.epoch_key):
-                    raise RedisLostData("Redis lost its data while the relay was publishing")
-                pipe.multi()  # type: ignore[no-untyped-call]
-                self._queue(pipe, rows)
-                await pipe.execute()  # WatchError if the key went in the meantime
+            await self._exec_while(self.epoch_key, lambda pipe: self._queue(pipe, rows))
             await connection.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))
@@ -301,6 +296,18 @@ class OutboxRelay:
     async def _try_lock(self, connection: AsyncConnection) -> bool:
         locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
         return bool(locked)
+
+    async def _exec_while(self, key: str, queue: Callable[[Pipeline], None]) -> None:
+        """Run the commands `queue` adds in one MULTI/EXEC, only while `key` exists (watched):
+        Redis losing its data before the EXEC fails them all (`RedisLostData`, `WatchError`)
+        instead of starting a new stream with them."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if not await pipe.exists(key):
+                raise RedisLostData(f"{key} is gone: Redis lost its data")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            queue(pipe)
+            await pipe.execute()
 
     def _queue(self, pipe: Pipeline, rows: Sequence[Any]) -> None:
         """XADD each row (and whatever the hooks add for its event) to the MULTI."""
@@ -344,13 +351,21 @@ class OutboxRelay:
             .where(table.c.published_at >= cutoff)
             .order_by(table.c.id)
         )
+        # Redis could lose its data again while this runs: every chunk is sent only while this
+        # marker is still there, and the epoch key replaces it in the last MULTI.
+        resending = f"{self.epoch_key}:resending"
+        await self.redis.set(resending, "1")
         resent = 0
         async for rows in result.partitions(self.batch_size):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._queue(pipe, rows)
-                await pipe.execute()
+            await self._exec_while(resending, functools.partial(self._queue, rows=rows))
             resent += len(rows)
-        await self.redis.set(self.epoch_key, dt.datetime.now(dt.UTC).isoformat())
+        epoch = dt.datetime.now(dt.UTC).isoformat()
+
+        def start_epoch(pipe: Pipeline) -> None:
+            pipe.set(self.epoch_key, epoch)
+            pipe.delete(resending)
+
+        await self._exec_while(resending, start_epoch)
         RESENT.labels(self.producer).inc(resent)
         log = logger.warning if resent else logger.info
         log(
