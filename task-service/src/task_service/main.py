@@ -21,6 +21,7 @@ from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener
 
+from task_service.aggregates.router import compat_router as task_stats_router
 from task_service.aggregates.router import router as aggregates_router
 from task_service.config import SERVICE_NAME, Settings
 from task_service.events import CONSUMER_GROUP, UserEventHandler
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     app.include_router(health_router(database_and_redis_checks(app)))
+    app.include_router(task_stats_router)  # before /tasks/{id}: "stats" is not a task id
     app.include_router(tasks_router)
     app.include_router(aggregates_router)
     return app

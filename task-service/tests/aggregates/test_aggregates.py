@@ -187,3 +187,41 @@ async def test_the_system_scope_has_no_tag(client: httpx.AsyncClient) -> None:
     response = await client.get(URL, params={"scope": "system"}, headers=auth(9, is_superuser=True))
     assert response.status_code == 200
     assert "ETag" not in response.headers
+
+
+async def test_tasks_stats_compatibility_route(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """`GET /api/v1/tasks/stats` (the tasktracker API's summary) is served, not read as a task
+    id, and counts the caller's visible tasks; an urgent task counts as high priority."""
+    await insert(
+        app,
+        low_todo={"owner_id": 1, "priority": "low"},
+        high_doing={"owner_id": 1, "status": "in_progress", "priority": "high"},
+        urgent_done={"owner_id": 1, "status": "done", "priority": "urgent"},
+        medium_done={"owner_id": 1, "status": "done"},
+        assigned={"owner_id": 2, "assignee_id": 1, "priority": "high"},
+        foreign={"owner_id": 3, "status": "done", "priority": "low"},
+    )
+    response = await client.get("/api/v1/tasks/stats", headers=auth(1))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "total": 5,
+        "todo": 2,
+        "in_progress": 1,
+        "done": 2,
+        "completed": 2,
+        "high_priority": 3,
+        "medium_priority": 1,
+        "low_priority": 1,
+    }
+    stranger = await client.get("/api/v1/tasks/stats", headers=auth(4))
+    assert stranger.json()["total"] == 0
+    assert (await client.get("/api/v1/tasks/stats")).status_code == 401
+    # Task ids are still ids right beside it.
+    assert (await client.get("/api/v1/tasks/999999", headers=auth(1))).status_code == 404
+
+
+async def test_other_methods_on_tasks_stats_are_405(client: httpx.AsyncClient) -> None:
+    for method in ("PUT", "PATCH", "DELETE", "POST", "OPTIONS"):
+        response = await client.request(method, "/api/v1/tasks/stats", headers=auth(1))
+        assert response.status_code == 405, (method, response.text)
+        assert response.headers["allow"] == "GET"

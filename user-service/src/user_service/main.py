@@ -6,14 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import structlog
 from fastapi import FastAPI
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from taskflow_kit.app import create_service_app
 from taskflow_kit.background import running
 from taskflow_kit.db import create_engine, create_sessionmaker
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
-from taskflow_kit.outbox import relay_for
+from taskflow_kit.outbox import OutboxRelay, relay_for
 from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resources import ServiceResources, attach_resources
@@ -30,6 +33,16 @@ from user_service.users.router import router as users_router
 
 SERVICE = "user-service"
 VERSION = "0.1.0"
+
+logger = structlog.get_logger("user_service")
+
+
+async def recover_lost_events(relay: OutboxRelay) -> None:
+    """Best effort at start: with Redis or the database down, the relay's rounds do it later."""
+    try:
+        await relay.recover()
+    except (RedisError, OSError, SQLAlchemyError) as exc:
+        logger.warning("outbox_recovery_deferred", error=str(exc))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ServiceResources(engine=engine, sessionmaker=create_sessionmaker(engine), redis=redis),
         )
         await app.state.password_hasher.warm_up()
+        # A Redis that lost its data gets the retained events (and so the revocation hashes)
+        # back before this process waits for them; every service's listener waits for this.
+        await recover_lost_events(relay)
         await listener.start()
         try:
             async with running(relay.run(), listener.run()):

@@ -11,11 +11,14 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from taskflow_kit.errors import Forbidden, Unauthorized
-from taskflow_kit.revocation import RevocationList
+from taskflow_kit.revocation import RevocationList, RevocationsIncomplete
 from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token, issued_at
 
 # Ids are PostgreSQL bigints everywhere: a token naming anything else names no user we issued.
 MAX_USER_ID = 2**63 - 1
+
+# How long a request waits for a complete revocation map (being rebuilt) before its 503.
+REVOCATIONS_WAIT = 2.0
 
 # Swagger's "Authorize" posts the OAuth2 password form here (through the gateway or directly).
 TOKEN_URL = "/api/v1/auth/login"
@@ -115,11 +118,18 @@ class TokenVerifier:
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
-    """The authenticated caller; 401 with `WWW-Authenticate: Bearer` otherwise."""
+    """The authenticated caller; 401 with `WWW-Authenticate: Bearer` otherwise, 503 while
+    this process cannot yet tell whether the token was revoked (`RevocationsIncomplete`)."""
     if not token:
         raise Unauthorized("Not authenticated")
     verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.principal(token)
+    principal = verifier.principal(token)
+    revocations = verifier.revocations
+    if revocations is not None and not revocations.complete:
+        if not await revocations.wait_complete(REVOCATIONS_WAIT):
+            raise RevocationsIncomplete()
+        principal = verifier.principal(token)  # checked again, against the complete map
+    return principal
 
 
 async def claims_superuser(

@@ -13,6 +13,11 @@
   which also keeps the order per subject), rows are claimed with `FOR UPDATE SKIP LOCKED`.
   A crash between `XADD` and the commit publishes those events again on the next round: delivery
   is at least once, and consumers deduplicate by event id.
+- A Redis that lost its data (flushed, or restarted or failed over without it) is noticed by
+  its missing epoch key (`taskflow_kit.events.epoch_key`): the relay sends every event its
+  outbox still holds (the retention window) again, in order, then sets the key. Each batch is
+  published with the key watched, so a loss between the check and the `EXEC` fails the batch
+  rather than starting the new stream with younger events ahead of older ones.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -51,11 +57,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
 from taskflow_kit.db import Statement, asyncpg_dsn, compile_statement
-from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
+from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, epoch_key, stream_key
 from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.outbox")
@@ -67,10 +73,17 @@ BACKLOG = Gauge("taskflow_outbox_backlog", "Events committed but not yet publish
 RELAY_FAILURES = Counter(
     "taskflow_outbox_relay_failures_total", "Relay rounds that failed", ["producer", "reason"]
 )
+RESENT = Counter(
+    "taskflow_outbox_resent_total", "Events sent again after Redis lost its data", ["producer"]
+)
 
 NOTIFY_CHANNEL = "taskflow_outbox"
 # Hooks that add commands to the publishing MULTI/EXEC, so they happen atomically with the XADD.
 PublishHook = Callable[[Pipeline, Event], None]
+
+
+class RedisLostData(RedisError):
+    """The epoch key vanished while a batch was being published: the next round re-sends."""
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -209,6 +222,7 @@ class OutboxRelay:
         self.prune_interval = prune_interval
         self.hooks = list(hooks)
         self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
+        self.epoch_key = epoch_key(key_prefix, producer)
         self.healthy = True
         self.last_error: str | None = None
         self._wake = asyncio.Event()
@@ -262,12 +276,13 @@ class OutboxRelay:
                 return total
 
     async def publish_batch(self) -> int:
-        """One round: lock, read pending rows in id order, XADD them in one MULTI, mark them."""
+        """One round: lock, re-send what Redis lost (if it did), read pending rows in id order,
+        XADD them in one MULTI, mark them."""
         table = self.table
         async with self.engine.begin() as connection:
-            locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
-            if not locked:
+            if not await self._try_lock(connection):
                 return 0  # another replica is publishing right now; it will take these rows
+            await self._resend_if_lost(connection)
             rows = (
                 await connection.execute(
                     select(table.c.id, table.c.stream, table.c.payload)
@@ -279,19 +294,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for row in rows:
-                    pipe.xadd(
-                        stream_key(self.key_prefix, row.stream),
-                        {EVENT_FIELD: row.payload},
-                        maxlen=self.stream_maxlen,
-                        approximate=True,
-                    )
-                    if self.hooks:
-                        event = Event.from_json(row.payload)
-                        for hook in self.hooks:
-                            hook(pipe, event)
-                await pipe.execute()
+            await self._exec_while(self.epoch_key, lambda pipe: self._queue(pipe, rows))
             await connection.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))
@@ -299,6 +302,89 @@ class OutboxRelay:
             )
         PUBLISHED.labels(self.producer).inc(len(rows))
         return len(rows)
+
+    async def _try_lock(self, connection: AsyncConnection) -> bool:
+        locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
+        return bool(locked)
+
+    async def _exec_while(self, key: str, queue: Callable[[Pipeline], None]) -> None:
+        """Run the commands `queue` adds in one MULTI/EXEC, only while `key` exists (watched):
+        Redis losing its data before the EXEC fails them all (`RedisLostData`, `WatchError`)
+        instead of starting a new stream with them."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if not await pipe.exists(key):
+                raise RedisLostData(f"{key} is gone: Redis lost its data")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            queue(pipe)
+            await pipe.execute()
+
+    def _queue(self, pipe: Pipeline, rows: Sequence[Any]) -> None:
+        """XADD each row (and whatever the hooks add for its event) to the MULTI."""
+        for row in rows:
+            pipe.xadd(
+                stream_key(self.key_prefix, row.stream),
+                {EVENT_FIELD: row.payload},
+                maxlen=self.stream_maxlen,
+                approximate=True,
+            )
+            if self.hooks:
+                event = Event.from_json(row.payload)
+                for hook in self.hooks:
+                    hook(pipe, event)
+
+    # -- Redis that lost its data ------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Re-send the events Redis lost, if it lost them, now (a service calls this at start,
+        before anything waits for the epoch key). How many were sent; 0 also when another
+        replica holds the relay lock (it does the same)."""
+        async with self.engine.begin() as connection:
+            if not await self._try_lock(connection):
+                return 0
+            return await self._resend_if_lost(connection)
+
+    async def _resend_if_lost(self, connection: AsyncConnection) -> int:
+        """With the relay lock held: when the epoch key is missing, XADD again every published
+        event still retained (id order, publish hooks included), then set the key.
+
+        Consumers deduplicate by event id, so events Redis still had are applied once; the
+        re-sent rows stay marked published (their age still decides when they are pruned).
+        A first start on an empty Redis finds no key either and sends nothing or a little."""
+        if await self.redis.exists(self.epoch_key):
+            return 0
+        started = time.monotonic()
+        table = self.table
+        cutoff = dt.datetime.now(dt.UTC) - self.retention
+        result = await connection.stream(
+            select(table.c.stream, table.c.payload)
+            .where(table.c.published_at >= cutoff)
+            .order_by(table.c.id)
+        )
+        # Redis could lose its data again while this runs: every chunk is sent only while this
+        # marker is still there, and the epoch key replaces it in the last MULTI.
+        resending = f"{self.epoch_key}:resending"
+        await self.redis.set(resending, "1")
+        resent = 0
+        async for rows in result.partitions(self.batch_size):
+            await self._exec_while(resending, functools.partial(self._queue, rows=rows))
+            resent += len(rows)
+        epoch = dt.datetime.now(dt.UTC).isoformat()
+
+        def start_epoch(pipe: Pipeline) -> None:
+            pipe.set(self.epoch_key, epoch)
+            pipe.delete(resending)
+
+        await self._exec_while(resending, start_epoch)
+        RESENT.labels(self.producer).inc(resent)
+        log = logger.warning if resent else logger.info
+        log(
+            "outbox_epoch_started",
+            producer=self.producer,
+            resent=resent,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return resent
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -1,4 +1,5 @@
-"""Internal route for stats-service (never routed by the gateway; the caller's token applies)."""
+"""Aggregate routes: the internal one stats-service reads (never routed by the gateway; the
+caller's token applies), and the tasktracker API's `GET /api/v1/tasks/stats` (compatibility)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.db import ConnectionDep
-from taskflow_kit.errors import Unauthorized, problem_responses
+from taskflow_kit.errors import Unauthorized, problem_response, problem_responses
 
 from task_service.aggregates.repository import AggregateRepository
-from task_service.aggregates.schemas import AggregateScope, TaskAggregates
+from task_service.aggregates.schemas import AggregateScope, TaskAggregates, TaskStatsSummary
 from task_service.aggregates.service import AggregateService, SystemScopeForbidden
 
 router = APIRouter(prefix="/internal/tasks", tags=["internal"])
+# Included before the tasks router, so `stats` is this route and never read as a task id.
+compat_router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 
 async def get_aggregate_service(connection: ConnectionDep) -> AggregateService:
@@ -66,3 +69,31 @@ async def task_aggregates(
     if found.tag is not None:
         response.headers["ETag"] = found.tag
     return found.aggregates
+
+
+@compat_router.get(
+    "/stats",
+    summary="Task counts of the caller (tasktracker compatibility)",
+    responses=problem_responses(Unauthorized),
+)
+async def task_stats_summary(
+    principal: PrincipalDep,
+    aggregate_service: Annotated[AggregateService, Depends(get_aggregate_service)],
+) -> TaskStatsSummary:
+    """Counts over the tasks the caller owns or is assigned to, in the tasktracker API's shape:
+    by status (`completed` is the `done` count) and by priority over all of them, an urgent
+    task counted in `high_priority`. `GET /api/v1/stats/` has the fuller picture."""
+    return await aggregate_service.summary(principal)
+
+
+@compat_router.api_route(
+    "/stats",
+    methods=["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
+async def task_stats_other_methods() -> Response:
+    """405: without this, `PUT`/`PATCH`/`DELETE /tasks/{task_id}` would take `stats` for a task
+    id and answer 422 (and the kit's `Allow` would list what this route catches)."""
+    return problem_response(
+        405, "Method Not Allowed", "Only GET is served here", headers={"Allow": "GET"}
+    )

@@ -16,6 +16,7 @@ from task_service.aggregates.schemas import (
     PriorityCounts,
     StatusCounts,
     TaskAggregates,
+    TaskStatsSummary,
 )
 from task_service.tasks.models import TaskPriority, TaskStatus
 
@@ -96,4 +97,20 @@ class AggregateService:
             ],
             owners=counts["owners"],
             generated_at=now,
+        )
+
+    async def summary(self, principal: Principal) -> TaskStatsSummary:
+        """The caller's visible tasks in the tasktracker API's shape (see `TaskStatsSummary`)."""
+        counts = await self.repository.counts(principal.id, self.clock())
+        done = counts[f"status_{TaskStatus.DONE}"]
+        return TaskStatsSummary(
+            total=counts["total"],
+            todo=counts[f"status_{TaskStatus.TODO}"],
+            in_progress=counts[f"status_{TaskStatus.IN_PROGRESS}"],
+            done=done,
+            completed=done,
+            high_priority=counts[f"priority_{TaskPriority.HIGH}"]
+            + counts[f"priority_{TaskPriority.URGENT}"],
+            medium_priority=counts[f"priority_{TaskPriority.MEDIUM}"],
+            low_priority=counts[f"priority_{TaskPriority.LOW}"],
         )

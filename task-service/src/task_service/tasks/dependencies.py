@@ -89,7 +89,7 @@ async def get_task_filter(
     ] = None,
     sort_by: Annotated[SortField, Query(description="priority sorts by rank")] = "created_at",
     sort_order: Annotated[SortOrder, Query()] = "desc",
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[
         int, Query(ge=1, description=f"1..{MAX_LIMIT}; larger values are capped at {MAX_LIMIT}")
     ] = DEFAULT_LIMIT,

@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -129,7 +130,7 @@ class TaskCreate(BaseModel):
     description: Description | None = None
     status: StatusInput | None = None
     priority: TaskPriority = TaskPriority.MEDIUM
-    is_completed: bool | None = None
+    is_completed: StrictBool | None = None  # `0`/`1` are not booleans, as the spec says
     due_date: UtcDatetime | None = None
     tags: Tags = Field(default_factory=list)
     assignee_id: UserId | None = None
@@ -154,7 +155,7 @@ class TaskUpdate(BaseModel):
     description: Description | None = None
     status: StatusInput | SkipJsonSchema[None] = None
     priority: TaskPriority | SkipJsonSchema[None] = None
-    is_completed: bool | SkipJsonSchema[None] = None
+    is_completed: StrictBool | SkipJsonSchema[None] = None
     due_date: UtcDatetime | None = None
     tags: Tags | SkipJsonSchema[None] = None
     assignee_id: UserId | None = None

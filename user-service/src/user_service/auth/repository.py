@@ -38,10 +38,13 @@ class RefreshTokenRepository(RepositoryBase[RefreshToken]):
         statement = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
         return (await self.session.execute(statement)).scalars().first()
 
-    async def revoke_family(self, family_id: uuid.UUID) -> int:
+    async def revoke_family(self, family_id: uuid.UUID, *, user_id: int | None = None) -> int:
+        conditions = [RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)]
+        if user_id is not None:
+            conditions.append(RefreshToken.user_id == user_id)
         statement = (
             update(RefreshToken)
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .where(*conditions)
             .values(revoked_at=func.now())
             .execution_options(synchronize_session=False)
         )

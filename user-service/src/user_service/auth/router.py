@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
-from taskflow_kit.errors import problem_responses
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request, status
+from taskflow_kit.auth import current_principal, oauth2_scheme
+from taskflow_kit.errors import Unauthorized, problem_responses
 
 from user_service.auth.dependencies import AuthServiceDep, ClientAddressDep, LoginCredentialsDep
 from user_service.auth.errors import (
@@ -73,8 +76,26 @@ async def refresh(body: RefreshRequest, auth_service: AuthServiceDep) -> TokenPa
     return await auth_service.refresh(body.refresh_token)
 
 
-@router.post("/api/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(body: RefreshRequest, auth_service: AuthServiceDep) -> None:
-    """End the login session of this refresh token: it and every token rotated from the same
-    login are revoked. Always 204, also for an unknown or already revoked token."""
-    await auth_service.logout(body.refresh_token)
+@router.post(
+    "/api/v1/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(Unauthorized),
+)
+async def logout(
+    request: Request,
+    auth_service: AuthServiceDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> None:
+    """End a login session: every refresh token rotated from the same login is revoked, and
+    its access tokens stop working.
+
+    With `{refresh_token}`: that token's session; always 204, also for an unknown or already
+    revoked token (an access token sent beside it is not looked at). Without a body: the
+    session of the bearer access token (for a client that lost its refresh token); 401 when
+    there is no valid one."""
+    if body is not None:
+        await auth_service.logout(body.refresh_token)
+        return
+    principal = await current_principal(request, token)
+    await auth_service.end_session(principal.id, principal.session_id)

@@ -65,6 +65,10 @@ class AuthService:
 
         if user is None or not valid or not user.is_active:
             raise InvalidCredentials()
+        # The flags the token will claim, read again under a share lock (see get_for_share).
+        user = await self.users.get_for_share(user.id)
+        if user is None or not user.is_active:
+            raise InvalidCredentials()
 
         await self.throttle.succeeded(account=account, address=address)
         if self.hasher.needs_rehash(user.hashed_password):
@@ -96,7 +100,7 @@ class AuthService:
                 )
                 raise RefreshTokenReused()
             raise InvalidRefreshToken()
-        user = await self.users.get(claimed.user_id)
+        user = await self.users.get_for_share(claimed.user_id)
         if user is None or not user.is_active:
             raise InvalidRefreshToken()
         return await self._issue_pair(user, family_id=claimed.family_id)
@@ -109,6 +113,21 @@ class AuthService:
         if known is not None and await self.refresh_tokens.revoke_family(known.family_id):
             # Access tokens of this session carry its id (`sid`) and are refused from now on.
             await self.events.logged_out(known.user_id, str(known.family_id), reason="logout")
+
+    async def end_session(self, user_id: int, session_id: str | None) -> None:
+        """Logout with only an access token: end the login session it names (its `sid`), for a
+        client that lost its refresh token. The token was verified, so the session is the
+        caller's; a token without a session id ends nothing."""
+        if session_id is None:
+            return
+        try:
+            family_id = uuid.UUID(session_id)
+        except ValueError:
+            return
+        await self.refresh_tokens.revoke_family(family_id, user_id=user_id)
+        # Also when no refresh token was left to revoke: the access tokens still work until
+        # this event voids them.
+        await self.events.logged_out(user_id, session_id, reason="logout")
 
     def _verify_refresh_signature(self, token: str) -> None:
         try:
