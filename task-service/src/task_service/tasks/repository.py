@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
-    case,
     delete,
     func,
     insert,
@@ -25,13 +24,14 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
-from taskflow_kit.repository import RepositoryBase, like_pattern
+from taskflow_kit.repository import RepositoryBase
 
+from task_service.tasks import listing
+from task_service.tasks.cursor import Position
 from task_service.tasks.models import (
     IdempotencyRecord,
     Task,
     TaskDependency,
-    TaskPriority,
     TaskStatus,
 )
 from task_service.tasks.schemas import TaskFilter
@@ -53,10 +53,6 @@ def _sqlstate(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     cause = getattr(orig, "__cause__", None)
     return str(getattr(orig, "sqlstate", "") or getattr(cause, "sqlstate", "") or "")
-
-
-PRIORITY_RANK = case({name: rank for rank, name in enumerate(TaskPriority)}, value=Task.priority)
-STATUS_RANK = case({name: rank for rank, name in enumerate(TaskStatus)}, value=Task.status)
 
 
 def visible_to(user_id: int) -> ColumnElement[bool]:
@@ -82,6 +78,17 @@ BLOCKED = (
     .correlate(Task)
     .exists()
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """A page of tasks, the total (a lower bound unless `total_exact`), and where the next
+    page starts (None: this is the last)."""
+
+    tasks: list[TaskWithDependencies]
+    total: int
+    total_exact: bool
+    next_position: Position | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,76 +210,38 @@ class TaskRepository(RepositoryBase[Task]):
         )
         await self.session.execute(delete(Task).where(Task.id.in_(task_ids)))
 
-    async def find_page(
-        self, task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> tuple[list[TaskWithDependencies], int]:
-        """One page of the tasks matching the filter, and how many match in total."""
-        conditions = self._conditions(task_filter, user_id, now)
-        total_statement = select(func.count()).select_from(Task).where(*conditions)
-        total = (await self.session.execute(total_statement)).scalar_one()
+    async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
+        """One page of the tasks matching the filter, the total, and where the next page starts
+        (listing.py says how each stays cheap at any size)."""
+        page = listing.page_statement(task_filter, user_id, now).subquery("page")
+        descending = task_filter.sort_order == "desc"
+        ordering = (page.c.sort_key, page.c.id)
         statement = (
-            select(Task, DEPENDS_ON_IDS, BLOCKED)
-            .where(*conditions)
-            .order_by(*self._ordering(task_filter))
-            .offset(task_filter.skip)
-            .limit(task_filter.limit)
+            select(Task, DEPENDS_ON_IDS, BLOCKED, page.c.sort_key)
+            .join(page, page.c.id == Task.id)
+            .order_by(*(column.desc() if descending else column.asc() for column in ordering))
         )
-        return _with_dependencies(await self.session.execute(statement)), total
+        rows = (await self.session.execute(statement)).all()
+        more = len(rows) > task_filter.limit
+        rows = rows[: task_filter.limit]
+        tasks = _with_dependencies(rows)
+        position = (
+            listing.next_position(task_filter, rows[-1][0], rows[-1][3], more) if rows else None
+        )
+        if not more and task_filter.skip == 0 and task_filter.cursor is None:
+            return TaskPage(tasks, len(tasks), True, position)
+        total, exact = await self._total(task_filter, user_id, now)
+        return TaskPage(tasks, total, exact, position)
 
-    @staticmethod
-    def _conditions(
-        task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = []
-        if task_filter.scope == "owned":
-            conditions.append(Task.owner_id == user_id)
-        elif task_filter.scope == "assigned":
-            conditions.append(Task.assignee_id == user_id)
-        else:
-            conditions.append(visible_to(user_id))
-        if task_filter.statuses:
-            conditions.append(Task.status.in_([str(status) for status in task_filter.statuses]))
-        if task_filter.priorities:
-            conditions.append(Task.priority.in_([str(p) for p in task_filter.priorities]))
-        if task_filter.tags:
-            conditions.append(Task.tags.contains(task_filter.tags))
-        if task_filter.search:
-            pattern = like_pattern(task_filter.search)
-            conditions.append(
-                or_(
-                    Task.title.ilike(pattern, escape="\\"),
-                    Task.description.ilike(pattern, escape="\\"),
-                )
-            )
-        if task_filter.assignee_id is not None:
-            conditions.append(Task.assignee_id == task_filter.assignee_id)
-        if task_filter.due_before is not None:
-            conditions.append(Task.due_date < task_filter.due_before)
-        if task_filter.due_after is not None:
-            conditions.append(Task.due_date >= task_filter.due_after)
-        overdue = and_(Task.status != TaskStatus.DONE, Task.due_date < now)
-        if task_filter.overdue is True:
-            conditions.append(overdue)
-        elif task_filter.overdue is False:
-            conditions.append(
-                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= now)
-            )
-        return conditions
-
-    @staticmethod
-    def _ordering(task_filter: TaskFilter) -> list[Any]:
-        key: Any = {
-            "created_at": Task.created_at,
-            "updated_at": Task.updated_at,
-            "due_date": Task.due_date,
-            "priority": PRIORITY_RANK,
-            "title": func.lower(Task.title).collate("C"),
-            "status": STATUS_RANK,
-        }[task_filter.sort_by]
-        if task_filter.sort_order == "asc":
-            # Tasks without a due date come last in both directions; the id makes ties stable.
-            return [key.asc().nulls_last(), Task.id.asc()]
-        return [key.desc().nulls_last(), Task.id.desc()]
+    async def _total(
+        self, task_filter: TaskFilter, user_id: int, now: datetime
+    ) -> tuple[int, bool]:
+        tallied = listing.tallied_total_statement(task_filter, user_id)
+        if tallied is not None:
+            return int((await self.session.execute(tallied)).scalar_one()), True
+        statement = listing.capped_total_statement(task_filter, user_id, now)
+        counted = int((await self.session.execute(statement)).scalar_one())
+        return min(counted, listing.TOTAL_CAP), counted <= listing.TOTAL_CAP
 
     # -- dependencies ------------------------------------------------------------------------
 

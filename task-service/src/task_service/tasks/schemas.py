@@ -13,10 +13,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from task_service.tasks.cursor import MAX_CURSOR_LENGTH, Position, decode_cursor
 from task_service.tasks.models import TaskPriority, TaskStatus
 
 MAX_LIMIT = 100
@@ -199,10 +202,16 @@ class TaskRead(BaseModel):
 
 
 class TaskList(BaseModel):
+    """One page of tasks. `next_cursor` (null on the last page) fetches the next one at any
+    depth for the same cost; `total` is exact when `total_exact`, otherwise a lower bound
+    (docs/api.md: counting stops at 10,000 matches for the filters that are not kept counted)."""
+
     tasks: list[TaskRead]
     total: int
     skip: int
     limit: int
+    next_cursor: str | None = None
+    total_exact: bool = True
 
 
 class DependencyCreate(BaseModel):
@@ -258,3 +267,21 @@ class TaskFilter(BaseModel):
     sort_order: SortOrder = "desc"
     skip: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str, Field(max_length=MAX_CURSOR_LENGTH)] | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_fits_the_sort(cls, cursor: str | None, info: ValidationInfo) -> str | None:
+        if cursor is not None:
+            decode_cursor(
+                cursor,
+                sort_by=info.data.get("sort_by", ""),
+                sort_order=info.data.get("sort_order", ""),
+            )
+        return cursor
+
+    def position(self) -> Position | None:
+        """Where the page starts: after the row the cursor names (None: at the beginning)."""
+        if self.cursor is None:
+            return None
+        return decode_cursor(self.cursor, sort_by=self.sort_by, sort_order=self.sort_order)

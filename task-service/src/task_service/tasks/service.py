@@ -14,6 +14,7 @@ from taskflow_kit.auth import Principal
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.resilience import ResilientClient
 
+from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.errors import (
     AssigneeNotActive,
     DependencyCycle,
@@ -176,12 +177,14 @@ class TaskService:
         return self.read_model(await self.get_visible(principal, task_id))
 
     async def list_tasks(self, principal: Principal, task_filter: TaskFilter) -> TaskList:
-        tasks, total = await self.repository.find_page(task_filter, principal.id, self.clock())
+        page = await self.repository.find_page(task_filter, principal.id, self.clock())
         return TaskList(
-            tasks=self.read_models(tasks),
-            total=total,
+            tasks=self.read_models(page.tasks),
+            total=page.total,
             skip=task_filter.skip,
             limit=task_filter.limit,
+            next_cursor=encode_cursor(page.next_position) if page.next_position else None,
+            total_exact=page.total_exact,
         )
 
     # -- creating ----------------------------------------------------------------------------
