@@ -1,17 +1,28 @@
-"""The request session commits on success and rolls back on error (real PostgreSQL)."""
+"""The request session (SQLAlchemy) and the request transaction (asyncpg) commit on success and
+roll back on error; statements compiled once run on asyncpg (real PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from taskflow_kit.db import SessionDep, async_database_url, create_engine, create_sessionmaker
+from taskflow_kit.db import (
+    SessionDep,
+    TransactionDep,
+    async_database_url,
+    compile_statement,
+    create_engine,
+    create_pool,
+    create_sessionmaker,
+    tls_configured,
+)
 from taskflow_kit.errors import Conflict, install_error_handlers
 from taskflow_kit.migrations import drop_database, ensure_database
 from taskflow_kit.resources import ServiceResources, attach_resources
@@ -40,22 +51,41 @@ async def engine() -> AsyncIterator[AsyncEngine]:
     await drop_database(url)
 
 
+@pytest.fixture(scope="module")
+async def pool(engine: AsyncEngine) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(engine.url.render_as_string(hide_password=False), min_size=1)
+    yield pool
+    await pool.close()
+
+
+def _outcome(name: str) -> dict[str, str]:
+    if name.startswith("fail"):
+        raise Conflict("refused after writing")
+    if name.startswith("keep"):
+        raise Conflict("refused, but the write stands", commit=True)
+    return {"name": name}
+
+
 @pytest.fixture
-def app(engine: AsyncEngine) -> FastAPI:
+def app(engine: AsyncEngine, pool: asyncpg.Pool) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine)))
+    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine), pool=pool))
 
-    @app.post("/items/{name}", status_code=201)
+    @app.post("/session/{name}", status_code=201)
     async def add(name: str, session: SessionDep) -> dict[str, str]:
         await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
-        if name.startswith("fail"):
-            raise Conflict("refused after writing")
-        if name.startswith("keep"):
-            raise Conflict("refused, but the write stands", commit=True)
-        return {"name": name}
+        return _outcome(name)
+
+    @app.post("/asyncpg/{name}", status_code=201)
+    async def add_on_asyncpg(name: str, connection: TransactionDep) -> dict[str, str]:
+        await connection.execute("INSERT INTO item VALUES ($1)", name)
+        return _outcome(name)
 
     return app
+
+
+DEPENDENCIES = pytest.mark.parametrize("via", ["session", "asyncpg"])
 
 
 async def count(engine: AsyncEngine, name: str) -> int:
@@ -66,33 +96,91 @@ async def count(engine: AsyncEngine, name: str) -> int:
         return int(result.scalar_one())
 
 
-async def test_commit_happens_before_the_response(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_commit_happens_before_the_response(
+    app: FastAPI, engine: AsyncEngine, via: str
+) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/kept")
+        response = await client.post(f"/{via}/kept-{via}")
         assert response.status_code == 201
         # Read through another connection right after the response: the row is there.
-        assert await count(engine, "kept") == 1
+        assert await count(engine, f"kept-{via}") == 1
 
 
-async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine, via: str) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/fail-1")
+        response = await client.post(f"/{via}/fail-{via}")
     assert response.status_code == 409
-    assert await count(engine, "fail-1") == 0
+    assert await count(engine, f"fail-{via}") == 0
 
 
-async def test_error_flagged_commit_keeps_the_write(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_error_flagged_commit_keeps_the_write(
+    app: FastAPI, engine: AsyncEngine, via: str
+) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/keep-1")
+        response = await client.post(f"/{via}/keep-{via}")
     assert response.status_code == 409
     assert response.json()["detail"] == "refused, but the write stands"
-    assert await count(engine, "keep-1") == 1
+    assert await count(engine, f"keep-{via}") == 1
+
+
+async def test_a_compiled_statement_binds_by_name_and_keeps_its_literals(
+    pool: asyncpg.Pool,
+) -> None:
+    series = compile_statement(
+        text(
+            "SELECT n * 10 FROM generate_series(1, 5) AS n "
+            "WHERE n >= :low AND n <> :skip AND n >= :low ORDER BY n"
+        ).bindparams(bindparam("low", type_=BigInteger), bindparam("skip", type_=BigInteger))
+    )
+    assert series.names.count("low") == 1  # one position however often it is used
+    literals = compile_statement(
+        select(literal(10, Integer) * bindparam("x", type_=Integer), literal("kept"))
+    )
+    async with pool.acquire() as connection:
+        rows = await series.fetch(connection, low=2, skip=4)
+        row = await literals.fetchrow(connection, x=4)
+    assert [row[0] for row in rows] == [20, 30, 50]
+    assert row is not None
+    assert tuple(row) == (40, "kept")
+
+
+def test_expanding_in_is_refused() -> None:
+    numbers = table("numbers", column("n"))
+    with pytest.raises(ValueError, match="ANY"):
+        compile_statement(
+            select(numbers.c.n).where(numbers.c.n.in_(bindparam("ns", expanding=True)))
+        )
+
+
+async def test_the_pool_connects_without_tls_unless_configured(pool: asyncpg.Pool) -> None:
+    assert tls_configured("postgresql://u@h/db?sslmode=require")
+    assert not tls_configured("postgresql://u@h/db")
+    async with pool.acquire() as connection:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        ssl = await connection.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", backend)
+    assert ssl is False
+
+
+async def test_a_released_connection_keeps_its_prepared_statements(pool: asyncpg.Pool) -> None:
+    # No reset query on release: the next request on the connection reuses what it prepared.
+    async with pool.acquire() as connection:
+        await connection.fetchval("SELECT $1::int + 1", 1)
+        first = connection.get_server_pid()
+    async with pool.acquire() as connection:
+        assert connection.get_server_pid() == first  # min_size=1: the same connection
+        prepared = await connection.fetchval(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int + 1%'"
+        )
+    assert prepared == 1
 
 
 async def test_unreachable_database_is_503_not_500() -> None:

@@ -8,9 +8,9 @@ gateway pushes the event to their WebSockets (and tells a removed assignee the t
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 from taskflow_kit.events import TASK_STREAM
-from taskflow_kit.outbox import Outbox, OutboxRelay, outbox_table
+from taskflow_kit.outbox import Outbox, outbox_table
 
 from task_service.database import Base
 from task_service.tasks.schemas import TaskRead
@@ -25,22 +25,22 @@ TASK_ASSIGNED = "task.assigned"
 TASK_DELETED = "task.deleted"
 
 
-def make_outbox(relay: OutboxRelay | None) -> Outbox:
-    return Outbox(OUTBOX, producer=PRODUCER, stream=TASK_STREAM, relay=relay)
+def make_outbox() -> Outbox:
+    return Outbox(OUTBOX, producer=PRODUCER, stream=TASK_STREAM)
 
 
 class TaskEvents:
     """Records `task.*` events in the caller's transaction."""
 
-    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
-        self.session = session
+    def __init__(self, connection: asyncpg.Connection, outbox: Outbox) -> None:
+        self.connection = connection
         self.outbox = outbox
 
     async def record(
         self, type_: str, task: TaskRead, *, previous_assignee_id: int | None = None
     ) -> None:
-        await self.outbox.add(
-            self.session,
+        await self.outbox.add_on(
+            self.connection,
             type_,
             task.id,
             {

@@ -1,28 +1,38 @@
 """The statements behind `GET /tasks/`, shaped so a page costs the same at any size and depth.
 
 - Visibility (owner or assignee) is a UNION ALL of the owned tasks and those assigned by someone
-  else: each branch is a range of an index led by its user column, merged in sort order, where
-  an OR would read every visible row and sort them.
-- Each sort is one key with constants only (models.*_SQL), the same expression the index on
+  else, each branch ordered and limited on its own: the owned branch is a range of an index led
+  by owner_id, so a page reads `skip + limit + 1` index entries however many tasks the user has,
+  where an OR would read every visible row and sort them. (PostgreSQL does not merge an
+  unlimited UNION ALL in index order; limited branches it does.)
+- Each sort is one key with constants only (models.*_SQL), the very expression the index on
   (owner_id, key, id) holds, compared as a row with the id: `(key, id) > (last key, last id)` is
-  where a keyset page starts, read straight off the index.
+  where a keyset page starts, an index condition.
 - The page's ids are found first (from the index alone when it can), then only those rows are
   read with their dependencies: rows skipped by `skip` are never fetched.
 - The total is the running counts of `task_tally` when the filter is one they keep (scope and
   status/priority only), otherwise a count that stops after TOTAL_CAP matches.
+
+Statements are compiled once per shape of listing (which filters, which sort, a cursor or not);
+the values are parameters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    DateTime,
+    Integer,
     Select,
+    String,
+    Text,
     and_,
+    any_,
     bindparam,
     cast,
     func,
@@ -33,6 +43,9 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
+from taskflow_kit.db import Statement, compile_statement
 from taskflow_kit.repository import like_pattern
 
 from task_service.aggregates.models import TaskTally
@@ -52,173 +65,250 @@ from task_service.tasks.schemas import TaskFilter
 # Counting stops here for filters the running counts do not keep (docs/api.md, "total").
 TOTAL_CAP = 10_000
 
+USER_ID = bindparam("user_id", type_=BigInteger)
+NOW = bindparam("now", type_=Task.due_date.type)
+_TIMESTAMP = Task.due_date.type
+
 
 def _key(sql: str) -> ColumnElement[Any]:
     return literal_column(f"({sql.format(t='task.')})")
 
 
-_TIMESTAMP = DateTime(timezone=True)
-
-
-def _due_bound(infinity: str) -> Any:
-    def bound(value: Any) -> ColumnElement[Any]:
-        return func.coalesce(
-            cast(bindparam(None, value, type_=_TIMESTAMP), _TIMESTAMP),
-            literal_column(f"CAST('{infinity}' AS timestamptz)"),
-        )
-
-    return bound
-
-
-def _plain_bound(value: Any) -> ColumnElement[Any]:
-    return bindparam(None, value)
-
-
 @dataclass(frozen=True, slots=True)
 class SortKey:
-    """A sort's key as SQL, and the SQL for a cursor's key value compared with it."""
+    """A sort's key as SQL, and the type of a cursor's key value compared with it."""
 
     expression: ColumnElement[Any]
-    bound: Any = _plain_bound
+    key_type: TypeEngine[Any]
+    # For a due date: what stands in for "no due date" in this direction (the cursor keeps
+    # the date itself, NULL for none).
+    infinity: str | None = None
+
+    def bound(self) -> ColumnElement[Any]:
+        value = bindparam("cursor_key", type_=self.key_type)
+        if self.infinity is None:
+            return value
+        return func.coalesce(
+            cast(value, _TIMESTAMP), literal_column(f"CAST('{self.infinity}' AS timestamptz)")
+        )
 
 
 _SORT_KEYS: dict[tuple[str, str], SortKey] = {
     **{
-        (field, order): SortKey(getattr(Task, field).expression)
+        (field, order): SortKey(getattr(Task, field).expression, _TIMESTAMP)
         for field in ("created_at", "updated_at")
         for order in ("asc", "desc")
     },
     # Tasks without a due date last in both directions: NULL reads as +infinity ascending and
-    # as -infinity descending (the two indexes ix_task_owner_due_asc / _desc).
-    ("due_date", "asc"): SortKey(_key(DUE_ASC_SQL), _due_bound("infinity")),
-    ("due_date", "desc"): SortKey(_key(DUE_DESC_SQL), _due_bound("-infinity")),
+    # as -infinity descending (the indexes ix_task_owner_due_asc and ix_task_owner_due_desc).
+    ("due_date", "asc"): SortKey(_key(DUE_ASC_SQL), _TIMESTAMP, "infinity"),
+    ("due_date", "desc"): SortKey(_key(DUE_DESC_SQL), _TIMESTAMP, "-infinity"),
     **{
-        (field, order): SortKey(_key(sql))
-        for field, sql in (
-            ("priority", PRIORITY_RANK_SQL),
-            ("status", STATUS_RANK_SQL),
-            ("title", TITLE_KEY_SQL),
+        (field, order): SortKey(_key(sql), key_type)
+        for field, sql, key_type in (
+            ("priority", PRIORITY_RANK_SQL, Integer()),
+            ("status", STATUS_RANK_SQL, Integer()),
+            ("title", TITLE_KEY_SQL, Text()),
         )
         for order in ("asc", "desc")
     },
 }
 
 
-def sort_key(task_filter: TaskFilter) -> SortKey:
-    return _SORT_KEYS[(task_filter.sort_by, task_filter.sort_order)]
+@dataclass(frozen=True, slots=True)
+class ListShape:
+    """What decides the SQL of a task listing (the values are parameters)."""
 
+    scope: str
+    statuses: bool
+    priorities: bool
+    tags: bool
+    search: bool
+    assignee: bool
+    due_before: bool
+    due_after: bool
+    overdue: bool | None
+    sort_by: str
+    sort_order: str
+    cursor: bool
 
-def _visibility(task_filter: TaskFilter, user_id: int) -> list[list[ColumnElement[bool]]]:
-    """The branches whose union is what the caller may list in this scope."""
-    if task_filter.scope == "owned":
-        return [[Task.owner_id == user_id]]
-    if task_filter.scope == "assigned":
-        return [[Task.assignee_id == user_id]]
-    return [[Task.owner_id == user_id], [Task.assignee_id == user_id, Task.owner_id != user_id]]
+    @classmethod
+    def of(cls, task_filter: TaskFilter) -> ListShape:
+        return cls(
+            scope=task_filter.scope,
+            statuses=bool(task_filter.statuses),
+            priorities=bool(task_filter.priorities),
+            tags=bool(task_filter.tags),
+            search=bool(task_filter.search),
+            assignee=task_filter.assignee_id is not None,
+            due_before=task_filter.due_before is not None,
+            due_after=task_filter.due_after is not None,
+            overdue=task_filter.overdue,
+            sort_by=task_filter.sort_by,
+            sort_order=task_filter.sort_order,
+            cursor=task_filter.cursor is not None,
+        )
 
+    @property
+    def descending(self) -> bool:
+        return self.sort_order == "desc"
 
-def filter_conditions(task_filter: TaskFilter, now: datetime) -> list[ColumnElement[bool]]:
-    """The filters, written so the owner-led indexes serve them."""
-    conditions: list[ColumnElement[bool]] = []
-    if task_filter.statuses:
-        conditions.append(Task.status.in_([str(status) for status in task_filter.statuses]))
-    if task_filter.priorities:
-        conditions.append(Task.priority.in_([str(p) for p in task_filter.priorities]))
-    if task_filter.tags:
-        conditions.append(Task.tags.contains(task_filter.tags))
-    if task_filter.search:
-        pattern = like_pattern(task_filter.search)
-        conditions.append(
-            or_(
-                Task.title.ilike(pattern, escape="\\"),
-                Task.description.ilike(pattern, escape="\\"),
+    @property
+    def sort_key(self) -> SortKey:
+        return _SORT_KEYS[(self.sort_by, self.sort_order)]
+
+    @property
+    def tallied(self) -> bool:
+        """Whether the running counts keep this filter's total (scope and status/priority)."""
+        return self.scope != "assigned" and not (
+            self.tags
+            or self.search
+            or self.assignee
+            or self.due_before
+            or self.due_after
+            or self.overdue is not None
+        )
+
+    def branches(self) -> list[list[ColumnElement[bool]]]:
+        """The conditions of each branch whose union is what the caller may list."""
+        if self.scope == "owned":
+            return [[Task.owner_id == USER_ID]]
+        if self.scope == "assigned":
+            return [[Task.assignee_id == USER_ID]]
+        return [[Task.owner_id == USER_ID], [Task.assignee_id == USER_ID, Task.owner_id != USER_ID]]
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The filters, written so the owner-led indexes serve them."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.statuses:
+            conditions.append(Task.status == any_(bindparam("statuses", type_=ARRAY(String))))
+        if self.priorities:
+            conditions.append(Task.priority == any_(bindparam("priorities", type_=ARRAY(String))))
+        if self.tags:
+            conditions.append(Task.tags.contains(bindparam("tags", type_=ARRAY(Text))))
+        if self.search:
+            pattern = bindparam("pattern", type_=Text)
+            conditions.append(
+                or_(
+                    Task.title.ilike(pattern, escape="\\"),
+                    Task.description.ilike(pattern, escape="\\"),
+                )
             )
+        if self.assignee:
+            conditions.append(Task.assignee_id == bindparam("assignee_id", type_=BigInteger))
+        # `due_date < t` is `due key ascending < t` (no due date sorts at +infinity) and
+        # `due_date >= t` is `due key descending >= t`: the same rows, as ranges of the
+        # due-date indexes.
+        if self.due_before:
+            conditions.append(_key(DUE_ASC_SQL) < bindparam("due_before", type_=_TIMESTAMP))
+        if self.due_after:
+            conditions.append(_key(DUE_DESC_SQL) >= bindparam("due_after", type_=_TIMESTAMP))
+        if self.overdue is True:
+            conditions.append(and_(NOT_DONE, Task.due_date < NOW))
+        elif self.overdue is False:
+            conditions.append(
+                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= NOW)
+            )
+        return conditions
+
+    def after_cursor(self) -> ColumnElement[bool]:
+        row = tuple_(self.sort_key.expression, Task.id)
+        last = tuple_(self.sort_key.bound(), bindparam("cursor_id", type_=BigInteger))
+        return row < last if self.descending else row > last
+
+    def page_ids(self) -> Select[Any]:
+        """Ids and sort keys of the page: `skip` rows passed over, `limit` rows (one more than
+        the page, to know whether another follows)."""
+        key = self.sort_key.expression
+        conditions = self.conditions()
+        if self.cursor:
+            conditions.append(self.after_cursor())
+        skip = bindparam("skip", type_=BigInteger)
+        limit = bindparam("limit", type_=BigInteger)
+        branches = [
+            select(Task.id.label("id"), key.label("sort_key"))
+            .where(*branch, *conditions)
+            .order_by(*self._ordered((key, Task.id)))
+            for branch in self.branches()
+        ]
+        if len(branches) == 1:
+            return branches[0].offset(skip).limit(limit)
+        branch_limit = bindparam("branch_limit", type_=BigInteger)
+        rows = union_all(*(branch.limit(branch_limit) for branch in branches)).subquery("visible")
+        return (
+            select(rows.c.id, rows.c.sort_key)
+            .order_by(*self._ordered((rows.c.sort_key, rows.c.id)))
+            .offset(skip)
+            .limit(limit)
         )
-    if task_filter.assignee_id is not None:
-        conditions.append(Task.assignee_id == task_filter.assignee_id)
-    # `due_date < t` is `due key ascending < t` (a task without one sorts at +infinity), and
-    # `due_date >= t` is `due key descending >= t`: the same rows, ranges of the due indexes.
-    if task_filter.due_before is not None:
-        conditions.append(_key(DUE_ASC_SQL) < task_filter.due_before)
-    if task_filter.due_after is not None:
-        conditions.append(_key(DUE_DESC_SQL) >= task_filter.due_after)
-    if task_filter.overdue is True:
-        conditions.append(and_(NOT_DONE, Task.due_date < now))
-    elif task_filter.overdue is False:
-        conditions.append(
-            or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= now)
-        )
-    return conditions
+
+    def capped_count(self) -> Select[Any]:
+        """How many tasks match, counting no further than TOTAL_CAP + 1."""
+        conditions = self.conditions()
+        branches = [
+            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
+            for branch in self.branches()
+        ]
+        rows = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery("matching")
+        return select(func.count()).select_from(rows)
+
+    def tallied_count(self) -> Select[Any]:
+        """The exact total from the running counts (for a `tallied` shape)."""
+        conditions: list[ColumnElement[bool]] = [TaskTally.user_id == USER_ID]
+        if self.scope == "owned":
+            conditions.append(TaskTally.owned.is_(True))
+        if self.statuses:
+            conditions.append(TaskTally.status == any_(bindparam("statuses", type_=ARRAY(String))))
+        if self.priorities:
+            conditions.append(
+                TaskTally.priority == any_(bindparam("priorities", type_=ARRAY(String)))
+            )
+        return select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions)
+
+    def _ordered(self, columns: tuple[Any, ...]) -> list[Any]:
+        return [column.desc() if self.descending else column.asc() for column in columns]
 
 
-def _after(key: SortKey, position: Position, descending: bool) -> ColumnElement[bool]:
-    row = tuple_(key.expression, Task.id)
-    last = tuple_(key.bound(position.key), bindparam(None, position.id))
-    return row < last if descending else row > last
+@lru_cache(maxsize=2048)
+def list_statements(shape: ListShape, read_columns: tuple[Any, ...]) -> tuple[Statement, Statement]:
+    """(page, total) of a listing shape, compiled once per shape. The page is `read_columns`
+    of each row, then its sort key; its rows come in the listing's order."""
+    page = shape.page_ids().subquery("page")
+    statement = (
+        select(*read_columns, page.c.sort_key)
+        .join_from(Task, page, page.c.id == Task.id)
+        .order_by(*shape._ordered((page.c.sort_key, page.c.id)))
+    )
+    total = shape.tallied_count() if shape.tallied else shape.capped_count()
+    return compile_statement(statement), compile_statement(total)
 
 
-def page_statement(task_filter: TaskFilter, user_id: int, now: datetime) -> Select[Any]:
-    """Ids and sort keys of the page (one row more than `limit`: is there a next page?)."""
-    key = sort_key(task_filter)
-    conditions = filter_conditions(task_filter, now)
-    descending = task_filter.sort_order == "desc"
+def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[str, Any]:
+    """The parameters of a listing's statements."""
     position = task_filter.position()
-    if position is not None:
-        conditions.append(_after(key, position, descending))
-    branches = [
-        select(Task.id.label("id"), key.expression.label("sort_key")).where(*branch, *conditions)
-        for branch in _visibility(task_filter, user_id)
-    ]
-    rows = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery("visible")
-    ordering = (rows.c.sort_key, rows.c.id)
-    return (
-        select(rows.c.id, rows.c.sort_key)
-        .order_by(*(column.desc() if descending else column.asc() for column in ordering))
-        .offset(task_filter.skip)
-        .limit(task_filter.limit + 1)
-    )
-
-
-def tallied_total_statement(task_filter: TaskFilter, user_id: int) -> Select[Any] | None:
-    """The exact total from the running counts, when the filter is one they keep."""
-    untallied = (
-        task_filter.tags
-        or task_filter.search
-        or task_filter.assignee_id is not None
-        or task_filter.due_before is not None
-        or task_filter.due_after is not None
-        or task_filter.overdue is not None
-        or task_filter.scope == "assigned"
-    )
-    if untallied:
-        return None
-    conditions: list[ColumnElement[bool]] = [TaskTally.user_id == user_id]
-    if task_filter.scope == "owned":
-        conditions.append(TaskTally.owned.is_(True))
-    if task_filter.statuses:
-        conditions.append(TaskTally.status.in_([str(status) for status in task_filter.statuses]))
-    if task_filter.priorities:
-        conditions.append(TaskTally.priority.in_([str(p) for p in task_filter.priorities]))
-    return select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions)
-
-
-def capped_total_statement(task_filter: TaskFilter, user_id: int, now: datetime) -> Select[Any]:
-    """How many tasks match, counting no further than TOTAL_CAP + 1."""
-    conditions = filter_conditions(task_filter, now)
-    branches = [
-        select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
-        for branch in _visibility(task_filter, user_id)
-    ]
-    rows = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery("matching")
-    return select(func.count()).select_from(rows)
+    return {
+        "user_id": user_id,
+        "statuses": [str(status) for status in task_filter.statuses],
+        "priorities": [str(priority) for priority in task_filter.priorities],
+        "tags": task_filter.tags,
+        "pattern": like_pattern(task_filter.search) if task_filter.search else None,
+        "assignee_id": task_filter.assignee_id,
+        "due_before": task_filter.due_before,
+        "due_after": task_filter.due_after,
+        "now": now,
+        "skip": task_filter.skip,
+        "limit": task_filter.limit + 1,
+        "branch_limit": task_filter.skip + task_filter.limit + 1,
+        "cursor_key": position.key if position else None,
+        "cursor_id": position.id if position else None,
+    }
 
 
 def next_position(
-    task_filter: TaskFilter, last: Task, last_key: Any, more: bool
-) -> Position | None:
-    """The cursor position after `last` (the page's last row), if another page follows."""
-    if not more:
-        return None
+    task_filter: TaskFilter, due_date: datetime | None, key: Any, task_id: int
+) -> Position:
+    """The cursor position after a page whose last row is `task_id` with sort key `key`."""
     # A due-date key is ±infinity for a task without one: the cursor keeps the date itself.
-    key = last.due_date if task_filter.sort_by == "due_date" else last_key
-    return Position(task_filter.sort_by, task_filter.sort_order, key, last.id)
+    if task_filter.sort_by == "due_date":
+        key = due_date
+    return Position(task_filter.sort_by, task_filter.sort_order, key, task_id)
