@@ -268,7 +268,8 @@ class TaskRepository:
     async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
         """One page of the tasks matching the filter, the total, and where the next page starts
         (listing.py says how each stays cheap at any size)."""
-        page, total = listing.list_statements(listing.ListShape.of(task_filter), READ_COLUMNS)
+        shape = listing.ListShape.of(task_filter)
+        page, total = listing.list_statements(shape, READ_COLUMNS)
         values = listing.list_values(task_filter, user_id, now)
         rows = await page.fetch(self.connection, **values)
         more = len(rows) > task_filter.limit
@@ -283,6 +284,8 @@ class TaskRepository:
         if not more and task_filter.skip == 0 and task_filter.cursor is None:
             return TaskPage(tasks, len(tasks), True, position)
         counted = int(await total.fetchval(self.connection, **values))
+        if shape.tallied:
+            return TaskPage(tasks, counted, True, position)
         return TaskPage(
             tasks, min(counted, listing.TOTAL_CAP), counted <= listing.TOTAL_CAP, position
         )
