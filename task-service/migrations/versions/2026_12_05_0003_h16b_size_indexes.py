@@ -23,7 +23,7 @@ The sort-key expressions here are the texts of task_service.tasks.models (*_SQL)
 they were at this revision: PostgreSQL uses an expression index only for the same expression.
 
 Revision ID: 0003_h16b
-Revises: 0002
+Revises: 0003_h16a
 Create Date: 2026-12-05
 """
 
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_h16b"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_h16a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,10 +9,15 @@ gateway pushes the event to their WebSockets (and tells a removed assignee the t
 from __future__ import annotations
 
 import asyncpg
+from sqlalchemy import BigInteger, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, Insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from taskflow_kit.db import compile_statement
 from taskflow_kit.events import TASK_STREAM
 from taskflow_kit.outbox import Outbox, outbox_table
 
 from task_service.database import Base
+from task_service.tasks.models import UserTaskVersion
 from task_service.tasks.schemas import TaskRead
 
 PRODUCER = "task-service"
@@ -23,6 +28,22 @@ TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
 TASK_ASSIGNED = "task.assigned"
 TASK_DELETED = "task.deleted"
+
+
+def _bump_statement() -> Insert:
+    users = func.unnest(bindparam("user_ids", type_=ARRAY(BigInteger))).column_valued("user_id")
+    statement = pg_insert(UserTaskVersion).from_select(
+        ["user_id", "version"], select(users, literal(1, BigInteger))
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[UserTaskVersion.user_id],
+        set_={"version": UserTaskVersion.version + 1},
+    )
+
+
+# Rows are locked in the order given (ascending ids), so two changes touching the same users
+# cannot deadlock on these counters.
+_BUMP_VERSIONS = compile_statement(_bump_statement())
 
 
 def make_outbox() -> Outbox:
@@ -39,6 +60,10 @@ class TaskEvents:
     async def record(
         self, type_: str, task: TaskRead, *, previous_assignee_id: int | None = None
     ) -> None:
+        """The event, and a new version of the figures of every user it names."""
+        named = (task.owner_id, task.assignee_id, previous_assignee_id)
+        users = sorted({user_id for user_id in named if user_id is not None})
+        await _BUMP_VERSIONS.execute(self.connection, user_ids=users)
         await self.outbox.add_on(
             self.connection,
             type_,
