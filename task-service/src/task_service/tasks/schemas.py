@@ -210,8 +210,14 @@ class TaskList(BaseModel):
     total: int
     skip: int
     limit: int
-    next_cursor: str | None = None
-    total_exact: bool = True
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` (same sort and filters) for the next page; null on the last",
+    )
+    total_exact: bool = Field(
+        default=True,
+        description="false: `total` is a lower bound (counting stopped at 1,000 matches)",
+    )
 
 
 class DependencyCreate(BaseModel):
