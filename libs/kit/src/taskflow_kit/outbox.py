@@ -138,7 +138,8 @@ class Outbox:
             event = dataclasses.replace(event, occurred_at=occurred_at)
         return event
 
-    def _row(self, event: Event) -> dict[str, Any]:
+    def row(self, event: Event) -> dict[str, Any]:
+        """The outbox row of `event` (column → value), for a caller that inserts it itself."""
         return {
             "event_id": event.id,
             "stream": self.stream,
@@ -158,7 +159,7 @@ class Outbox:
     ) -> Event:
         """Insert the event in the session's transaction."""
         event = self.event(type_, subject_id, data, occurred_at=occurred_at)
-        await session.execute(insert(self.table).values(**self._row(event)))
+        await session.execute(insert(self.table).values(**self.row(event)))
         return event
 
     async def add_on(
@@ -172,7 +173,7 @@ class Outbox:
     ) -> Event:
         """Insert the event on an asyncpg connection, in its current transaction."""
         event = self.event(type_, subject_id, data, occurred_at=occurred_at)
-        await self._insert.execute(connection, **self._row(event))
+        await self._insert.execute(connection, **self.row(event))
         return event
 
 

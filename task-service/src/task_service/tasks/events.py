@@ -30,20 +30,27 @@ TASK_ASSIGNED = "task.assigned"
 TASK_DELETED = "task.deleted"
 
 
-def _bump_statement() -> Insert:
+def _record_statement() -> Insert:
+    """The event's outbox row and, in the same statement (one round trip), a new version for
+    each user it names. The versions' rows are locked in the order given (ascending ids), so two
+    changes touching the same users cannot deadlock on them."""
     users = func.unnest(bindparam("user_ids", type_=ARRAY(BigInteger))).column_valued("user_id")
-    statement = pg_insert(UserTaskVersion).from_select(
+    bump = pg_insert(UserTaskVersion).from_select(
         ["user_id", "version"], select(users, literal(1, BigInteger))
     )
-    return statement.on_conflict_do_update(
+    bump = bump.on_conflict_do_update(
         index_elements=[UserTaskVersion.user_id],
         set_={"version": UserTaskVersion.version + 1},
     )
+    columns = ("event_id", "stream", "type", "subject_id", "payload")
+    return (
+        pg_insert(OUTBOX)
+        .values({name: bindparam(name) for name in columns})
+        .add_cte(bump.cte("bumped"))
+    )
 
 
-# Rows are locked in the order given (ascending ids), so two changes touching the same users
-# cannot deadlock on these counters.
-_BUMP_VERSIONS = compile_statement(_bump_statement())
+_RECORD = compile_statement(_record_statement())
 
 
 def make_outbox() -> Outbox:
@@ -62,10 +69,7 @@ class TaskEvents:
     ) -> None:
         """The event, and a new version of the figures of every user it names."""
         named = (task.owner_id, task.assignee_id, previous_assignee_id)
-        users = sorted({user_id for user_id in named if user_id is not None})
-        await _BUMP_VERSIONS.execute(self.connection, user_ids=users)
-        await self.outbox.add_on(
-            self.connection,
+        event = self.outbox.event(
             type_,
             task.id,
             {
@@ -74,4 +78,9 @@ class TaskEvents:
                 "assignee_id": task.assignee_id,
                 "previous_assignee_id": previous_assignee_id,
             },
+        )
+        await _RECORD.execute(
+            self.connection,
+            user_ids=sorted({user_id for user_id in named if user_id is not None}),
+            **self.outbox.row(event),
         )

@@ -155,6 +155,7 @@ _TOUCH_DEPENDENTS = compile_statement(
         Task.id != func.all(TASK_IDS),
     )
     .values(version=Task.version + 1, updated_at=NOW)
+    .returning(Task.id)
 )
 _DELETE = compile_statement(delete(Task).where(Task.id == any_(TASK_IDS)))
 
@@ -245,12 +246,14 @@ class TaskRepository:
         assert row is not None  # the caller holds the row lock: it cannot have gone
         return task_read(row)
 
-    async def delete(self, task_ids: Sequence[int], now: datetime) -> None:
+    async def delete(self, task_ids: Sequence[int], now: datetime) -> list[int]:
         """Delete tasks (their edges cascade); tasks that depended on them get a new version
-        because their `depends_on` changed."""
-        if task_ids:
-            await _TOUCH_DEPENDENTS.execute(self.connection, task_ids=list(task_ids), now=now)
-            await _DELETE.execute(self.connection, task_ids=list(task_ids))
+        because their `depends_on` changed: their ids come back, ascending."""
+        if not task_ids:
+            return []
+        touched = await _TOUCH_DEPENDENTS.fetch(self.connection, task_ids=list(task_ids), now=now)
+        await _DELETE.execute(self.connection, task_ids=list(task_ids))
+        return sorted(row[0] for row in touched)
 
     async def dependent_ids(self, task_ids: Sequence[int]) -> list[int]:
         """Tasks (outside `task_ids`) that depend on any of `task_ids`."""

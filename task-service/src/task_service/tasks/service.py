@@ -214,8 +214,7 @@ class TaskService:
         if task.owner_id != principal.id:
             raise OwnerOnly("delete it")
         check_if_match(task, if_match)
-        dependents = await self.repository.dependent_ids([task.id])
-        await self.repository.delete([task.id], self.clock())
+        dependents = await self.repository.delete([task.id], self.clock())
         await self.events.record(TASK_DELETED, task)
         await self.record_updated(dependents)
 
@@ -235,8 +234,7 @@ class TaskService:
         if not owned:
             return
         last = await self.repository.get_many(owned)
-        dependents = await self.repository.dependent_ids(owned)
-        await self.repository.delete(owned, now)
+        dependents = await self.repository.delete(owned, now)
         for deleted in last:
             await self.events.record(TASK_DELETED, deleted)
         await self.record_updated(dependents)
