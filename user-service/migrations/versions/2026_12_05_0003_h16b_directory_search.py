@@ -1,6 +1,10 @@
 """The directory's search (`GET /users/?q=`) on trigram indexes: a substring of a username, a
 full name or (administrators' view) an email is found without reading every account.
 
+The directory's best plan depends on the term (a trigram bitmap for a rare one, the username
+index for a common one), so this database plans every execution of its prepared statements for
+their values (`plan_cache_mode = force_custom_plan`) instead of settling on one generic plan.
+
 pg_trgm is a contrib extension that the embedded PostgreSQL of `make run` (pgserver) does not
 ship; there the directory keeps scanning (correct, slower with many accounts).
 
@@ -21,6 +25,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute(
+        "DO $$ BEGIN EXECUTE format("
+        "'ALTER DATABASE %I SET plan_cache_mode = force_custom_plan', current_database()); "
+        "END $$"
+    )
     has_trgm = (
         op.get_bind()
         .execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'"))
@@ -40,5 +49,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(
+        "DO $$ BEGIN EXECUTE format("
+        "'ALTER DATABASE %I RESET plan_cache_mode', current_database()); END $$"
+    )
     op.execute("DROP INDEX IF EXISTS ix_user_account_email_trgm")
     op.execute("DROP INDEX IF EXISTS ix_user_account_names_trgm")
