@@ -12,7 +12,8 @@ as a uvicorn process on each database (migrations applied at start, so a new ind
 the loaded table), stats-service in front of the shared one, both on Redis under a throwaway
 prefix. Tokens are real (signed with the processes' secret); every request goes straight to the
 service, one at a time, and a query kind's time is the median of `--repeat` requests after two
-warm-up ones.
+warm-up ones. The three (small alone, small beside big, big) take turns request by request, so
+a busy moment of a shared machine falls on all three alike and the ratios hold.
 
 It prints, per query kind: small user alone, small user beside the big one, big user (ms), the
 ratios big/small and small-shared/small-alone, and writes bench/results/size-<timestamp>.json.
@@ -181,37 +182,63 @@ def running(services: list[Service]) -> Iterator[None]:
                 service.process.kill()
 
 
-async def timed(client: httpx.AsyncClient, url: str, token: str, repeat: int) -> float:
-    """Median milliseconds of `repeat` GETs after two warm-up ones (each must be a 200)."""
-    headers = {"Authorization": f"Bearer {token}"}
-    samples = []
-    for attempt in range(repeat + 2):
-        started = time.perf_counter()
-        response = await client.get(url, headers=headers)
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:300]}")
-        if attempt >= 2:
-            samples.append(elapsed)
-    return statistics.median(samples)
+@dataclass(frozen=True)
+class Target:
+    """Who asks whom: a user's token and the task-service they ask."""
+
+    label: str
+    base: str
+    token: str
+
+
+async def get_ms(client: httpx.AsyncClient, url: str, token: str) -> float:
+    """Milliseconds of one GET (which must be a 200)."""
+    started = time.perf_counter()
+    response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+async def cursor_query(client: httpx.AsyncClient, target: Target, query: str) -> str | None:
+    """The query string of the page after `query` (its next_cursor), None without cursors."""
+    headers = {"Authorization": f"Bearer {target.token}"}
+    body = (await client.get(f"{target.base}/api/v1/tasks/?{query}", headers=headers)).json()
+    cursor = body.get("next_cursor")
+    if cursor is None:
+        return None
+    sort = "&".join(part for part in query.split("&") if not part.startswith("skip="))
+    return f"{sort}&cursor={cursor}"
 
 
 async def list_times(
-    client: httpx.AsyncClient, base: str, token: str, repeat: int
-) -> dict[str, float | None]:
-    times: dict[str, float | None] = {}
-    for name, query in LIST_KINDS.items():
-        times[name] = await timed(client, f"{base}/api/v1/tasks/?{query}", token, repeat)
-    headers = {"Authorization": f"Bearer {token}"}
+    client: httpx.AsyncClient, targets: list[Target], repeat: int
+) -> dict[str, dict[str, float | None]]:
+    """Median ms per query kind and target. The targets take turns request by request (after
+    two warm-up rounds), so a busy moment of the shared machine falls on all of them alike."""
+    times: dict[str, dict[str, float | None]] = {target.label: {} for target in targets}
+    kinds: list[tuple[str, dict[str, str | None]]] = [
+        (name, {target.label: query for target in targets}) for name, query in LIST_KINDS.items()
+    ]
     for name, query in CURSOR_KINDS.items():
-        body = (await client.get(f"{base}/api/v1/tasks/?{query}", headers=headers)).json()
-        cursor = body.get("next_cursor")
-        if cursor is None:
-            times[name] = None
-            continue
-        sort = "&".join(part for part in query.split("&") if not part.startswith("skip="))
-        url = f"{base}/api/v1/tasks/?{sort}&cursor={cursor}"
-        times[name] = await timed(client, url, token, repeat)
+        kinds.append(
+            (name, {target.label: await cursor_query(client, target, query) for target in targets})
+        )
+    for name, queries in kinds:
+        samples: dict[str, list[float]] = {target.label: [] for target in targets}
+        for attempt in range(repeat + 2):
+            for target in targets:
+                query = queries[target.label]
+                if query is None:
+                    continue
+                url = f"{target.base}/api/v1/tasks/?{query}"
+                elapsed = await get_ms(client, url, target.token)
+                if attempt >= 2:
+                    samples[target.label].append(elapsed)
+        for target in targets:
+            found = samples[target.label]
+            times[target.label][name] = statistics.median(found) if found else None
     return times
 
 
@@ -233,8 +260,8 @@ async def stats_times(
             response.raise_for_status()
     finally:
         await redis.aclose()
-    warm = await timed(client, f"{stats}/api/v1/stats/", token, repeat)
-    return {"stats cold": statistics.median(cold), "stats warm": warm}
+    warm = [await get_ms(client, f"{stats}/api/v1/stats/", token) for _ in range(repeat + 2)]
+    return {"stats cold": statistics.median(cold), "stats warm": statistics.median(warm[2:])}
 
 
 def ratio(numerator: float | None, denominator: float | None) -> str:
@@ -251,11 +278,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--fresh", action="store_true", help="rebuild the databases")
     parser.add_argument("--name", default="taskflow_size_bench")
     parser.add_argument(
-        "--server", default=os.environ.get("SIZE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+        "--server",
+        default=os.environ.get("SIZE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--label", default="", help="a name for this run in the results file")
@@ -308,12 +336,14 @@ async def main() -> int:
         shared_base = f"http://127.0.0.1:{shared_port}"
         stats_base = f"http://127.0.0.1:{stats_port}"
         async with httpx.AsyncClient(timeout=120) as client:
-            log("timing the small user alone ...")
-            small_alone = await list_times(client, alone_base, token(SMALL_USER), args.repeat)
-            log("timing the small user beside the big one ...")
-            small = await list_times(client, shared_base, token(SMALL_USER), args.repeat)
-            log("timing the big user ...")
-            big = await list_times(client, shared_base, token(BIG_USER), args.repeat)
+            log("timing the small user alone, beside the big one, and the big user ...")
+            targets = [
+                Target("small alone", alone_base, token(SMALL_USER)),
+                Target("small shared", shared_base, token(SMALL_USER)),
+                Target("big", shared_base, token(BIG_USER)),
+            ]
+            times = await list_times(client, targets, args.repeat)
+            small_alone, small, big = (times[target.label] for target in targets)
             log("timing /stats/ ...")
             small.update(
                 await stats_times(
