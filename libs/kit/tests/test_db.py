@@ -14,9 +14,11 @@ from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.db import (
+    ConnectionDep,
     SessionDep,
     TransactionDep,
     async_database_url,
+    asyncpg_dsn,
     compile_statement,
     create_engine,
     create_pool,
@@ -291,3 +293,80 @@ async def test_a_terminated_pooled_connection_costs_at_most_one_503(
         assert statuses[1:] == [200] * (pooled + 2)
     finally:
         await own.dispose()
+
+
+@pytest.mark.parametrize("dependency", ["connection", "transaction"])
+async def test_a_terminated_asyncpg_connection_costs_at_most_one_503(
+    engine: AsyncEngine, dependency: str
+) -> None:
+    # A pooled connection whose backend is gone is found by the request that uses it: a 503 +
+    # Retry-After (never a 500, never a hang); the pool opens a new one for the next request.
+    own = await create_pool(engine.url.render_as_string(hide_password=False), min_size=1)
+    app = FastAPI()
+    install_error_handlers(app)
+    attach_resources(app, ServiceResources(pool=own))
+
+    @app.get("/connection")
+    async def on_connection(connection: ConnectionDep) -> int:
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
+
+    @app.get("/transaction")
+    async def in_transaction(connection: TransactionDep) -> int:
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with own.acquire() as connection:
+            old = connection.get_server_pid()
+        server = await asyncpg.connect(
+            asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        )
+        try:
+            assert await server.fetchval("SELECT pg_terminate_backend($1)", old)
+        finally:
+            await server.close()
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            statuses = []
+            for _ in range(4):
+                response = await asyncio.wait_for(client.get(f"/{dependency}"), timeout=10)
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    assert response.headers["retry-after"] == "5"
+                    assert response.headers["content-type"] == "application/problem+json"
+                else:
+                    assert response.json() != old
+        assert statuses[0] in (200, 503)
+        assert statuses[1:] == [200, 200, 200]
+    finally:
+        await own.close()
+
+
+async def test_a_pool_for_an_unreachable_database_starts_and_answers_503() -> None:
+    dead = await create_pool("postgresql://postgres@127.0.0.1:1/nowhere")
+    app = FastAPI()
+    install_error_handlers(app)
+    attach_resources(app, ServiceResources(pool=dead))
+
+    @app.get("/read")
+    async def read(connection: ConnectionDep) -> int:
+        return int(await connection.fetchval("SELECT 1"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/read")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+    finally:
+        await dead.close()
+
+
+async def test_the_pool_opens_its_connections_up_front_and_keeps_them(
+    engine: AsyncEngine,
+) -> None:
+    pool = await create_pool(engine.url.render_as_string(hide_password=False), min_size=3)
+    try:
+        assert pool.get_size() == 3
+        assert pool.get_idle_size() == 3
+    finally:
+        await pool.close()

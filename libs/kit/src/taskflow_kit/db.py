@@ -193,25 +193,68 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
 async def create_pool(
     url: str, *, min_size: int = 10, max_size: int = 20, statement_cache_size: int = 512
 ) -> asyncpg.Pool:
-    """The service's asyncpg pool: connections opened up front and kept (nothing is opened per
-    request), without TLS unless the URL configures it, JSON decoded, prepared statements cached
-    per connection (`statement_cache_size` covers every shape of a service's statements)."""
+    """The service's asyncpg pool: `min_size` connections opened up front and every connection
+    kept (nothing is opened per request, none is closed for being idle), without TLS unless the
+    URL configures it, JSON decoded, prepared statements cached per connection
+    (`statement_cache_size` covers every shape of a service's statements).
+
+    A database that is not up yet does not stop the service from starting: the pool opens its
+    connections on the first requests instead (which answer 503 while it is down)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(url),
-        min_size=min_size,
+        min_size=0,
         max_size=max_size,
+        max_inactive_connection_lifetime=0,
         ssl=None if tls_configured(url) else False,
         statement_cache_size=statement_cache_size,
         init=_json_codecs,
         reset=_nothing_to_reset,
     )
+    await _open(pool, min_size)
     return pool
+
+
+async def _open(pool: asyncpg.Pool, count: int) -> None:
+    held: list[asyncpg.Connection] = []
+    try:
+        for _ in range(count):
+            held.append(await pool.acquire(timeout=5))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pass  # not reachable yet: connections open on demand
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+
+class DatabaseConnectionLost(ConnectionError):
+    """The request's connection closed under it (the server restarted, its backend was
+    terminated). A `ConnectionError`, so the error boundary answers 503 + Retry-After as for any
+    unreachable database; asyncpg's own "connection is closed" error says nothing of the kind.
+    The pool opens a new connection for the next request."""
+
+
+LOST = "the database connection was lost"
+
+
+def _is_lost(connection: asyncpg.Connection, exc: Exception) -> bool:
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True  # the protocol lost track of a connection that broke mid-operation
+    try:
+        closed: bool = connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool took back a connection that died under the request
+    return closed
 
 
 async def get_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """An asyncpg connection for a request that only reads (each statement its own snapshot)."""
     async with resources(request).need_pool().acquire() as connection:
-        yield connection
+        try:
+            yield connection
+        except Exception as exc:
+            if _is_lost(connection, exc):
+                raise DatabaseConnectionLost(LOST) from exc
+            raise
 
 
 async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
@@ -219,21 +262,24 @@ async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]
     returns, rolled back if it raises (an error with `commit` set commits, see `get_session`).
     Declared with `scope="function"`: the commit happens before the response is sent."""
     async with resources(request).need_pool().acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
         try:
-            yield connection
-        except ProblemError as exc:
-            if exc.commit:
-                await transaction.commit()
-            else:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                yield connection
+            except ProblemError as exc:
+                await (transaction.commit() if exc.commit else transaction.rollback())
+                raise
+            except BaseException:
                 await transaction.rollback()
-            raise
-        except BaseException:
-            await transaction.rollback()
-            raise
-        else:
+                raise
             await transaction.commit()
+        except Exception as exc:
+            # A dead connection fails the statement, the rollback or the commit, each with its
+            # own asyncpg error: all of them mean the database went away.
+            if _is_lost(connection, exc):
+                raise DatabaseConnectionLost(LOST) from exc
+            raise
 
 
 ConnectionDep = Annotated[asyncpg.Connection, Depends(get_connection, scope="function")]
