@@ -12,7 +12,6 @@ owner and assignee, a GIN scan over every user) fails.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,16 @@ from typing import Any
 
 import asyncpg
 import pytest
+
+# bulk_tasks sits in tests/, which the suite's conftest puts on the path.
+from bulk_tasks import (
+    BULK_INSERT,
+    COMMON_TAG,
+    COMMON_TERM,
+    RARE_TAG,
+    RARE_TERM,
+    bulk_insert_parameters,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from task_service.aggregates.repository import AggregateRepository
@@ -30,16 +39,6 @@ from task_service.tasks.repository import READ_COLUMNS
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
 from taskflow_kit.testing import migrated_database
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bulk_tasks import (
-    BULK_INSERT,
-    COMMON_TAG,
-    COMMON_TERM,
-    RARE_TAG,
-    RARE_TERM,
-    bulk_insert_parameters,
-)
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BIG, SMALL = 1, 2
