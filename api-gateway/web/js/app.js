@@ -233,6 +233,8 @@ async function loadTasks() {
       renderContent();
     }
   }
+  // A load that finishes after a newer one, or after signing out (state.me is null), names no one.
+  if (mine !== loadSequence || !state.me) return;
   const ids = visibleTasks().flatMap((t) => [t.assignee_id, t.owner_id]);
   people.ensure(ids.filter((id) => id && id !== state.me.id));
 }
