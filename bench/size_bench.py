@@ -264,6 +264,17 @@ async def stats_times(
     return {"stats cold": statistics.median(cold), "stats warm": statistics.median(warm[2:])}
 
 
+async def forget_prefix(redis_url: str, prefix: str) -> None:
+    """Delete this run's keys (stats cache, streams) from the shared Redis."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
 def ratio(numerator: float | None, denominator: float | None) -> str:
     if numerator is None or denominator is None or denominator <= 0:
         return "-"
@@ -356,6 +367,7 @@ async def main() -> int:
                 )
             )
 
+    await forget_prefix(args.redis, prefix)
     width = max(len(name) for name in big)
     print()
     print(
