@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run seed test test-fast test-compose lint fmt migrate bench bench-full bench-gateway clean uv
+.PHONY: help run seed test test-fast test-compose lint fmt migrate bench bench-full bench-gateway bench-size clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench    suite benchmark, quick (< 3 min); COMPARE=<rev> adds that commit's stack"
 	@echo "make bench-full  suite benchmark, full (3 rounds; e.g. COMPARE=a245de8)"
 	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx)"
+	@echo "make bench-size  1M + 10k tasks in one task database: every list query, both users"
 
 # Bootstrap uv into .tools/ when it is not on PATH: a fresh machine needs only Python and pip.
 .tools/bin/uv:
@@ -75,6 +76,10 @@ bench-full: uv
 bench-gateway: uv
 	$(SYNC)
 	$(UV) run --frozen python bench/gateway_bench.py
+
+bench-size: uv
+	$(SYNC)
+	$(UV) run --frozen python bench/size_bench.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -481,3 +481,34 @@ def test_the_app_fits_a_phone(pages: Pages, client: httpx.Client, screenshots: P
     page.get_by_role("button", name="List", exact=True).click()
     expect(page.locator(".row-title")).to_have_count(2)
     assert page_width() <= PHONE["width"]
+
+
+def test_the_list_pager_walks_pages_by_cursor(pages: Pages, client: httpx.Client) -> None:
+    person = register_and_login(client, "pager")
+    for index in range(45):
+        created = client.post(
+            "/api/v1/tasks/", json={"title": f"Paged {index:02d}"}, headers=person.headers
+        )
+        assert created.status_code == 201, created.text
+    page = pages.open(path="/?view=list")
+    sign_in(page, person.username, person.password)
+    rows = page.locator("table.task-table tbody tr")
+    expect(page.locator(".pager-text")).to_have_text("1\N{EN DASH}20 of 45")
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 44")
+
+    # Next asks for the page after the last row shown (its cursor), not for an offset.
+    with page.expect_request(re.compile(r"/api/v1/tasks/\?.*cursor=")) as asked:
+        page.get_by_role("button", name="Next page").click()
+    assert "skip=" not in asked.value.url
+    expect(page.locator(".pager-text")).to_have_text("21\N{EN DASH}40 of 45")
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 24")
+    page.get_by_role("button", name="Next page").click()
+    expect(page.locator(".pager-text")).to_have_text("41\N{EN DASH}45 of 45")
+    expect(rows).to_have_count(5)
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+
+    # Previous goes back by the cursor it came through; a page opened from a link still works.
+    page.get_by_role("button", name="Previous page").click()
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 24")
+    page.goto("/?view=list&page=3")
+    expect(page.locator(".pager-text")).to_have_text("41\N{EN DASH}45 of 45")

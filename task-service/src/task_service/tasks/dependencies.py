@@ -89,10 +89,19 @@ async def get_task_filter(
     ] = None,
     sort_by: Annotated[SortField, Query(description="priority sorts by rank")] = "created_at",
     sort_order: Annotated[SortOrder, Query()] = "desc",
-    skip: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    skip: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="Rows to skip (after `cursor`, if any)")
+    ] = 0,
     limit: Annotated[
         int, Query(ge=1, description=f"1..{MAX_LIMIT}; larger values are capped at {MAX_LIMIT}")
     ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page, with the same sort_by, "
+            "sort_order and filters: the next page at any depth for the cost of the first"
+        ),
+    ] = None,
 ) -> TaskFilter:
     try:
         return TaskFilter(
@@ -109,6 +118,7 @@ async def get_task_filter(
             sort_order=sort_order,
             skip=skip,
             limit=min(limit, MAX_LIMIT),
+            cursor=cursor,
         )
     except ValidationError as exc:
         raise RequestValidationError(

@@ -18,12 +18,8 @@ import asyncpg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    String,
-    Text,
-    and_,
     any_,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -34,13 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
 from taskflow_kit.db import Statement, compile_statement
-from taskflow_kit.repository import like_pattern
 
+from task_service.tasks import listing
+from task_service.tasks.cursor import Position
 from task_service.tasks.models import Task, TaskDependency, TaskPriority, TaskStatus
 from task_service.tasks.schemas import TaskFilter, TaskRead
-
-PRIORITY_RANK = case({name: rank for rank, name in enumerate(TaskPriority)}, value=Task.priority)
-STATUS_RANK = case({name: rank for rank, name in enumerate(TaskStatus)}, value=Task.status)
 
 TASK_ID = bindparam("task_id", type_=BigInteger)
 USER_ID = bindparam("user_id", type_=BigInteger)
@@ -198,117 +192,14 @@ def _update_statement(columns: tuple[str, ...]) -> Statement:
 
 
 @dataclass(frozen=True, slots=True)
-class ListShape:
-    """What decides the SQL of a task listing (the values are parameters)."""
+class TaskPage:
+    """A page of tasks, the total (a lower bound unless `total_exact`), and where the next
+    page starts (None: this is the last)."""
 
-    scope: str
-    statuses: bool
-    priorities: bool
-    tags: bool
-    search: bool
-    assignee: bool
-    due_before: bool
-    due_after: bool
-    overdue: bool | None
-    sort_by: str
-    sort_order: str
-
-    @classmethod
-    def of(cls, task_filter: TaskFilter) -> ListShape:
-        return cls(
-            scope=task_filter.scope,
-            statuses=bool(task_filter.statuses),
-            priorities=bool(task_filter.priorities),
-            tags=bool(task_filter.tags),
-            search=bool(task_filter.search),
-            assignee=task_filter.assignee_id is not None,
-            due_before=task_filter.due_before is not None,
-            due_after=task_filter.due_after is not None,
-            overdue=task_filter.overdue,
-            sort_by=task_filter.sort_by,
-            sort_order=task_filter.sort_order,
-        )
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = []
-        if self.scope == "owned":
-            conditions.append(Task.owner_id == USER_ID)
-        elif self.scope == "assigned":
-            conditions.append(Task.assignee_id == USER_ID)
-        else:
-            conditions.append(visible_to(USER_ID))
-        if self.statuses:
-            conditions.append(Task.status == any_(bindparam("statuses", type_=ARRAY(String))))
-        if self.priorities:
-            conditions.append(Task.priority == any_(bindparam("priorities", type_=ARRAY(String))))
-        if self.tags:
-            conditions.append(Task.tags.contains(bindparam("tags", type_=ARRAY(Text))))
-        if self.search:
-            pattern = bindparam("pattern", type_=Text)
-            conditions.append(
-                or_(
-                    Task.title.ilike(pattern, escape="\\"),
-                    Task.description.ilike(pattern, escape="\\"),
-                )
-            )
-        if self.assignee:
-            conditions.append(Task.assignee_id == bindparam("assignee_id", type_=BigInteger))
-        if self.due_before:
-            conditions.append(Task.due_date < bindparam("due_before", type_=Task.due_date.type))
-        if self.due_after:
-            conditions.append(Task.due_date >= bindparam("due_after", type_=Task.due_date.type))
-        if self.overdue is True:
-            conditions.append(and_(Task.status != TaskStatus.DONE, Task.due_date < NOW))
-        elif self.overdue is False:
-            conditions.append(
-                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= NOW)
-            )
-        return conditions
-
-    def ordering(self) -> list[Any]:
-        key: Any = {
-            "created_at": Task.created_at,
-            "updated_at": Task.updated_at,
-            "due_date": Task.due_date,
-            "priority": PRIORITY_RANK,
-            "title": func.lower(Task.title).collate("C"),
-            "status": STATUS_RANK,
-        }[self.sort_by]
-        if self.sort_order == "asc":
-            # Tasks without a due date come last in both directions; the id makes ties stable.
-            return [key.asc().nulls_last(), Task.id.asc()]
-        return [key.desc().nulls_last(), Task.id.desc()]
-
-
-@lru_cache(maxsize=1024)
-def _list_statements(shape: ListShape) -> tuple[Statement, Statement]:
-    """(count, page) of a listing shape, compiled once per shape."""
-    conditions = shape.conditions()
-    count = select(func.count()).select_from(Task).where(*conditions)
-    page = (
-        select(*READ_COLUMNS)
-        .where(*conditions)
-        .order_by(*shape.ordering())
-        .offset(bindparam("skip", type_=BigInteger))
-        .limit(bindparam("limit", type_=BigInteger))
-    )
-    return compile_statement(count), compile_statement(page)
-
-
-def _list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "statuses": [str(status) for status in task_filter.statuses],
-        "priorities": [str(priority) for priority in task_filter.priorities],
-        "tags": task_filter.tags,
-        "pattern": like_pattern(task_filter.search) if task_filter.search else None,
-        "assignee_id": task_filter.assignee_id,
-        "due_before": task_filter.due_before,
-        "due_after": task_filter.due_after,
-        "now": now,
-        "skip": task_filter.skip,
-        "limit": task_filter.limit,
-    }
+    tasks: list[TaskRead]
+    total: int
+    total_exact: bool
+    next_position: Position | None
 
 
 class TaskRepository:
@@ -377,12 +268,27 @@ class TaskRepository:
         rows = await _UNASSIGN.fetch(self.connection, user_id=assignee_id, now=now)
         return [task_read(row) for row in rows]
 
-    async def find_page(
-        self, task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> tuple[list[TaskRead], int]:
-        """One page of the tasks matching the filter, and how many match in total."""
-        count, page = _list_statements(ListShape.of(task_filter))
-        values = _list_values(task_filter, user_id, now)
-        total = int(await count.fetchval(self.connection, **values))
+    async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
+        """One page of the tasks matching the filter, the total, and where the next page starts
+        (listing.py says how each stays cheap at any size)."""
+        shape = listing.ListShape.of(task_filter)
+        page, total = listing.list_statements(shape, READ_COLUMNS)
+        values = listing.list_values(task_filter, user_id, now)
         rows = await page.fetch(self.connection, **values)
-        return [task_read(row) for row in rows], total
+        more = len(rows) > task_filter.limit
+        rows = rows[: task_filter.limit]
+        tasks = [task_read(row) for row in rows]
+        position = None
+        if more:
+            last = rows[-1]
+            position = listing.next_position(
+                task_filter, last["due_date"], last["sort_key"], last["id"]
+            )
+        if not more and task_filter.skip == 0 and task_filter.cursor is None:
+            return TaskPage(tasks, len(tasks), True, position)
+        counted = int(await total.fetchval(self.connection, **values))
+        if shape.tallied:
+            return TaskPage(tasks, counted, True, position)
+        return TaskPage(
+            tasks, min(counted, listing.TOTAL_CAP), counted <= listing.TOTAL_CAP, position
+        )

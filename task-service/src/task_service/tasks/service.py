@@ -13,6 +13,7 @@ from taskflow_kit.auth import Principal
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.resilience import ResilientClient
 
+from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.errors import (
     AssigneeNotActive,
     OwnerOnly,
@@ -96,9 +97,14 @@ class TaskService:
         return task
 
     async def list_tasks(self, principal: Principal, task_filter: TaskFilter) -> TaskList:
-        tasks, total = await self.repository.find_page(task_filter, principal.id, self.clock())
+        page = await self.repository.find_page(task_filter, principal.id, self.clock())
         return TaskList.model_construct(
-            tasks=tasks, total=total, skip=task_filter.skip, limit=task_filter.limit
+            tasks=page.tasks,
+            total=page.total,
+            skip=task_filter.skip,
+            limit=task_filter.limit,
+            next_cursor=encode_cursor(page.next_position) if page.next_position else None,
+            total_exact=page.total_exact,
         )
 
     # -- creating ----------------------------------------------------------------------------

@@ -94,7 +94,9 @@ class UserRepository(RepositoryBase[User]):
                 include_inactive=include_inactive,
                 search_email=include_inactive if search_email is None else search_email,
             )
-            .order_by(func.lower(User.username), User.id)
+            # lower(username) is unique (uq_user_account_lower_username): no tie to break, and
+            # that index gives the order, so a page reads `skip + limit` entries of it.
+            .order_by(func.lower(User.username))
             .offset(skip)
             .limit(limit)
         )
