@@ -126,7 +126,10 @@ async def test_docs_are_served_merged_refreshed_and_kept_when_a_service_is_down(
 def test_the_merged_docs_describe_the_live_updates_socket() -> None:
     from api_gateway.main import create_app, own_schema
     from api_gateway.openapi import merge_documents
+    from conftest import gateway_settings
 
-    description = merge_documents(own_schema(create_app()), {})["info"]["description"]
+    description = merge_documents(own_schema(create_app(gateway_settings())), {})["info"][
+        "description"
+    ]
     for needle in ("/api/v1/ws", "1008", "task.access_lost", "heartbeat", '"token"'):
         assert needle in description

@@ -50,22 +50,23 @@ class LineWriter:
         self.stream = stream
         self.delay = delay
         self._pending: list[str] = []
-        self._scheduled = False
+        # The loop the pending write is scheduled on (a loop closed since, as tests close
+        # theirs, never runs it: the next line schedules one on the running loop).
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
 
     def write(self, line: str) -> None:
         self._pending.append(line)
-        if self._scheduled:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self._scheduled = True
-        loop.call_later(self.delay, self.flush)
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
+            loop.call_later(self.delay, self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
+        self._scheduled_on = None
         lines, self._pending = self._pending, []
         if not lines:
             return
