@@ -63,10 +63,13 @@ class PasswordHasher:
         self._dummy_hash: str | None = None
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_seconds)
-        except TimeoutError:
-            raise PasswordHashingBusy() from None
+        if self._slots.locked():  # every slot taken (or others already waiting): queue
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.queue_seconds)
+            except TimeoutError:
+                raise PasswordHashingBusy() from None
+        else:
+            await self._slots.acquire()
         try:
             return await asyncio.to_thread(work, *args)
         finally:

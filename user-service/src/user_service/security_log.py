@@ -11,8 +11,7 @@ from typing import Any
 
 import structlog
 
-logger = structlog.get_logger("taskflow.security")
-
+LOGGER = "taskflow.security"
 # Events that suggest an attack are warnings; the rest record account changes.
 _WARNINGS = frozenset(
     {"login_failed", "login_throttled", "refresh_token_reused", "reauthentication_failed"}
@@ -20,5 +19,8 @@ _WARNINGS = frozenset(
 
 
 def security_event(event: str, *, user_id: int | None, address: str | None, **details: Any) -> None:
+    # Looked up per event (rare next to the bcrypt run most of them follow), so the logging
+    # configuration in force at the time applies.
+    logger = structlog.get_logger(LOGGER)
     log = logger.warning if event in _WARNINGS else logger.info
     log(event, security=True, user_id=user_id, address=address, **details)
