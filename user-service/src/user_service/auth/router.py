@@ -125,6 +125,7 @@ async def logout(
     "/api/v1/auth/session",
     response_model=BrowserSession,
     responses={**_LOGIN_ERRORS, **problem_responses(CrossSiteRequestRefused)},
+    openapi_extra=_LOGIN_BODY,
     dependencies=[*_SESSION, address_budget("login")],
 )
 async def open_session(
