@@ -54,7 +54,7 @@ lint: uv
 	@# Deployment files against their schemas and rules (every schema ships in its package: offline)
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(UV) run --frozen hadolint */Dockerfile
+	$(UV) run --frozen hadolint Dockerfile
 	$(UV) run --frozen kubernetes-validate --strict --quiet deploy/k8s/*/*.yaml
 
 fmt: uv

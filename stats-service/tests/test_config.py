@@ -7,6 +7,12 @@ import pytest
 from stats_service.config import Settings
 
 
+@pytest.fixture(autouse=True)
+def _test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Outside ENVIRONMENT=test a JWT_SECRET is required; these tests are about other settings.
+    monkeypatch.setenv("ENVIRONMENT", "test")
+
+
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASK_SERVICE_URL", "http://tasks.internal:9002")
     monkeypatch.setenv("TASK_SERVICE_TIMEOUT_SECONDS", "1.5")

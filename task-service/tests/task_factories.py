@@ -10,7 +10,9 @@ import httpx
 from task_service.config import Settings
 from taskflow_kit.tokens import TokenConfig, issue_token
 
-TOKEN_CONFIG: TokenConfig = Settings(database_url="postgresql://unused/x").token_config()
+TOKEN_CONFIG: TokenConfig = Settings(
+    environment="test", database_url="postgresql://unused/x"
+).token_config()
 
 
 def auth(user_id: int, *, is_superuser: bool = False) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 The suite is the session's real processes (`tests/conftest.py`); the browser opens the gateway's
 URL like a person would. Playwright never downloads a browser here: it launches
-`/usr/bin/chromium` (installed by `.ci/run` when missing). Without it, these tests skip.
+`/usr/bin/chromium` (installed by `.ci/run` when missing). Without it, these tests skip, except
+under CI (`CI` set), where a missing browser fails the run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS, Pages  # noqa: E402
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ": CI must run the browser tests, not skip them")
+        pytest.skip(message)
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -353,7 +354,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     project = f"taskflow-test-{uuid.uuid4().hex[:6]}"
     stack = Stack(project=project, port=free_port(), compose=args.compose)
-    stack.env = {**os.environ, "GATEWAY_PORT": str(stack.port), "TASKFLOW_TAG": "compose-test"}
+    # The compose file has no default secrets (it refuses to start without them): this run's own.
+    own_secrets = {
+        name: secrets.token_urlsafe(48)
+        for name in ("JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+    }
+    stack.env = {
+        **own_secrets,
+        **os.environ,
+        "GATEWAY_PORT": str(stack.port),
+        "TASKFLOW_TAG": "compose-test",
+    }
     started = time.monotonic()
     print(f"project {project}, gateway on {stack.url}", flush=True)
     failure: BaseException | None = None

@@ -5,6 +5,10 @@ and Redis are started with their data under `.data/`. Each service then runs as 
 process (services apply their own migrations at start), the gateway last; output is prefixed
 with the service name; Ctrl-C stops everything cleanly.
 
+No JWT_SECRET configured (in the environment or ./.env): a random one is generated once into
+`.data/jwt_secret` (readable by its owner only) and reused on every start, so tokens survive a
+restart and nobody else knows the secret.
+
 A second stack beside the first (the benchmark's) sets TASKFLOW_DATA_DIR (instead of `.data/`)
 and TASKFLOW_PORT_OFFSET (added to every service port; the services' URLs of one another follow).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import selectors
 import signal
 import subprocess
@@ -68,6 +73,19 @@ class Stack:
     def port(self, service: Service) -> int:
         return service.port + self.port_offset
 
+    def jwt_secret(self) -> None:
+        """Use the configured JWT_SECRET, else this data folder's own, made once."""
+        if self.env.get("JWT_SECRET") or _dotenv_defines(self.root / ".env", "JWT_SECRET"):
+            return
+        path = self.data / "jwt_secret"
+        if not path.exists():
+            self.data.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            log(f"generated a JWT secret of this stack's own in {path}")
+        self.env["JWT_SECRET"] = path.read_text().strip()
+
     def service_urls(self) -> None:
         """Point the services at one another's (offset) ports unless configured."""
         ports = {s.package: self.port(s) for s in SERVICES}
@@ -82,6 +100,7 @@ class Stack:
             self.env.setdefault(name, f"http://127.0.0.1:{port}")
 
     def start_backing_services(self) -> None:
+        self.jwt_secret()
         services_with_db = [s for s in SERVICES if s.database and available(s)]
         needs_db = not self.env.get("DATABASE_URL") and any(
             not self.env.get(s.database_env) for s in services_with_db
@@ -115,6 +134,16 @@ class Stack:
         if self.postgres:
             log("stopping embedded PostgreSQL")
             self.postgres.stop()
+
+
+def _dotenv_defines(path: Path, name: str) -> bool:
+    if not path.is_file():
+        return False
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and key.strip() == name and value.strip().strip("'\""):
+            return True
+    return False
 
 
 def log(message: str) -> None:

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskflow_kit.tokens import MIN_SECRET_BYTES, TokenConfig
 
-# Only for development and tests: production refuses to start with it.
-DEFAULT_JWT_SECRET = "taskflow-development-secret-change-me-0123456789"
+# Public (it is in this repository), so it signs nothing outside tests: with ENVIRONMENT=test and
+# no JWT_SECRET it is the secret; in every other environment it is refused, and so is no secret.
+EXAMPLE_JWT_SECRET = "taskflow-development-secret-change-me-0123456789"
+# Passwords that ship in examples and images' documentation: refused in any *_url setting (the
+# databases', Redis's) outside tests.
+EXAMPLE_PASSWORDS = frozenset(
+    {"postgres", "password", "changeme", "change-me", "replace-me", "redis"}
+)
+SECRET_HINT = (
+    "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'` and give "
+    "every service the same value (`make run` keeps one in .data/jwt_secret)"
+)
+
+
+def example_password_in(url: str) -> bool:
+    """Whether a connection URL carries one of the well-known example passwords."""
+    password = urlsplit(url).password
+    return password is not None and password.lower() in EXAMPLE_PASSWORDS
 
 
 class ServiceSettings(BaseSettings):
@@ -19,7 +36,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
-    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    # No usable default: see _secret_is_safe.
+    jwt_secret: SecretStr = SecretStr("")
     jwt_issuer: str = "taskflow"
     jwt_audience: str = "taskflow"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -38,10 +56,26 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _secret_is_safe(self) -> ServiceSettings:
         secret = self.jwt_secret.get_secret_value()
+        testing = self.environment == "test"
+        if not secret:
+            if not testing:
+                raise ValueError(f"JWT_SECRET is not set: {SECRET_HINT}")
+            secret = EXAMPLE_JWT_SECRET
+            self.jwt_secret = SecretStr(secret)
         if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
-        if self.environment == "production" and secret == DEFAULT_JWT_SECRET:
-            raise ValueError("JWT_SECRET must be set in production (the example secret is refused)")
+            raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes: {SECRET_HINT}")
+        if secret == EXAMPLE_JWT_SECRET and not testing:
+            raise ValueError(
+                "JWT_SECRET is the public example secret, which anyone can sign tokens with; "
+                f"it is refused outside ENVIRONMENT=test: {SECRET_HINT}"
+            )
+        if not testing:
+            for name in type(self).model_fields:
+                value = getattr(self, name)
+                if name.endswith("_url") and isinstance(value, str) and example_password_in(value):
+                    raise ValueError(
+                        f"{name.upper()} carries a well-known example password: set one of your own"
+                    )
         return self
 
     def token_config(self) -> TokenConfig:
