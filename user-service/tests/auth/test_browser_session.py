@@ -204,3 +204,19 @@ async def test_a_session_past_its_absolute_end_cannot_refresh(
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
 
     assert response.status_code == 401
+
+
+async def test_token_responses_are_never_cached(client: httpx.AsyncClient, api) -> None:
+    await api.register(username="alice")
+    login = await client.post(
+        "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+    )
+    session = await open_session(client)
+    session_refresh = await client.post("/api/v1/auth/session/refresh", headers=BROWSER)
+
+    for response in (login, refreshed, session, session_refresh):
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-store"

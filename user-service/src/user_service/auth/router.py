@@ -58,6 +58,12 @@ _LOGIN_ERRORS = problem_responses(
 _SESSION = [Depends(browser_request)]
 
 
+def never_cache(response: Response) -> None:
+    """Token responses must not be stored by a browser or a shared cache (RFC 6749 §5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 @router.post(
     "/api/v1/auth/login",
     response_model=TokenPair,
@@ -77,6 +83,7 @@ async def login(
     auth_service: AuthServiceDep,
     address: ClientAddressDep,
     budgets: RouteBudgetsDep,
+    response: Response,
 ) -> TokenPair:
     """Log in with username or email (any case) and password, as JSON or as the OAuth2
     password form. Returns a bearer access token and a refresh token.
@@ -87,6 +94,7 @@ async def login(
     """
     await budgets.spend("login:account", name_key(credentials.username))
     tokens = await auth_service.login(credentials.username, credentials.password, address=address)
+    never_cache(response)
     return tokens.pair()
 
 
@@ -97,14 +105,19 @@ async def login(
     dependencies=[address_budget("refresh")],
 )
 async def refresh(
-    body: RefreshRequest, auth_service: AuthServiceDep, address: ClientAddressDep
+    body: RefreshRequest,
+    auth_service: AuthServiceDep,
+    address: ClientAddressDep,
+    response: Response,
 ) -> TokenPair:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting a
     used one again revokes every token of its login session (401). A session ends at its
     absolute end (`SESSION_MAX_LIFETIME_DAYS` after the login) however often it is refreshed."""
     # RefreshTokenReused is a committing error: the family revocation stands although the
     # answer is 401.
-    return (await auth_service.refresh(body.refresh_token, address=address)).pair()
+    tokens = await auth_service.refresh(body.refresh_token, address=address)
+    never_cache(response)
+    return tokens.pair()
 
 
 @router.post("/api/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -147,6 +160,7 @@ async def open_session(
         expires_at=tokens.refresh_expires_at,
         secure=request.app.state.settings.session_cookie_secure,
     )
+    never_cache(response)
     return tokens.browser_session()
 
 
@@ -173,6 +187,7 @@ async def refresh_session(
     set_session_cookie(
         response, tokens.refresh_token, expires_at=tokens.refresh_expires_at, secure=secure
     )
+    never_cache(response)
     return tokens.browser_session()
 
 
