@@ -8,7 +8,8 @@ other; the secrecy comes from bcrypt's salt and cost.
 
 Hashing is bounded: at most `concurrency` bcrypt runs at once (one per core by default; more
 only queue for the same cores while holding memory and connections). A caller waits up to
-`queue_seconds` for a slot, then gets 503 + `Retry-After`: a flood of logins or registrations
+`queue_seconds` for a slot (or, when `4 * concurrency` callers already wait, not at all),
+then gets 503 + `Retry-After`: a flood of logins or registrations
 is refused quickly instead of making every request slow.
 """
 
@@ -60,14 +61,23 @@ class PasswordHasher:
         self.concurrency = concurrency or os.cpu_count() or 1
         self.queue_seconds = queue_seconds
         self._slots = asyncio.Semaphore(self.concurrency)
+        self.max_waiting = 4 * self.concurrency
+        self._waiting = 0
         self._dummy_hash: str | None = None
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
         if self._slots.locked():  # every slot taken (or others already waiting): queue
+            # A queue longer than a few rounds of work cannot drain within the wait anyway;
+            # refusing at once frees the caller's database connection for someone else.
+            if self._waiting >= self.max_waiting:
+                raise PasswordHashingBusy()
+            self._waiting += 1
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.queue_seconds)
             except TimeoutError:
                 raise PasswordHashingBusy() from None
+            finally:
+                self._waiting -= 1
         else:
             await self._slots.acquire()
         try:
