@@ -249,3 +249,24 @@ async def test_parallel_guesses_from_one_address_cannot_all_pass(make_api) -> No
             *[login(api.client, f"user{n}", "nope-nope", address="203.0.113.9") for n in range(12)]
         )
     assert sorted(response.status_code for response in responses) == [401] * 3 + [429] * 9
+
+
+async def test_the_failure_count_outlives_its_longest_delay(make_api) -> None:
+    """At the maximum delay the count must still be there when the delay ends: otherwise every
+    maximum delay would hand out a fresh set of free guesses."""
+    async with make_api(
+        login_failures_per_pair=1, login_delay_max_seconds=60, login_failure_window_seconds=30
+    ) as api:
+        await api.register(username="alice")
+        throttle = api.app.state.login_throttle
+        for n in range(8):  # delays 1, 2, ..., 64 → capped at 60
+            await login(api.client, "alice", f"guess-{n}", address="10.6.0.1")
+            async for key in throttle.redis.scan_iter(match=f"{throttle.prefix}login:pair:*"):
+                await throttle.redis.hdel(key, "until")
+        await login(api.client, "alice", "guess-last", address="10.6.0.1")
+        keys = [
+            key async for key in throttle.redis.scan_iter(match=f"{throttle.prefix}login:pair:*")
+        ]
+        ttl_ms = await throttle.redis.pttl(keys[0])
+
+    assert ttl_ms > 60_000  # the 60 s delay plus the 30 s window

@@ -1,7 +1,7 @@
 """Failed-login throttling with growing delays, keyed on account *and* address (Redis, shared
 by replicas).
 
-Three counters of failures, each remembered for a window after its last failure:
+Three counters of failures, each remembered for a window after its last delay ends:
 
 - the pair (account, address): after `per_pair` failures each further try from that address
   on that account waits a delay that doubles with every failure (1 s, 2 s, 4 s, ... up to
@@ -55,11 +55,13 @@ if wait > 0 then return {0, wait, flag} end
 for i = 2, last do
   local count = redis.call('HINCRBY', KEYS[i], 'count', 1)
   local free = tonumber(ARGV[i - 1])
+  local delay = 0
   if count >= free then
-    local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (count - free))
+    delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (count - free))
     redis.call('HSET', KEYS[i], 'until', now + delay)
   end
-  redis.call('PEXPIRE', KEYS[i], ARGV[6])
+  -- Remembered for the window after the delay ends, so the count outlives its own delay.
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[6]) + delay)
 end
 return {1, 0, flag}
 """
@@ -197,10 +199,11 @@ class LoginThrottle:
             return 0, wait * 1000, int(known)
         for counter, free in zip(counters, self.thresholds, strict=False):
             counter.count += 1
+            delay = 0.0
             if counter.count >= free:
                 delay = min(self.max_delay, BASE_DELAY_SECONDS * 2 ** (counter.count - free))
                 counter.until = now + delay
-            counter.expires = now + self.window
+            counter.expires = now + self.window + delay
         if len(self._local) > 100_000:  # bound memory while Redis is away
             self._local = {k: v for k, v in self._local.items() if v.expires > now}
         return 1, 0.0, int(known)
