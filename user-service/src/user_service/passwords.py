@@ -8,9 +8,10 @@ other; the secrecy comes from bcrypt's salt and cost.
 
 Hashing is bounded: at most `concurrency` bcrypt runs at once (one per core by default; more
 only queue for the same cores while holding memory and connections). A caller waits up to
-`queue_seconds` for a slot (or, when `4 * concurrency` callers already wait, not at all),
-then gets 503 + `Retry-After`: a flood of logins or registrations
-is refused quickly instead of making every request slow.
+`queue_seconds` for a slot, then gets 503 + `Retry-After`; when the queue ahead of it
+cannot drain within that time anyway (at the recent time per hash), it is refused at once and
+frees its database connection for others. A flood of logins or registrations is refused
+quickly instead of making every request slow.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import math
 import os
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -61,15 +64,18 @@ class PasswordHasher:
         self.concurrency = concurrency or os.cpu_count() or 1
         self.queue_seconds = queue_seconds
         self._slots = asyncio.Semaphore(self.concurrency)
-        self.max_waiting = 4 * self.concurrency
         self._waiting = 0
+        # Recent seconds per bcrypt run (moving average), to tell a queue that cannot drain.
+        self._seconds_per_run = 0.0
         self._dummy_hash: str | None = None
+
+    def _expected_wait(self) -> float:
+        """Seconds until a newcomer to the queue would get a slot, at the recent pace."""
+        return math.ceil((self._waiting + 1) / self.concurrency) * self._seconds_per_run
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
         if self._slots.locked():  # every slot taken (or others already waiting): queue
-            # A queue longer than a few rounds of work cannot drain within the wait anyway;
-            # refusing at once frees the caller's database connection for someone else.
-            if self._waiting >= self.max_waiting:
+            if self._expected_wait() > self.queue_seconds:
                 raise PasswordHashingBusy()
             self._waiting += 1
             try:
@@ -80,10 +86,17 @@ class PasswordHasher:
                 self._waiting -= 1
         else:
             await self._slots.acquire()
+        started = time.perf_counter()
         try:
             return await asyncio.to_thread(work, *args)
         finally:
             self._slots.release()
+            elapsed = time.perf_counter() - started
+            self._seconds_per_run = (
+                elapsed
+                if not self._seconds_per_run
+                else 0.8 * self._seconds_per_run + 0.2 * elapsed
+            )
 
     def _hash(self, password: str) -> str:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode("ascii")
