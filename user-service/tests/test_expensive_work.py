@@ -81,6 +81,27 @@ async def test_refreshes_and_password_changes_have_budgets(make_api) -> None:
     assert changes == [400, 429]
 
 
+async def test_password_changes_per_address_have_a_budget(make_api) -> None:
+    async with make_api(
+        route_budgets_enabled=True,
+        password_change_per_address_per_minute=2,
+        password_change_per_account_per_minute=100,
+    ) as api:
+        people = [await api.account(username=f"user{n}") for n in range(3)]
+        changes = [
+            (
+                await api.client.post(
+                    "/api/v1/users/me/password",
+                    json={"current_password": "wrong guess", "new_password": "new passphrase"},
+                    headers={**person.headers, "X-Forwarded-For": "203.0.113.40"},
+                )
+            ).status_code
+            for person in people
+        ]
+
+    assert changes == [400, 400, 429]
+
+
 async def test_budgets_are_off_in_the_test_environment_by_default(api) -> None:
     assert api.app.state.route_budgets.enabled is False
 

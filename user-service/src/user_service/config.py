@@ -66,6 +66,7 @@ class Settings(ServiceSettings):
     login_per_account_per_minute: int = Field(default=30, ge=1)
     refresh_per_address_per_minute: int = Field(default=300, ge=1)
     password_change_per_account_per_minute: int = Field(default=10, ge=1)
+    password_change_per_address_per_minute: int = Field(default=30, ge=1)
 
     # bcrypt runs at most this many hashes at once (default: one per CPU core); a request
     # waits up to `password_hash_queue_seconds` for a slot, then gets 503 + Retry-After.

@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "login:account": settings.login_per_account_per_minute,
             "refresh:address": settings.refresh_per_address_per_minute,
             "password:account": settings.password_change_per_account_per_minute,
+            "password:address": settings.password_change_per_address_per_minute,
         },
     )
     app.state.token_issuer = TokenIssuer(

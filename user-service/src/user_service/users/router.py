@@ -115,6 +115,7 @@ async def update_me(
     "/api/v1/users/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_REAUTHENTICATED, **problem_responses(RouteBudgetExceeded)},
+    dependencies=[address_budget("password")],
 )
 async def change_password(
     body: PasswordChange,
