@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import timedelta
@@ -118,3 +119,34 @@ def test_a_bad_token_by_first_message_closes_with_1008(token: str) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == CLOSE_POLICY
+
+
+def test_a_socket_gets_a_request_id_an_access_line_and_metrics() -> None:
+    from prometheus_client import REGISTRY
+    from taskflow_kit.logs import LineWriter, access_log
+
+    app = create_app(gateway_settings(log_level="INFO"))
+    lines = io.StringIO()
+    access_log.writer = LineWriter(lines)
+    series = {"service": "api-gateway", "method": "WEBSOCKET", "route": "/api/v1/ws"}
+    accepted = {**series, "status": "101"}
+    before = REGISTRY.get_sample_value("taskflow_http_requests_total", accepted) or 0.0
+    token = access_token(7)
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(
+            f"/api/v1/ws?token={token}", headers={"X-Request-ID": "live-42"}
+        ) as ws,
+    ):
+        assert ws.receive_json() == {"type": "ready", "user_id": 7}
+        assert (b"x-request-id", b"live-42") in (ws.extra_headers or [])
+        ws.close()
+    access_log.writer.flush()
+    after = REGISTRY.get_sample_value("taskflow_http_requests_total", accepted)
+    assert after == before + 1
+    assert REGISTRY.get_sample_value("taskflow_http_request_duration_seconds_count", series)
+    (line,) = [entry for entry in lines.getvalue().splitlines() if "live-42" in entry]
+    assert "method=WEBSOCKET" in line
+    assert "path=/api/v1/ws" in line
+    assert "status=101" in line
+    assert "request_id=live-42" in line

@@ -292,7 +292,7 @@ async def test_an_unexpected_error_is_a_problem_with_the_request_id(
         async def broken(**_: object) -> None:
             raise RuntimeError("a bug in the gateway")
 
-        gw.gateway.forwarder.limits.check = broken
+        gw.gateway.limits.check = broken
         response = await gw.client.get("/api/v1/tasks/1")
         assert response.status_code == 500
         assert response.headers["content-type"] == "application/problem+json"

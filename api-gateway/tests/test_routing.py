@@ -6,12 +6,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from api_gateway.routing import (
-    UnsafePathError,
-    check_raw_path,
-    request_target,
-    upstream_for,
-)
+from api_gateway.paths import UnsafePathError, check_raw_path, request_target
+from api_gateway.routing import upstream_for
 from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL

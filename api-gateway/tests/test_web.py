@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -24,9 +25,13 @@ PAGE = """<!doctype html><html><head>
 
 
 def make_app(root: Path) -> FastAPI:
+    return make_app_with(WebAssets(root))
+
+
+def make_app_with(assets: WebAssets) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(web_router(WebAssets(root)))
+    app.include_router(web_router(assets))
     return app
 
 
@@ -151,15 +156,48 @@ def test_names_that_leave_the_root_resolve_to_nothing(site: Path) -> None:
         assert assets.asset(name) is None, name
 
 
-async def test_an_edited_file_is_served_at_once_under_a_new_version(site: Path) -> None:
-    async with client_for(site) as client:
+async def test_requests_never_touch_the_files(site: Path) -> None:
+    """Assets are read once: a request looks up the snapshot, whatever happens on disk."""
+    assets = WebAssets(site)
+    transport = httpx.ASGITransport(app=make_app_with(assets))
+    async with httpx.AsyncClient(transport=transport, base_url="http://web.test") as client:
+        first = await client.get("/")
+        util = versions(first.text)["js/util.js"]
+        (site / "js" / "util.js").unlink()
+        (site / "index.html").unlink()
+        again = await client.get("/")
+        module = await client.get(f"/assets/js/util.js?v={util}")
+    assert again.status_code == 200
+    assert again.text == first.text
+    assert module.text == "export const x = 1;\n"
+
+
+async def test_an_edited_file_is_served_after_the_next_scan_under_a_new_version(
+    site: Path,
+) -> None:
+    assets = WebAssets(site, watch=True, interval=0.01)
+    transport = httpx.ASGITransport(app=make_app_with(assets))
+    async with httpx.AsyncClient(transport=transport, base_url="http://web.test") as client:
         before = versions((await client.get("/")).text)["js/util.js"]
-        (site / "js" / "util.js").write_text("export const x = 2; // edited\n")
-        page = await client.get("/")
-        after = versions(page.text)["js/util.js"]
+        watcher = assets.watch_task()
+        assert watcher is not None
+        try:
+            (site / "js" / "util.js").write_text("export const x = 2; // edited\n")
+            after = before
+            for _ in range(500):  # the watcher scans every 10 ms; give it up to 5 s
+                after = versions((await client.get("/")).text)["js/util.js"]
+                if after != before:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            watcher.cancel()
         body = await client.get(f"/assets/js/util.js?v={after}")
     assert after != before
     assert body.text == "export const x = 2; // edited\n"
+
+
+def test_without_watching_there_is_no_watcher(site: Path) -> None:
+    assert WebAssets(site).watch_task() is None
 
 
 async def test_the_real_app_is_a_few_files() -> None:

@@ -26,7 +26,6 @@ from typing import Self
 
 import aiohttp
 from aiohttp.connector import Connection
-from multidict import CIMultiDict
 from yarl import URL
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -132,6 +131,9 @@ class UpstreamClient:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.limit = max_connections_per_replica
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._bases: dict[tuple[str, int], str] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -151,9 +153,7 @@ class UpstreamClient:
                 response_class=_Answer,
                 auto_decompress=False,
                 skip_auto_headers=_NO_AUTO_HEADERS,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout
-                ),
+                timeout=self._timeout,
             )
             # aiohttp repeats GET, PUT, DELETE... once when a kept-alive connection is lost; a
             # replayed DELETE answers 404. The gateway's own retry rules decide instead.
@@ -205,21 +205,23 @@ class UpstreamClient:
         answer's head; `within` caps the connect and head waits (what is left of a deadline).
         `body_started` tells, after a failure, whether a streamed body began to go out."""
         connect_timeout, read_timeout = self.connect_timeout, self.read_timeout
-        if within is not None:
+        timeout = self._timeout
+        if within is not None and within < max(connect_timeout, read_timeout):
             connect_timeout, read_timeout = min(connect_timeout, within), min(read_timeout, within)
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            )
         key = (host, port)
         slot = await self._take_slot(key, connect_timeout)
         try:
             response = await self._client_session().request(
                 method,
                 URL(self._base(key) + target, encoded=True),
-                headers=CIMultiDict(headers),
+                headers=headers,  # pairs: aiohttp builds its own header multidict from them
                 data=body,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=connect_timeout, sock_read=read_timeout
-                ),
+                timeout=timeout,
             )
         except BaseException as exc:
             slot.release()

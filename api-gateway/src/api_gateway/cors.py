@@ -20,7 +20,7 @@ class GatewayCORS:
         self.cors = CORSMiddleware(app, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+        if scope["type"] != "http" or _has_origin(scope["headers"]):
             await self.cors(scope, receive, send)
             return
 
@@ -30,6 +30,10 @@ class GatewayCORS:
             await send(message)
 
         await self.app(scope, receive, send_with_vary)
+
+
+def _has_origin(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"origin" for name, _ in headers)
 
 
 def add_vary_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -19,7 +19,7 @@ import structlog
 from taskflow_kit.errors import GatewayTimeout, ProblemError
 from taskflow_kit.resilience import BreakerState, UpstreamUnavailable
 
-from api_gateway.client import FailureKind, UpstreamError, UpstreamResponse
+from api_gateway.client import FailureKind, UpstreamClient, UpstreamError, UpstreamResponse
 from api_gateway.errors import BadGateway
 from api_gateway.replicas import Replica
 from api_gateway.upstreams import Upstream
@@ -35,13 +35,31 @@ class RetryPolicy:
     eject_after_5xx: int
 
 
+# Replayed after a lost connection (the first attempt may have been processed) only where a
+# replay cannot change the outcome: safe methods, and the one route that honours
+# Idempotency-Key (task-service answers a repeated key + body with the first answer). Not PUT,
+# PATCH or DELETE, although RFC 9110 calls PUT and DELETE idempotent: a replayed DELETE answers
+# 404, a replayed conditional update 412 (its If-Match is stale after the first), and every
+# update bumps the task's version.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENCY_KEY_ROUTES = frozenset({("POST", "/api/v1/tasks/"), ("POST", "/api/v1/tasks")})
+
+
+def replayable(method: str, path: str, *, idempotency_key: bool) -> bool:
+    """Whether repeating this request, if the first attempt was processed, changes nothing."""
+    return method in REPLAYABLE_METHODS or (
+        idempotency_key and (method, path) in IDEMPOTENCY_KEY_ROUTES
+    )
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
+    path: str  # the raw path, checked (api_gateway.paths)
     target: str  # raw path and query, sent as is
     headers: list[tuple[str, str]]
     body: bytes | AsyncIterable[bytes] | None
-    replayable: bool  # repeating it, if the first attempt was processed, changes nothing
+    idempotency_key: bool = False  # the client sent an Idempotency-Key
     body_started: Callable[[], bool] = lambda: False  # a streamed body began to go out
 
 
@@ -52,11 +70,24 @@ class _Failed(Exception):
         self.error = error
 
 
-async def exchange(
-    upstream: Upstream, request: UpstreamRequest, policy: RetryPolicy
-) -> tuple[UpstreamResponse, Replica]:
-    """The answer's head and the replica that gave it; that replica's in-flight count stays
-    raised until the caller has relayed the body and called `done(replica)`."""
+@dataclass(slots=True)
+class Answer:
+    """The answer's head from one replica. The exchange holds that replica's in-flight count and
+    its connection until `finish()` (after the body was relayed, or on any failure)."""
+
+    response: UpstreamResponse
+    replica: Replica
+    client: UpstreamClient
+
+    def finish(self) -> None:
+        self.replica.in_flight -= 1
+        self.client.finish(self.response)
+
+
+async def exchange(upstream: Upstream, request: UpstreamRequest, policy: RetryPolicy) -> Answer:
+    """Send the request through the upstream's breaker to a replica, retrying elsewhere when the
+    rules allow, and return the answer's head. Raises the ProblemError the client gets when
+    every allowed attempt failed (503, 502 or 504)."""
     breaker = upstream.breaker
     if not breaker.allow():
         raise UpstreamUnavailable(
@@ -64,7 +95,7 @@ async def exchange(
         )
     probe = breaker.state is BreakerState.HALF_OPEN
     try:
-        answer = await _attempts(upstream, request, policy)
+        response, replica = await _attempts(upstream, request, policy)
     except _Failed as failed:
         # The breaker is about the upstream as a whole: a replica that failed is ejected, and
         # while others are routable they keep serving.
@@ -75,7 +106,7 @@ async def exchange(
         breaker.release()  # cancelled, or failed on the client's side: no verdict
         raise
     breaker.record_success()
-    return answer
+    return Answer(response, replica, upstream.client)
 
 
 async def _attempts(
@@ -123,9 +154,16 @@ async def _attempts(
 
 
 def _may_repeat(request: UpstreamRequest, kind: FailureKind) -> bool:
+    """The retry rule: never once a streamed body began to go out; always when nothing was sent;
+    after a lost connection only when a replay cannot change the outcome; never after a
+    timeout (the request may be running)."""
     if request.body_started():
         return False
-    return kind.unsent or (kind is FailureKind.DISCONNECT and request.replayable)
+    if kind.unsent:
+        return True
+    return kind is FailureKind.DISCONNECT and replayable(
+        request.method, request.path, idempotency_key=request.idempotency_key
+    )
 
 
 def _note_failure(

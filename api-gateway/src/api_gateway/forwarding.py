@@ -1,8 +1,9 @@
-"""Forwarding one proxied request, top to bottom: the request's own checks (path, body size,
-token, rate limit), its body, the upstream exchange, and relaying the answer.
+"""Forwarding one proxied request, top to bottom: the request's checks (path, body size, token,
+rate limit: every refusal the gateway makes itself), its body, the upstream exchange
+(api_gateway.exchange: breaker, replica, retries) and relaying the answer.
 
 Raw ASGI rather than a FastAPI endpoint: no request parsing, no dependency resolution and no
-Response object per request; bodies stream through untouched. Errors are raised (the kit's
+Response object per request; bodies stream through untouched. Refusals are raised (the kit's
 problem+json handlers render them) and only before anything was sent to the client.
 """
 
@@ -20,9 +21,9 @@ from taskflow_kit.logs import normalise_request_id
 from api_gateway.client import UpstreamError, UpstreamResponse
 from api_gateway.errors import BadGateway, PayloadTooLarge
 from api_gateway.exchange import RetryPolicy, UpstreamRequest, exchange
-from api_gateway.headers import client_response_headers, upstream_request_headers
+from api_gateway.headers import RawHeaders, client_response_headers, upstream_request_headers
 from api_gateway.limits import GatewayRateLimits
-from api_gateway.routing import UnsafePathError, check_raw_path, request_target
+from api_gateway.paths import UnsafePathError, check_raw_path, request_target
 from api_gateway.tokens import TokenGate
 from api_gateway.upstreams import Upstream
 
@@ -31,22 +32,6 @@ logger = structlog.get_logger("api_gateway.forwarding")
 # Bodies up to this size are read whole (one upstream write, replayable on retry); bigger
 # declared bodies stream through. Answers up to it are relayed in one body message.
 BUFFER_LIMIT = 64 * 1024
-
-# Replayed after a lost connection (the first attempt may have been processed) only where a
-# replay cannot change the outcome: safe methods, and the one route that honours
-# Idempotency-Key (task-service answers a repeated key + body with the first answer). Not PUT,
-# PATCH or DELETE, although RFC 9110 calls PUT and DELETE idempotent: a replayed DELETE answers
-# 404, a replayed conditional update 412 (its If-Match is stale after the first), and every
-# update bumps the task's version.
-REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-IDEMPOTENCY_KEY_ROUTES = frozenset({("POST", "/api/v1/tasks/"), ("POST", "/api/v1/tasks")})
-
-
-def replayable(method: str, path: str, *, idempotency_key: bool) -> bool:
-    """Whether repeating this request, if the first attempt was processed, changes nothing."""
-    return method in REPLAYABLE_METHODS or (
-        idempotency_key and (method, path) in IDEMPOTENCY_KEY_ROUTES
-    )
 
 
 class ClientDisconnected(Exception):
@@ -115,38 +100,29 @@ class _Inbound:
 
 
 class Forwarder:
-    """Everything a proxied request goes through, in order: path safety, body limit, early
-    token check, rate limit, the upstream exchange (breaker, replica, retries), the answer."""
+    """Everything a request to one upstream goes through, in order: the checks (path safety,
+    body limit, early token check, rate limit), the body, the upstream exchange, the relay of
+    the answer. Built once per upstream with everything it needs."""
 
     def __init__(
         self,
+        upstream: Upstream,
         *,
         tokens: TokenGate,
         limits: GatewayRateLimits,
         max_body_bytes: int,
         policy: RetryPolicy,
     ) -> None:
+        self.upstream = upstream
         self.tokens = tokens
         self.limits = limits
         self.max_body_bytes = max_body_bytes
         self.policy = policy
 
-    async def __call__(
-        self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        try:
-            path = check_raw_path(scope.get("raw_path") or scope["path"].encode())
-        except UnsafePathError as exc:
-            raise BadRequest(str(exc)) from exc
-        inbound = _Inbound.scan(scope["headers"])
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, inbound, rate_headers = await self._check(scope)
+
         length = inbound.content_length
-        if length is not None and length > self.max_body_bytes:
-            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes")
-
-        client = scope.get("client")
-        client_host = client[0] if client else None
-        rate_headers = await self._check_rate(inbound, client_host)
-
         streamed = StreamedBody(receive, self.max_body_bytes)
         body: bytes | StreamedBody | None = None
         try:
@@ -159,13 +135,14 @@ class Forwarder:
         except ClientDisconnected:
             return
 
-        method: str = scope["method"]
+        client = scope.get("client")
         request = UpstreamRequest(
-            method=method,
+            method=scope["method"],
+            path=path,
             target=request_target(path, scope["query_string"]),
             headers=upstream_request_headers(
                 scope["headers"],
-                client_host=client_host,
+                client_host=client[0] if client else None,
                 scheme=scope["scheme"],
                 request_id=current_request_id() or normalise_request_id(None),
                 # A streamed body goes out with the length the client declared (uvicorn
@@ -173,11 +150,11 @@ class Forwarder:
                 body_length=length if body is streamed else None,
             ),
             body=body,
-            replayable=replayable(method, path, idempotency_key=inbound.idempotency_key),
+            idempotency_key=inbound.idempotency_key,
             body_started=lambda: streamed.started and body is streamed,
         )
         try:
-            response, replica = await exchange(upstream, request, self.policy)
+            answer = await exchange(self.upstream, request, self.policy)
         except Exception as exc:
             if streamed.error is None:
                 raise
@@ -185,19 +162,28 @@ class Forwarder:
                 return  # nobody to answer
             raise streamed.error from exc  # the client's side failed, not the upstream
         try:
-            await _relay(response, send, rate_headers, head_only=method == "HEAD")
+            await _relay(answer.response, send, rate_headers, head_only=request.method == "HEAD")
         finally:
-            replica.in_flight -= 1
-            upstream.client.finish(response)
+            answer.finish()
 
-    async def _check_rate(
-        self, inbound: _Inbound, client_host: str | None
-    ) -> list[tuple[bytes, bytes]]:
-        """The `RateLimit-*` headers for the answer; TooManyRequests past a limit."""
+    async def _check(self, scope: Scope) -> tuple[str, _Inbound, RawHeaders]:
+        """The refusals: 400 for an unsafe path or a bad Content-Length, 413 for a declared body
+        over the limit, 401 for a bad token (TokenGate), 429 past a rate limit. Returns the
+        checked raw path, what the headers said and the `RateLimit-*` headers for the answer."""
+        try:
+            path = check_raw_path(scope.get("raw_path") or scope["path"].encode())
+        except UnsafePathError as exc:
+            raise BadRequest(str(exc)) from exc
+        inbound = _Inbound.scan(scope["headers"])
+        if inbound.content_length is not None and inbound.content_length > self.max_body_bytes:
+            raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes")
         subject = self.tokens.subject(inbound.authorization)
-        decision = await self.limits.check(client_ip=client_host or "unknown", user_id=subject)
+        client = scope.get("client")
+        decision = await self.limits.check(
+            client_ip=client[0] if client else "unknown", user_id=subject
+        )
         if decision is None:
-            return []
+            return path, inbound, []
         headers = decision.headers()
         if not decision.allowed:
             raise TooManyRequests(
@@ -205,13 +191,13 @@ class Forwarder:
                 retry_after=decision.retry_after,
                 headers={name.decode(): value.decode() for name, value in headers},
             )
-        return headers
+        return path, inbound, headers
 
 
 async def _relay(
     response: UpstreamResponse,
     send: Send,
-    extra_headers: list[tuple[bytes, bytes]],
+    extra_headers: RawHeaders,
     *,
     head_only: bool,
 ) -> None:

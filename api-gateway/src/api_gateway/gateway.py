@@ -1,11 +1,15 @@
-"""The gateway's long-lived parts, built in the lifespan and closed at shutdown: one pooled
-client per upstream, the rate limiter's Redis, the merged docs, and the background loops that
-re-resolve DNS, probe replicas and refresh the docs."""
+"""The gateway's long-lived parts, built with the app, started in its lifespan and closed at
+shutdown: one pooled client per upstream and the forwarder in front of it, the rate limiter's
+Redis, the token gate, the merged docs, live updates, and the background loops that re-resolve
+DNS, probe replicas and refresh the docs. It also answers what the status page asks: whether a
+caller is an operator, and the status document."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -13,6 +17,8 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from taskflow_kit.consumer import events_report
+from taskflow_kit.events import TASK_STREAM, USER_STREAM
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import CircuitBreaker
 from taskflow_kit.revocation import RevocationList, RevocationListener
@@ -29,6 +35,9 @@ from api_gateway.tokens import TokenGate
 from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway")
+
+# The consumer groups of the services (task-service reads user.*, stats-service task.*).
+EVENT_CONSUMER_GROUPS = ("task-service", "stats-service")
 
 
 class Gateway:
@@ -74,11 +83,11 @@ class Gateway:
         # outlast the short timeout the rate limiter's client uses.
         self.stream_redis: Redis = create_stream_redis(settings.redis_url)
         self.revocations = RevocationList()
-        tokens = TokenGate(settings.token_config(), self.revocations)
+        self.tokens = TokenGate(settings.token_config(), self.revocations)
         self.live = LiveHub(
             self.stream_redis,
             key_prefix=settings.redis_prefix,
-            verifier=tokens.verifier,
+            verifier=self.tokens.verifier,
             queue_size=settings.ws_queue_size,
             heartbeat=settings.ws_heartbeat_seconds,
         )
@@ -88,17 +97,22 @@ class Gateway:
             revocations=self.revocations,
             on_revoked=self.live.revoked,
         )
-        self.forwarder = Forwarder(
-            tokens=tokens,
-            limits=self.limits,
-            max_body_bytes=settings.max_body_bytes,
-            policy=RetryPolicy(
-                deadline=settings.deadline,
-                retries=settings.retries,
-                backoff=settings.retry_backoff_seconds,
-                eject_after_5xx=settings.eject_after_5xx,
-            ),
+        policy = RetryPolicy(
+            deadline=settings.deadline,
+            retries=settings.retries,
+            backoff=settings.retry_backoff_seconds,
+            eject_after_5xx=settings.eject_after_5xx,
         )
+        self.forwarders = {
+            name: Forwarder(
+                upstream,
+                tokens=self.tokens,
+                limits=self.limits,
+                max_body_bytes=settings.max_body_bytes,
+                policy=policy,
+            )
+            for name, upstream in self.upstreams.items()
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
 
@@ -146,10 +160,97 @@ class Gateway:
     async def _probe_replicas(self) -> None:
         await asyncio.gather(*(upstream.probe_all() for upstream in self.upstreams.values()))
 
-    async def redis_status(self) -> dict[str, Any]:
+    async def redis_ready(self) -> None:
+        """Readiness: the rate limiter's Redis answers (raises otherwise)."""
+        await self.redis.ping()
+
+    # -- what the status page asks -----------------------------------------------------------
+
+    def is_operator(
+        self, authorization: str | None, client_host: str | None, *, admin_token_counts: bool
+    ) -> bool:
+        """Whether a caller may see operational detail: the monitoring token, a loopback client
+        where loopback is trusted, or (with `admin_token_counts`) a valid administrator's
+        access token (every check of the token gate applies: a bad token is 401)."""
+        expected = self.settings.monitoring_token()
+        if authorization and expected is not None:
+            scheme, _, credentials = authorization.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                credentials.strip().encode(), expected.encode()
+            ):
+                return True
+        if self.settings.loopback_is_trusted() and _is_loopback(client_host):
+            return True
+        if admin_token_counts and authorization:
+            return self.tokens.is_admin(authorization.encode("latin-1"))
+        return False
+
+    async def status(self, *, detail: bool) -> dict[str, Any]:
+        """The status document: the summary, and with `detail` every section operators need (add
+        a section here: one key per concern)."""
+        upstreams = {name: upstream.status() for name, upstream in self.upstreams.items()}
+        health = {name: upstream_health(info) for name, info in upstreams.items()}
+        overall = "ok" if all(state == "up" for state in health.values()) else "degraded"
+        if not detail:
+            return {"status": overall, "upstreams": health}
+        for name, info in upstreams.items():
+            info["health"] = health[name]
+        return {
+            "status": overall,
+            "upstreams": upstreams,
+            "redis": await self._redis_status(),
+            "rate_limiter": self.limits.status(),
+            "docs": self.docs.status(),
+            "events": await self._events_status(),
+        }
+
+    async def _redis_status(self) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
             return {"status": "down", "error": type(exc).__name__}
         return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    async def _events_status(self) -> dict[str, Any]:
+        """Streams, consumer lag, dead letters and outbox backlogs (from Redis), the live sockets
+        and the revocation list (from this replica)."""
+        local = {
+            "live": self.live.status(),
+            "revocations": {
+                "loaded": self.revocation_listener.loaded,
+                "users": len(self.revocations.users),
+                "sessions": len(self.revocations.sessions),
+            },
+        }
+        try:
+            report = await events_report(
+                self.redis,
+                key_prefix=self.settings.redis_prefix,
+                streams=[USER_STREAM, TASK_STREAM],
+                groups=EVENT_CONSUMER_GROUPS,
+            )
+        except (RedisError, OSError) as exc:
+            return {"status": "unavailable", "error": type(exc).__name__, **local}
+        dead = sum(report["dead_letters"].values())
+        return {"status": "ok" if dead == 0 else "dead_letters", **report, **local}
+
+
+def upstream_health(info: dict[str, Any]) -> str:
+    """`up` (closed circuit, every replica up), `down` (open circuit or no replica up),
+    `degraded` otherwise."""
+    states = [replica["state"] for replica in info["replicas"]]
+    if info["circuit"] == "open" or "up" not in states:
+        return "down"
+    if info["circuit"] != "closed" or any(state != "up" for state in states):
+        return "degraded"
+    return "up"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

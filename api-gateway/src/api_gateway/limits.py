@@ -88,7 +88,7 @@ class GatewayRateLimits:
         per_ip: int,
         window_seconds: float,
         enabled: bool = True,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.2,
     ) -> None:
         self.enabled = enabled
         self.per_user = per_user
@@ -107,6 +107,14 @@ class GatewayRateLimits:
         if self._redis_failed or self._redis_breaker.state is BreakerState.OPEN:
             return LimiterMode.LOCAL_FALLBACK
         return LimiterMode.REDIS
+
+    def status(self) -> dict[str, object]:
+        return {
+            "mode": self.mode.value,
+            "per_user": self.per_user,
+            "per_ip": self.per_ip,
+            "window_seconds": self.window,
+        }
 
     async def check(self, *, client_ip: str, user_id: str | None) -> Decision | None:
         """Count one request; None when limits are off."""

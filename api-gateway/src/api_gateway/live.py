@@ -25,12 +25,11 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
+from fastapi.routing import APIWebSocketRoute
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from taskflow_kit.auth import Principal, TokenVerifier
 from taskflow_kit.background import wait_for_up_to
@@ -110,6 +109,13 @@ class LiveHub:
         self.tail = StreamTail(
             redis, streams=[stream_key(key_prefix, TASK_STREAM)], handler=self.deliver, name="live"
         )
+
+    def status(self) -> dict[str, object]:
+        """Open sockets on this replica, and whether the task stream is being followed."""
+        return {
+            "connections": sum(len(group) for group in self.connections.values()),
+            "following": self.tail.healthy,
+        }
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -262,12 +268,12 @@ class LiveHub:
                 await connection.wake.wait()
 
 
-def live_route(hub_of: Any) -> WebSocketRoute:
-    """The `/api/v1/ws` route; `hub_of(websocket)` finds the hub (built in the lifespan)."""
+def live_route(hub: LiveHub) -> APIWebSocketRoute:
+    """The `/api/v1/ws` route, served by `hub`. FastAPI's route type, because FastAPI's router
+    records the matched route in the scope only for its own routes (the metrics' label)."""
 
     async def live_updates(websocket: WebSocket) -> None:
-        hub: LiveHub = hub_of(websocket)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await hub.serve(websocket)
 
-    return WebSocketRoute(WS_PATH, live_updates, name="live_updates")
+    return APIWebSocketRoute(WS_PATH, live_updates, name="live_updates")

@@ -18,9 +18,8 @@ from api_gateway.gateway import Gateway
 from api_gateway.live import live_route
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import proxy_routes
-from api_gateway.status_page import metrics_route
-from api_gateway.status_page import router as status_router
-from api_gateway.web import web_router
+from api_gateway.status_page import metrics_route, status_router
+from api_gateway.web import WebAssets, web_router
 
 DESCRIPTION = """The single entry point of TaskFlow: every public route of user-service,
 task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAuth2 password
@@ -61,15 +60,20 @@ CORS_EXPOSED_HEADERS = [
 def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve_host) -> FastAPI:
     settings = settings or Settings()
     configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    # Built with the app (no I/O until started), so every route is handed its part of it once.
+    gateway = Gateway(settings, gateway_schema=lambda: own_schema(app), resolver=resolver)
+    assets = WebAssets(watch=settings.environment == "development")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = Gateway(settings, gateway_schema=lambda: own_schema(app), resolver=resolver)
-        app.state.gateway = gateway
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        assets.load()
         await gateway.start()
+        watcher = assets.watch_task()
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await gateway.aclose()
 
     app = create_service_app(
@@ -82,27 +86,22 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         redirect_slashes=False,
         # First in the router: one raw ASGI route per public prefix (the bulk of the traffic is
         # matched at once), then the gateway's `/metrics` in place of the kit's open one.
-        routes=[*proxy_routes(), metrics_route, live_route(lambda ws: ws.app.state.gateway.live)],
+        routes=[
+            *proxy_routes(gateway.forwarders),
+            metrics_route(gateway),
+            live_route(gateway.live),
+        ],
         # TaskFlow configures no OpenTelemetry provider, and FastAPI's per-request check of the
         # global providers (environment lookups) cost ~6% of the gateway's CPU.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.gateway = gateway  # for tests and operators' introspection; no request reads it
 
-    async def redis_check() -> None:
-        await app.state.gateway.redis.ping()
-
-    app.include_router(health_router({"redis": redis_check}))
-    app.include_router(status_router)
-    app.include_router(web_router())
-
-    def merged_openapi() -> dict[str, Any]:
-        gateway: Gateway | None = getattr(app.state, "gateway", None)
-        if gateway is None:
-            return own_schema(app)
-        return gateway.docs.document()
-
-    app.openapi = merged_openapi  # type: ignore[method-assign]
+    app.include_router(health_router({"redis": gateway.redis_ready}))
+    app.include_router(status_router(gateway))
+    app.include_router(web_router(assets))
+    app.openapi = gateway.docs.document  # type: ignore[method-assign]
 
     origins = settings.cors_origin_list()
     app.add_middleware(

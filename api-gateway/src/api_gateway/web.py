@@ -8,12 +8,14 @@ every use (`no-cache`) and answer 304 to a matching `If-None-Match`. First paint
 needs the page and its stylesheet; the modules load in parallel (`modulepreload`), and a
 returning visitor's browser sends one conditional request.
 
-Files are read, hashed and gzipped once per change (size and mtime are checked on each request),
-so an edited file is served at once without restarting the gateway.
+Files are read, hashed and gzipped once at start-up; requests only look them up. In development
+a background task re-scans the tree every second, so an edited file is served without
+restarting the gateway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -22,8 +24,11 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from taskflow_kit.errors import NotFound
+
+logger = structlog.get_logger("api_gateway.web")
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE = "index.html"
@@ -85,58 +90,99 @@ def _build(body: bytes, suffix: str, stamp: tuple[int, int]) -> Asset:
 
 
 class WebAssets:
-    """The files under `root`, read on first use and again whenever one changes on disk."""
+    """The files under `root`, read, hashed and gzipped once (`load`, at start-up) into a
+    snapshot that requests only look up: no file system access per request. With `watch`
+    (development) a background task re-scans the tree every `interval` seconds and swaps in a
+    new snapshot when a file changed, so an edit is served without a restart."""
 
-    def __init__(self, root: Path = WEB_DIR) -> None:
+    def __init__(self, root: Path = WEB_DIR, *, watch: bool = False, interval: float = 1.0) -> None:
         self.root = root.resolve()
+        self.watch = watch
+        self.interval = interval
         self._assets: dict[str, Asset] = {}
         self._page: Asset | None = None
-        self._page_stamp: tuple[tuple[str, str], ...] = ()
+        self._stamp: tuple[tuple[str, tuple[int, int]], ...] | None = None
         self.content_security_policy = ""
 
-    def _resolve(self, name: str) -> Path | None:
-        """The file for a relative asset name, or None when it is not a servable file inside
-        the root (hidden files, unknown types, `..`, symlinks out of the root)."""
-        if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+    def _servable(self, path: Path) -> str | None:
+        """The asset name of a file under the root, or None when it is not servable (hidden
+        files, unknown types, the page itself, symlinks out of the root)."""
+        name = path.relative_to(self.root).as_posix()
+        if any(part.startswith(".") for part in name.split("/")):
             return None
-        parts = name.split("/")
-        if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        if path.suffix not in MEDIA_TYPES or path.name == PAGE:
             return None
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root) or path.suffix not in MEDIA_TYPES:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root) or not resolved.is_file():
             return None
-        if not path.is_file() or path.name == PAGE:
-            return None
-        return path
+        return name
+
+    def _scan(self) -> dict[str, tuple[Path, tuple[int, int]]]:
+        files: dict[str, tuple[Path, tuple[int, int]]] = {}
+        for path in sorted(self.root.rglob("*")):
+            name = PAGE if path == self.root / PAGE else self._servable(path)
+            if name is not None:
+                stat = path.stat()
+                files[name] = (path, (stat.st_mtime_ns, stat.st_size))
+        return files
+
+    def load(self) -> bool:
+        """Scan the tree and rebuild what changed; True when anything did."""
+        files = self._scan()
+        stamp = tuple((name, stamp) for name, (_, stamp) in files.items())
+        if stamp == self._stamp:
+            return False
+        assets: dict[str, Asset] = {}
+        for name, (path, file_stamp) in files.items():
+            if name == PAGE:
+                continue
+            cached = self._assets.get(name)
+            if cached is not None and cached.stamp == file_stamp:
+                assets[name] = cached
+            else:
+                assets[name] = _build(path.read_bytes(), path.suffix, file_stamp)
+        self._assets = assets
+        self._page = self._build_page()
+        self._stamp = stamp
+        return True
+
+    async def run_watcher(self) -> None:
+        """Re-scan every `interval` seconds (development), for as long as the app runs."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                if self.load():
+                    logger.info("web_assets_reloaded")
+            except OSError as exc:  # a file caught mid-save: the next scan sees it whole
+                logger.warning("web_assets_scan_failed", error=str(exc))
+
+    def watch_task(self) -> asyncio.Task[None] | None:
+        """The watcher, started when watching is on."""
+        return asyncio.create_task(self.run_watcher()) if self.watch else None
+
+    def _loaded(self) -> None:
+        if self._stamp is None:
+            self.load()
 
     def asset(self, name: str) -> Asset | None:
-        path = self._resolve(name)
-        if path is None:
-            self._assets.pop(name, None)
-            return None
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        cached = self._assets.get(name)
-        if cached is not None and cached.stamp == stamp:
-            return cached
-        asset = _build(path.read_bytes(), path.suffix, stamp)
-        self._assets[name] = asset
-        return asset
-
-    def _modules(self) -> list[str]:
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in self.root.rglob("*.js")
-            if self._resolve(path.relative_to(self.root).as_posix()) is not None
-        )
+        """The asset called `name` (relative to the root), or None: only names found by the
+        scan exist, so no name can reach outside the root."""
+        self._loaded()
+        return self._assets.get(name)
 
     def url(self, name: str) -> str:
-        asset = self.asset(name)
+        asset = self._assets.get(name)
         if asset is None:
             raise FileNotFoundError(f"web asset {name!r} is missing")
         return f"{ASSETS_PREFIX}{name}?v={asset.version}"
 
     def page(self) -> Asset:
+        """`index.html` with its placeholders filled in (see `_build_page`)."""
+        self._loaded()
+        assert self._page is not None
+        return self._page
+
+    def _build_page(self) -> Asset:
         """`index.html` with its placeholders filled in:
 
         - `{{asset:NAME}}` → the versioned URL of `NAME`;
@@ -144,16 +190,8 @@ class WebAssets:
           (so `import "./api.js"` inside a module fetches the versioned, immutable file);
         - `{{modulepreload}}` → a `<link rel="modulepreload">` per module.
         """
-        source = self.root / PAGE
-        stat = source.stat()
-        modules = self._modules()
-        versions = tuple(
-            (name, asset.version) for name in modules if (asset := self.asset(name)) is not None
-        )
-        stamp = ((PAGE, f"{stat.st_mtime_ns}:{stat.st_size}"), *versions)
-        if self._page is not None and self._page_stamp == stamp:
-            return self._page
-        html = source.read_text(encoding="utf-8")
+        html = (self.root / PAGE).read_text(encoding="utf-8")
+        modules = sorted(name for name in self._assets if name.endswith(".js"))
         imports = {f"{ASSETS_PREFIX}{name}": self.url(name) for name in modules}
         importmap = json.dumps({"imports": imports}, indent=1, sort_keys=True)
         preload = "\n".join(
@@ -173,9 +211,7 @@ class WebAssets:
             "connect-src 'self'; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'"
         )
-        self._page = _build(html.encode(), ".html", (0, 0))
-        self._page_stamp = stamp
-        return self._page
+        return _build(html.encode(), ".html", (0, 0))
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

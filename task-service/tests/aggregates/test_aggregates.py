@@ -124,3 +124,66 @@ async def test_system_scope_is_for_superusers(client: httpx.AsyncClient, app: Fa
     assert (body["total"], body["owners"], body["by_status"]["done"]) == (3, 3, 1)
     mine = (await client.get(URL, headers=auth(9, is_superuser=True))).json()
     assert mine["total"] == 0
+
+
+async def tag_of(client: httpx.AsyncClient, user_id: int) -> str:
+    response = await client.get(URL, headers=auth(user_id))
+    assert response.status_code == 200
+    return response.headers["ETag"]
+
+
+async def test_an_unchanged_users_aggregates_answer_304_and_any_change_a_new_tag(
+    client: httpx.AsyncClient,
+) -> None:
+    empty = await tag_of(client, 1)
+    unchanged = await client.get(URL, headers={**auth(1), "If-None-Match": empty})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["ETag"] == empty
+
+    created = await client.post("/api/v1/tasks/", json={"title": "one"}, headers=auth(1))
+    assert created.status_code == 201
+    after_create = await client.get(URL, headers={**auth(1), "If-None-Match": empty})
+    assert after_create.status_code == 200
+    assert after_create.json()["total"] == 1
+    tag = after_create.headers["ETag"]
+    assert tag != empty
+
+    task_url = f"/api/v1/tasks/{created.json()['id']}"
+    steps = [
+        lambda: client.patch(f"{task_url}/complete", headers=auth(1)),
+        lambda: client.patch(task_url, json={"title": "renamed"}, headers=auth(1)),
+        lambda: client.delete(task_url, headers=auth(1)),
+    ]
+    for step in steps:
+        assert (await step()).status_code in (200, 204)
+        conditional = await client.get(URL, headers={**auth(1), "If-None-Match": tag})
+        assert conditional.status_code == 200
+        tag = conditional.headers["ETag"]
+    assert conditional.json()["total"] == 0
+
+
+async def test_the_tag_follows_assignee_and_previous_assignee_only(
+    client: httpx.AsyncClient,
+) -> None:
+    tags = {user_id: await tag_of(client, user_id) for user_id in (1, 2, 3, 4)}
+    task = await client.post(
+        "/api/v1/tasks/", json={"title": "shared", "assignee_id": 2}, headers=auth(1)
+    )
+    assert task.status_code == 201
+    now = {user_id: await tag_of(client, user_id) for user_id in (1, 2, 3, 4)}
+    assert [now[u] != tags[u] for u in (1, 2, 3, 4)] == [True, True, False, False]
+
+    moved = await client.patch(
+        f"/api/v1/tasks/{task.json()['id']}", json={"assignee_id": 3}, headers=auth(1)
+    )
+    assert moved.status_code == 200
+    later = {user_id: await tag_of(client, user_id) for user_id in (1, 2, 3, 4)}
+    # The previous assignee's figures lost the task: their tag changes too.
+    assert [later[u] != now[u] for u in (1, 2, 3, 4)] == [True, True, True, False]
+
+
+async def test_the_system_scope_has_no_tag(client: httpx.AsyncClient) -> None:
+    response = await client.get(URL, params={"scope": "system"}, headers=auth(9, is_superuser=True))
+    assert response.status_code == 200
+    assert "ETag" not in response.headers

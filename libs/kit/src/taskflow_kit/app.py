@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from taskflow_kit.auth import TokenVerifier
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
-from taskflow_kit.metrics import MetricsMiddleware, metrics_router
+from taskflow_kit.metrics import metrics_router
 from taskflow_kit.revocation import RevocationList
 from taskflow_kit.tokens import TokenConfig
 
@@ -40,8 +40,7 @@ def create_service_app(
     # What a service opens in its lifespan goes through `taskflow_kit.resources` instead.
     app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, service=service)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(metrics_router)
     _document_validation_errors_as_problems(app)
     return app

@@ -1,45 +1,199 @@
-"""structlog JSON logging and the request-id middleware that every service installs."""
+"""Logging for every service: structlog lines (JSON in production, plain `key=value` text in
+development), the request middleware (request id, trace context, access line, metrics), and the
+batched writer both go through.
+
+The access line is the one written per request, so it is the one whose cost is bounded: it is
+rendered straight from the values the middleware holds (no processor chain, no copy of the
+context) and, like every line, written in batches: the lines of one turn of the event loop go
+out in one write at the end of that turn.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, TextIO
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit import tracing
 from taskflow_kit.context import request_id_var
+from taskflow_kit.metrics import RequestMetrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
 # Probes and scrapes arrive every few seconds from the gateway and Prometheus: log them at debug.
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The method an access line and the metrics give a WebSocket connection (its handshake is a GET).
+WEBSOCKET = "WEBSOCKET"
 
-access_logger = structlog.get_logger("taskflow.access")
+Renderer = Callable[[dict[str, Any]], str]
+
+
+class LineWriter:
+    """Lines to a stream, written in batches: the first pending line schedules one write
+    `delay` seconds later on the running event loop, so a busy server makes one write system
+    call for many lines (a line reaches the stream at most `delay` late). Outside a running
+    loop (start-up, threads) a line is written at once; what is pending is written at exit
+    too (`configure_logging` registers it)."""
+
+    def __init__(self, stream: TextIO, *, delay: float = 0.05) -> None:
+        self.stream = stream
+        self.delay = delay
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def write(self, line: str) -> None:
+        self._pending.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_later(self.delay, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe must not fail a request
+            pass
+
+
+class _WriterLogger:
+    """structlog's logger end: the rendered line goes to the writer, whatever the level."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.write(message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+
+def _json_line(event: dict[str, Any]) -> str:
+    return json.dumps(event, default=repr)
+
+
+def _text_line(event: dict[str, Any]) -> str:
+    """`<time> <level> <event> key=value ...` and the traceback below, if any: what a developer
+    reads in a terminal, without a console renderer's padding and colouring per line."""
+    timestamp = event.pop("timestamp", "")
+    level = event.pop("level", "")
+    message = event.pop("event", "")
+    exception = event.pop("exception", None)
+    line = " ".join([f"{timestamp} {level:<7} {message}", *(f"{k}={v}" for k, v in event.items())])
+    return f"{line}\n{exception}" if exception else line
+
+
+def _render_json(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    return _json_line(dict(event))
+
+
+def _render_text(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    return _text_line(dict(event))
+
+
+_second = -1
+_second_text = ""
+
+
+def utc_timestamp() -> str:
+    """Now as ISO 8601 UTC with microseconds, as structlog's `TimeStamper(fmt="iso")` writes it;
+    the date part is formatted once per second."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
+
+
+class AccessLog:
+    """The access line of each request, with the same fields and format as other lines."""
+
+    def __init__(self) -> None:
+        self.service: str | None = None
+        self.info_enabled = True
+        self.debug_enabled = False
+        self.render: Renderer = _json_line
+        self.writer = LineWriter(sys.stderr)
+
+    def line(
+        self,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        request_id: str,
+        trace_id: str,
+    ) -> None:
+        level = "debug" if path in QUIET_PATHS else "info"
+        if not (self.debug_enabled if level == "debug" else self.info_enabled):
+            return
+        self.writer.write(
+            self.render(
+                {
+                    "service": self.service,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "request_id": request_id,
+                    "trace_id": trace_id,
+                    "event": "request",
+                    "level": level,
+                    "timestamp": utc_timestamp(),
+                }
+            )
+        )
+
+
+access_log = AccessLog()
 
 
 def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog (and stdlib logging through it) once per process."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    threshold = logging.getLevelName(level.upper())
+    writer = LineWriter(sys.stderr)
+    atexit.register(writer.flush)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _render_json if json else _render_text,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=lambda *_: _WriterLogger(writer),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    access_log.service = service
+    access_log.info_enabled = threshold <= logging.INFO
+    access_log.debug_enabled = threshold <= logging.DEBUG
+    access_log.render = _json_line if json else _text_line
+    access_log.writer = writer
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
 
 
@@ -47,21 +201,28 @@ def normalise_request_id(value: str | None) -> str:
     """Keep a well-formed incoming id (so a trace spans services); otherwise make one."""
     if value and _VALID_REQUEST_ID.match(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4 has, for less than half its cost
 
 
 class RequestContextMiddleware:
-    """Binds a request id (from `X-Request-ID` or new) and a trace id (from a valid
-    `traceparent` or a new trace: taskflow_kit.tracing), returns the request id, and logs one
-    access line."""
+    """Per HTTP request and WebSocket connection: binds a request id (from `X-Request-ID` or
+    new) and a trace id (from a valid `traceparent` or a new trace: taskflow_kit.tracing),
+    returns the request id, records the metrics (when `service` is given) and writes one access
+    line. A WebSocket's line and metrics come when it ends, with method `WEBSOCKET`, status 101
+    if it was accepted (else the refusal's status, 403 for a close before accepting) and its
+    lifetime as duration."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str | None = None, access_log: bool = True
+    ) -> None:
         self.app = app
         self.access_log = access_log
+        self.metrics = RequestMetrics(service) if service is not None else None
         tracing.configure_tracing(service=structlog.contextvars.get_contextvars().get("service"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         incoming = traceparent = tracestate = None
@@ -73,40 +234,53 @@ class RequestContextMiddleware:
             elif name == b"tracestate":
                 tracestate = value.decode("latin-1")
         request_id = normalise_request_id(incoming)
+        method = scope["method"] if kind == "http" else WEBSOCKET
         with tracing.request_span(
-            traceparent,
-            tracestate,
-            name=f"{scope['method']} {scope['path']}",
-            request_id=request_id,
+            traceparent, tracestate, name=f"{method} {scope['path']}", request_id=request_id
         ) as trace_id:
-            await self._handle(scope, receive, send, request_id, trace_id)
+            token = request_id_var.set(request_id)
+            structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+            started = time.perf_counter()
+            status = 500
+            header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
-    async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, trace_id: str
-    ) -> None:
-        token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
-        started = time.perf_counter()
-        status = 500
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                kind = message["type"]
+                if kind == "http.response.start" or kind == "websocket.http.response.start":
+                    status = message["status"]
+                    message["headers"] = _with_header(message.get("headers", ()), header)
+                elif kind == "websocket.accept":
+                    status = 101
+                    message["headers"] = _with_header(message.get("headers", ()), header)
+                elif kind == "websocket.close" and status == 500:
+                    status = 403  # closed before accepting: the server answers 403
+                await send(message)
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                if self.metrics is not None:
+                    self.metrics.record(method, scope.get("route"), status, elapsed)
+                if self.access_log:
+                    access_log.line(
+                        method=method,
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                        request_id=request_id,
+                        trace_id=trace_id,
+                    )
+                structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+                request_id_var.reset(token)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if self.access_log:
-                emit = access_logger.debug if scope["path"] in QUIET_PATHS else access_logger.info
-                emit(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
-            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
-            request_id_var.reset(token)
+
+def _with_header(
+    headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """The headers with `header` in place of any of the same name (an upstream's own id)."""
+    name = header[0]
+    out = [pair for pair in headers if pair[0].lower() != name]
+    out.append(header)
+    return out

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
     "taskflow_http_requests_total",
@@ -29,31 +28,25 @@ async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-class MetricsMiddleware:
-    """Records each request under its route template (never the raw path: bounded labels)."""
+class RequestMetrics:
+    """Records requests of one service under their route template (never the raw path: bounded
+    labels). The labelled series are looked up once per (method, route, status), not per
+    request (prometheus_client takes a lock and builds a key on every `labels()`)."""
 
-    def __init__(self, app: ASGIApp, *, service: str) -> None:
-        self.app = app
+    def __init__(self, service: str) -> None:
         self.service = service
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            REQUESTS.labels(self.service, method, template, str(status)).inc()
-            LATENCY.labels(self.service, method, template).observe(time.perf_counter() - started)
+    def record(self, method: str, route: object, status: int, seconds: float) -> None:
+        """One request; `route` is the matched Starlette route (its `path` is the template)."""
+        template = getattr(route, "path", None) or "unmatched"
+        key = (method, template, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                REQUESTS.labels(self.service, method, template, str(status)),
+                LATENCY.labels(self.service, method, template),
+            )
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)

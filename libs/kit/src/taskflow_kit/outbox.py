@@ -3,8 +3,10 @@
 - `outbox_table(metadata)` declares the table in a service's metadata; its migration creates it
   and the trigger from `notify_trigger_sql`, which NOTIFYs the relay when a transaction that
   wrote events commits (PostgreSQL delivers NOTIFY only on commit, never for a rollback).
-- `Outbox.add(session, ...)` inserts an event in the caller's transaction: the event exists if and
-  only if the change committed.
+- `Outbox.add(session, ...)` (SQLAlchemy) or `Outbox.add_on(connection, ...)` (asyncpg) inserts
+  an event in the caller's transaction: the event exists if and only if the change committed.
+  Nothing waits for the publish: the commit's NOTIFY wakes the relay, and a write's response
+  goes out without touching Redis (docs/events.md says how readers stay fresh).
 - `OutboxRelay` publishes pending rows in id order with `XADD` (bounded stream length), marks them
   published in the same database transaction that locked them, and prunes old published rows.
   Several replicas may run a relay: one publishes at a time (a transaction-scoped advisory lock,
@@ -41,6 +43,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     func,
     insert,
@@ -51,7 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
-from taskflow_kit.db import after_commit, asyncpg_dsn
+from taskflow_kit.db import Statement, asyncpg_dsn, compile_statement
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
 from taskflow_kit.settings import ServiceSettings
 
@@ -101,7 +104,10 @@ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
 
 
 class Outbox:
-    """Writes a service's events into its outbox, in the caller's transaction."""
+    """Writes a service's events into its outbox, in the caller's transaction.
+
+    `relay` is accepted for existing callers and not used: the relay is woken by the NOTIFY of
+    the commit itself, and the request does not wait for the publish."""
 
     def __init__(
         self, table: Table, *, producer: str, stream: str, relay: OutboxRelay | None = None
@@ -109,7 +115,38 @@ class Outbox:
         self.table = table
         self.producer = producer
         self.stream = stream
-        self.relay = relay
+        self._insert: Statement = compile_statement(
+            insert(table).values(
+                event_id=bindparam("event_id"),
+                stream=bindparam("stream"),
+                type=bindparam("type"),
+                subject_id=bindparam("subject_id"),
+                payload=bindparam("payload"),
+            )
+        )
+
+    def event(
+        self,
+        type_: str,
+        subject_id: int | str,
+        data: dict[str, Any],
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> Event:
+        event = Event(type=type_, producer=self.producer, subject_id=str(subject_id), data=data)
+        if occurred_at is not None:
+            event = dataclasses.replace(event, occurred_at=occurred_at)
+        return event
+
+    def row(self, event: Event) -> dict[str, Any]:
+        """The outbox row of `event` (column → value), for a caller that inserts it itself."""
+        return {
+            "event_id": event.id,
+            "stream": self.stream,
+            "type": event.type,
+            "subject_id": event.subject_id,
+            "payload": event.to_json(),
+        }
 
     async def add(
         self,
@@ -120,20 +157,23 @@ class Outbox:
         *,
         occurred_at: dt.datetime | None = None,
     ) -> Event:
-        event = Event(type=type_, producer=self.producer, subject_id=str(subject_id), data=data)
-        if occurred_at is not None:
-            event = dataclasses.replace(event, occurred_at=occurred_at)
-        await session.execute(
-            insert(self.table).values(
-                event_id=event.id,
-                stream=self.stream,
-                type=event.type,
-                subject_id=event.subject_id,
-                payload=event.to_json(),
-            )
-        )
-        if self.relay is not None:
-            after_commit(session, self.relay.publish_soon)
+        """Insert the event in the session's transaction."""
+        event = self.event(type_, subject_id, data, occurred_at=occurred_at)
+        await session.execute(insert(self.table).values(**self.row(event)))
+        return event
+
+    async def add_on(
+        self,
+        connection: asyncpg.Connection,
+        type_: str,
+        subject_id: int | str,
+        data: dict[str, Any],
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> Event:
+        """Insert the event on an asyncpg connection, in its current transaction."""
+        event = self.event(type_, subject_id, data, occurred_at=occurred_at)
+        await self._insert.execute(connection, **self.row(event))
         return event
 
 
@@ -154,7 +194,6 @@ class OutboxRelay:
         poll_interval: float = 2.0,
         retention: dt.timedelta = dt.timedelta(days=1),
         prune_interval: float = 300.0,
-        wait_on_commit: float = 0.25,
         hooks: Sequence[PublishHook] = (),
     ) -> None:
         self.engine = engine
@@ -168,34 +207,13 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention = retention
         self.prune_interval = prune_interval
-        self.wait_on_commit = wait_on_commit
         self.hooks = list(hooks)
         self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
         self.healthy = True
         self.last_error: str | None = None
         self._wake = asyncio.Event()
-        self._requested = 0
-        self._completed = 0
-        self._rounds = asyncio.Condition()
         self._last_prune = 0.0
         self._last_backlog = 0.0
-
-    # -- the request path --------------------------------------------------------------------
-
-    async def publish_soon(self) -> None:
-        """Called after a commit that wrote events: wake the relay and wait (briefly) until a
-        round that started after the commit has finished, so the response to a write goes out
-        after its event is in the stream. Never waits while Redis or the relay is failing."""
-        self._requested += 1
-        wanted = self._requested
-        self._wake.set()
-        if not self.healthy or self.wait_on_commit <= 0:
-            return
-        await wait_for_up_to(self._round_done(wanted), self.wait_on_commit)
-
-    async def _round_done(self, wanted: int) -> None:
-        async with self._rounds:
-            await self._rounds.wait_for(lambda: self._completed >= wanted or not self.healthy)
 
     # -- the background task -----------------------------------------------------------------
 
@@ -207,13 +225,11 @@ class OutboxRelay:
                 await wait_for_up_to(self._wake.wait(), self.poll_interval)
                 stop_if_cancelled()
                 self._wake.clear()
-                round_of = self._requested
                 try:
                     await self.drain()
                     await self._housekeeping()
                 except Exception as exc:
                     self._failed(exc)
-                    await self._finish_round(round_of)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     self._wake.set()  # try again after the backoff, not only on the next commit
@@ -223,16 +239,10 @@ class OutboxRelay:
                     logger.info("outbox_relay_recovered", producer=self.producer)
                 self.healthy = True
                 self.last_error = None
-                await self._finish_round(round_of)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-
-    async def _finish_round(self, round_of: int) -> None:
-        async with self._rounds:
-            self._completed = max(self._completed, round_of)
-            self._rounds.notify_all()
 
     def _failed(self, exc: Exception) -> None:
         reason = "redis" if isinstance(exc, RedisError | OSError) else type(exc).__name__
@@ -377,7 +387,6 @@ def relay_for(
         stream_maxlen=settings.events_stream_maxlen,
         poll_interval=settings.outbox_poll_seconds,
         retention=dt.timedelta(hours=settings.outbox_retention_hours),
-        wait_on_commit=settings.outbox_wait_on_commit_seconds,
         hooks=hooks,
     )
 

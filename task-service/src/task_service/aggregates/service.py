@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from taskflow_kit.auth import Principal
@@ -24,6 +25,20 @@ class SystemScopeForbidden(Forbidden):
         super().__init__("System-wide aggregates are for administrators")
 
 
+def version_tag(user_id: int, version: int) -> str:
+    """The `ETag` of a user's aggregates at `version` of their tasks."""
+    return f'W/"{user_id}.{version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregated:
+    """The aggregates (None when the caller's `If-None-Match` still holds) and their `ETag`
+    (None for the system scope, which has no single version)."""
+
+    aggregates: TaskAggregates | None
+    tag: str | None
+
+
 class AggregateService:
     def __init__(
         self,
@@ -33,6 +48,25 @@ class AggregateService:
     ) -> None:
         self.repository = repository
         self.clock = clock
+
+    async def aggregates_if_changed(
+        self,
+        principal: Principal,
+        scope: AggregateScope,
+        activity_days: int,
+        *,
+        known_tags: frozenset[str] = frozenset(),
+    ) -> Aggregated:
+        """The aggregates, unless the caller already holds them: one of `known_tags` is the
+        current tag of the caller's tasks. The version is read before the counts, so a change
+        committed in between makes the tag older than the counts, never newer: the next
+        conditional read computes them again."""
+        if scope == "system":
+            return Aggregated(await self.aggregates(principal, scope, activity_days), None)
+        tag = version_tag(principal.id, await self.repository.version(principal.id))
+        if tag in known_tags:
+            return Aggregated(None, tag)
+        return Aggregated(await self.aggregates(principal, scope, activity_days), tag)
 
     async def aggregates(
         self, principal: Principal, scope: AggregateScope, activity_days: int

@@ -123,3 +123,15 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UserTaskVersion(Base):
+    """How many changes have touched a user's visible tasks: bumped in the transaction of every
+    change that records a `task.*` event naming the user (owner, assignee, previous assignee).
+    The aggregates route names it in its `ETag`, so stats-service can tell a cached figure from
+    a stale one by asking, without the write waiting for its event to reach Redis."""
+
+    __tablename__ = "user_task_version"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
