@@ -5,13 +5,14 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run seed test test-fast test-compose lint fmt migrate bench bench-full bench-gateway bench-size clean uv
+.PHONY: help run seed test test-fast test-compose lint audit fmt migrate bench bench-full bench-gateway bench-size clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
 	@echo "make test     run every test (unit, integration, whole-suite)"
 	@echo "make test-compose  build the images and run the scaled compose stack with podman"
 	@echo "make lint     ruff + mypy + compose, Dockerfiles, workflow and Kubernetes manifests"
+	@echo "make audit    known vulnerabilities in the locked dependencies (needs the network)"
 	@echo "make fmt      format the code"
 	@echo "make migrate  apply database migrations"
 	@echo "make seed     load a demo team into a running 'make run' (sign in as demo / demo-password)"
@@ -57,6 +58,15 @@ lint: uv
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(UV) run --frozen hadolint Dockerfile
 	$(UV) run --frozen kubernetes-validate --strict --quiet deploy/k8s/*/*.yaml
+
+# Every locked package (hashes included, workspace members left out) against the PyPI advisory
+# database. Online by nature, so separate from `make test`; --strict fails when a package
+# cannot be checked instead of passing it silently.
+audit: uv
+	$(SYNC)
+	@mkdir -p .tools
+	$(UV) export --frozen --all-packages --no-emit-workspace --format requirements-txt --quiet --output-file .tools/audit-requirements.txt
+	$(UV) run --frozen pip-audit --strict --disable-pip --progress-spinner off --requirement .tools/audit-requirements.txt
 
 fmt: uv
 	$(SYNC)

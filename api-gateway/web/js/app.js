@@ -1208,5 +1208,8 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-if (session.signedIn) enterApp();
-else renderSignIn();
+// The access token lives in memory only: a fresh page asks for one with the session cookie.
+session.resume().then((resumed) => {
+  if (resumed) enterApp();
+  else renderSignIn();
+});

@@ -84,9 +84,8 @@ def relay_for_test(
 async def write(
     engine: AsyncEngine, outbox: Outbox, type_: str, subject: int | str, data: dict[str, Any]
 ) -> Event:
-    async with AsyncSession(engine) as session:
-        async with session.begin():
-            event = await outbox.add(session, type_, subject, data)
+    async with AsyncSession(engine) as session, session.begin():
+        event = await outbox.add(session, type_, subject, data)
     return event
 
 

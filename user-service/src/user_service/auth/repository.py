@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from taskflow_kit.repository import RepositoryBase
 
 from user_service.auth.models import RefreshToken
@@ -49,6 +50,40 @@ class RefreshTokenRepository(RepositoryBase[RefreshToken]):
             .execution_options(synchronize_session=False)
         )
         result = await self.session.execute(statement)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def revoke_other_families(
+        self, user_id: int, *, keep: uuid.UUID | None
+    ) -> list[uuid.UUID]:
+        """Revoke the user's live sessions except `keep`; the families that were revoked."""
+        statement = (
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .returning(RefreshToken.family_id)
+            .execution_options(synchronize_session=False)
+        )
+        if keep is not None:
+            statement = statement.where(RefreshToken.family_id != keep)
+        return sorted(set((await self.session.execute(statement)).scalars().all()))
+
+    async def prune(self, *, revoked_before: datetime, limit: int) -> int:
+        """Delete up to `limit` tokens that can no longer matter: expired ones (their
+        signature check fails anyway) and ones revoked before `revoked_before` (kept until then
+        so that a reuse is still recognised and reported). The number deleted."""
+        doomed = (
+            select(RefreshToken.id)
+            .where(
+                or_(
+                    RefreshToken.expires_at < func.now(),
+                    RefreshToken.revoked_at < revoked_before,
+                )
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = delete(RefreshToken).where(RefreshToken.id.in_(doomed.scalar_subquery()))
+        result = await self.session.execute(statement.execution_options(synchronize_session=False))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def revoke_all_for_user(self, user_id: int) -> int:
