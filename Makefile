@@ -5,19 +5,21 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
 
-.PHONY: help run seed test test-fast test-compose lint fmt migrate bench bench-full bench-gateway clean uv
+.PHONY: help run seed test test-fast test-compose lint audit fmt migrate bench bench-full bench-gateway bench-size clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
 	@echo "make test     run every test (unit, integration, whole-suite)"
 	@echo "make test-compose  build the images and run the scaled compose stack with podman"
 	@echo "make lint     ruff + mypy + compose, Dockerfiles, workflow and Kubernetes manifests"
+	@echo "make audit    known vulnerabilities in the locked dependencies (needs the network)"
 	@echo "make fmt      format the code"
 	@echo "make migrate  apply database migrations"
 	@echo "make seed     load a demo team into a running 'make run' (sign in as demo / demo-password)"
 	@echo "make bench    suite benchmark, quick (< 3 min); COMPARE=<rev> adds that commit's stack"
 	@echo "make bench-full  suite benchmark, full (3 rounds; e.g. COMPARE=a245de8)"
 	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx)"
+	@echo "make bench-size  1M + 10k tasks in one task database: every list query, both users"
 
 # Bootstrap uv into .tools/ when it is not on PATH: a fresh machine needs only Python and pip.
 .tools/bin/uv:
@@ -57,6 +59,15 @@ lint: uv
 	$(UV) run --frozen hadolint Dockerfile
 	$(UV) run --frozen kubernetes-validate --strict --quiet deploy/k8s/*/*.yaml
 
+# Every locked package (hashes included, workspace members left out) against the PyPI advisory
+# database. Online by nature, so separate from `make test`; --strict fails when a package
+# cannot be checked instead of passing it silently.
+audit: uv
+	$(SYNC)
+	@mkdir -p .tools
+	$(UV) export --frozen --all-packages --no-emit-workspace --format requirements-txt --quiet --output-file .tools/audit-requirements.txt
+	$(UV) run --frozen pip-audit --strict --disable-pip --progress-spinner off --requirement .tools/audit-requirements.txt
+
 fmt: uv
 	$(SYNC)
 	$(UV) run --frozen ruff check --fix .
@@ -75,6 +86,10 @@ bench-full: uv
 bench-gateway: uv
 	$(SYNC)
 	$(UV) run --frozen python bench/gateway_bench.py
+
+bench-size: uv
+	$(SYNC)
+	$(UV) run --frozen python bench/size_bench.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

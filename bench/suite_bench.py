@@ -13,7 +13,8 @@ next run. Then, per stack and round:
   * mix, closed loop: the frontend mix through the gateway, no think time (saturation);
   * mix, open loop: 200 virtual users with 1-3 s think time (latency from the schedule);
   * each hot route alone (closed loop), through the gateway and straight to its service;
-  * the raw-asyncpg baseline (bench/baseline_asyncpg.py): task-service's GET /tasks/{id} query;
+  * the raw-asyncpg baselines (bench/baseline_asyncpg.py): task-service's GET /tasks/{id} and
+    filtered list queries, token verified in both;
   * logins (bcrypt-bound) in a closed loop while the mix runs at a fixed rate: login/s, and the
     mix's p99 with and without them.
 For each: req/s, failures, p50/p99, CPU microseconds per request of every process (utime+stime
@@ -52,7 +53,7 @@ from taskflow_devstack.processes import uvicorn_command
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen.core import Client, Recorder, closed_loop, fixed_rate, open_loop, percentile
-from loadgen.frontend import Account, FrontendUser, Targets, task_body, users_of
+from loadgen.frontend import FILTERS, Account, FrontendUser, Targets, task_body, users_of
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATA = ROOT / ".data" / "bench"
@@ -66,6 +67,12 @@ SERVICES = {  # process label -> (package, port without offset)
     "stats": ("stats_service", 8003),
 }
 BASELINE_PORT = 8010
+# Every stack signs with this secret (fixed, so the tokens cached in .data/bench survive runs;
+# never used outside the benchmark), and the baseline verifies tokens with it too.
+BENCH_JWT_SECRET = "taskflow-bench-only-secret-0123456789-abcdefghij"
+# Stacks sit at 10000 / 11000 plus the caller's TASKFLOW_PORT_OFFSET, so benchmarks of several
+# worktrees on one machine do not collide.
+PORT_BASE = int(os.environ.get("TASKFLOW_PORT_OFFSET", "0"))
 ISSUE_10 = {  # goals of issue 10 that this harness measures
     "read_vs_asyncpg": 0.50,
     "filtered_vs_asyncpg": 0.35,
@@ -107,7 +114,17 @@ QUICK = Profile(
     login_seconds=5,
     login_background_rate=40,
     gateway_routes=("list", "read", "create", "stats", "me"),
-    direct_routes=("list", "filtered", "read", "create", "stats", "me"),
+    direct_routes=(
+        "list",
+        "filtered",
+        "read",
+        "create",
+        "update",
+        "complete",
+        "churn",
+        "stats",
+        "me",
+    ),
     rounds=1,
 )
 FULL = Profile(
@@ -122,7 +139,17 @@ FULL = Profile(
     login_seconds=15,
     login_background_rate=60,
     gateway_routes=("list", "filtered", "read", "create", "update", "complete", "stats", "me"),
-    direct_routes=("list", "filtered", "read", "create", "update", "complete", "stats", "me"),
+    direct_routes=(
+        "list",
+        "filtered",
+        "read",
+        "create",
+        "update",
+        "complete",
+        "churn",
+        "stats",
+        "me",
+    ),
     rounds=3,
 )
 
@@ -289,7 +316,11 @@ class Stack:
             # raised so that nothing is refused; the limiter still counts every request.
             GATEWAY_RATE_LIMIT_PER_IP="100000000",
             GATEWAY_RATE_LIMIT_PER_USER="100000000",
+            # user-service's per-route budgets (register/login/refresh per address and account)
+            # would refuse the login storm from one address: the benchmark measures bcrypt.
+            ROUTE_BUDGETS_ENABLED="false",
             ACCESS_TOKEN_EXPIRE_MINUTES="240",  # one token per account for the whole run
+            JWT_SECRET=BENCH_JWT_SECRET,
         )
         if self.root != ROOT:  # the current launcher drives the worktree's services
             env["PYTHONPATH"] = str(ROOT / "libs" / "devstack" / "src")
@@ -364,6 +395,7 @@ class Baseline:
     def start(self) -> Watched:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["BASELINE_DATABASE_URL"] = self.stack.database_url
+        env["BASELINE_JWT_SECRET"] = BENCH_JWT_SECRET
         port = BASELINE_PORT + self.stack.offset
         self.process = subprocess.Popen(
             uvicorn_command(
@@ -653,6 +685,8 @@ async def measured(
         extra={
             "login_per_s": len(recorder.latencies.get("login", [])) / seconds,
             "p99_without_login_ms": percentile(background, 0.99) * 1000,
+            "reads_p50_ms": percentile(pooled(recorder, READS), 0.50) * 1000,
+            "writes_p50_ms": percentile(pooled(recorder, WRITES), 0.50) * 1000,
         },
     )
     failed = f", {outcome.failures} FAILED e.g. {outcome.examples[:2]}" if outcome.failures else ""
@@ -661,6 +695,14 @@ async def measured(
         f"p50 {outcome.p50_ms:6.1f}  p99 {outcome.p99_ms:7.1f} ms{failed}"
     )
     return outcome
+
+
+READS = ("list", "filtered", "read")
+WRITES = ("create", "update", "complete", "delete")
+
+
+def pooled(recorder: Recorder, routes: tuple[str, ...]) -> list[float]:
+    return [value for route in routes for value in recorder.latencies.get(route, [])]
 
 
 def direct_targets(stack: Stack) -> Targets:
@@ -745,36 +787,39 @@ def round_steps(stack: Stack, profile: Profile, round_number: int, baseline: Wat
                 lambda r, t=targets, n=name: closed(r, t, route(n), profile.route_seconds),
             )
 
-    # 3. the raw-asyncpg baseline: the same row query, same pool size
-    async def baseline_reads(recorder: Recorder) -> None:
-        client = Client(recorder, connections=profile.concurrency)
-        base = stack.baseline_url
+    # 3. the raw-asyncpg baselines: the same queries, same pool size, token verified
+    def baseline(route: str, path: Callable[[random.Random, Account], str]) -> None:
+        async def load(recorder: Recorder) -> None:
+            client = Client(recorder, connections=profile.concurrency)
 
-        def factory(index: int) -> Callable[[], Any]:
-            account = accounts[index % len(accounts)]
-            local = random.Random(index)
+            def factory(index: int) -> Callable[[], Any]:
+                account = accounts[index % len(accounts)]
+                local = random.Random(index)
 
-            def make() -> Any:
-                async def one(started: float | None) -> None:
-                    task_id = local.choice(account.task_ids)
-                    await client.request(
-                        "read",
-                        "GET",
-                        f"{base}/tasks/{task_id}?user={account.user_id}",
-                        started=started,
-                    )
+                def make() -> Any:
+                    async def one(started: float | None) -> None:
+                        await client.request(
+                            route,
+                            "GET",
+                            f"{stack.baseline_url}{path(local, account)}",
+                            headers=account.headers,
+                            started=started,
+                        )
 
-                return one
+                    return one
 
-            return make
+                return make
 
-        try:
-            workers = [factory(i) for i in range(profile.concurrency)]
-            await closed_loop(workers, profile.warmup + profile.route_seconds)
-        finally:
-            await client.close()
+            try:
+                workers = [factory(i) for i in range(profile.concurrency)]
+                await closed_loop(workers, profile.warmup + profile.route_seconds)
+            finally:
+                await client.close()
 
-    step("read (raw asyncpg)", baseline_reads)
+        step(f"{route} (raw asyncpg)", load)
+
+    baseline("read", lambda rng, account: f"/tasks/{rng.choice(account.task_ids)}")
+    baseline("filtered", lambda rng, account: f"/tasks/?{rng.choice(FILTERS)}")
 
     # 4. logins while the mix runs at a fixed rate: first the mix alone, then with logins
     for with_logins in (False, True):
@@ -812,6 +857,7 @@ def round_steps(stack: Stack, profile: Profile, round_number: int, baseline: Wat
 # -- report ---------------------------------------------------------------------------------
 
 COLUMNS = ["gateway", "user", "task", "stats", "postgres", "redis", "baseline", "loadgen"]
+ISSUE_16_OPEN_USERS = 200
 
 
 def median_by(outcomes: list[Outcome]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -834,6 +880,14 @@ def median_by(outcomes: list[Outcome]) -> dict[tuple[str, str], dict[str, Any]]:
                 for c in ("gateway", "user", "task", "stats")
             },
             "extra": {k: statistics.median(o.extra[k] for o in group) for k in group[0].extra},
+            "routes": {
+                route: {
+                    "p50_ms": statistics.median(
+                        o.routes[route]["p50_ms"] for o in group if route in o.routes
+                    )
+                }
+                for route in {r for o in group for r in o.routes}
+            },
             "rounds": len(group),
         }
     return summary
@@ -876,9 +930,9 @@ def goals(
         met = None if value is None else (value >= target if higher_is_better else value <= target)
         results.append({"goal": goal, "value": value, "target": target, "met": met, "note": note})
 
-    base = get("read (raw asyncpg)")
     for route, key in (("read", "read_vs_asyncpg"), ("filtered", "filtered_vs_asyncpg")):
         direct = get(f"{route} (direct)")
+        base = get(f"{route} (raw asyncpg)")
         if base and direct:
             add(
                 f"task-service {route} / raw asyncpg (req/s)",
@@ -897,6 +951,28 @@ def goals(
                 ISSUE_10["write_cpu_ms"],
                 False,
                 "direct to task-service, closed loop",
+            )
+    churn, create = get("churn (direct)"), get("create (direct)")
+    if churn and create:
+        # churn's figures are per request of a create + delete pair, two requests.
+        add(
+            "task-service CPU per delete (ms)",
+            (2 * churn["cpu_us"]["task"] - create["cpu_us"]["task"]) / 1000,
+            ISSUE_10["write_cpu_ms"],
+            False,
+            "create+delete pairs minus a create, direct",
+        )
+    for mix_name in ("mix closed (gateway)", f"mix open {ISSUE_16_OPEN_USERS}u (gateway)"):
+        row = get(mix_name)
+        if row and row["extra"]["reads_p50_ms"] and row["extra"]["writes_p50_ms"]:
+            write_p50, read_p50 = row["extra"]["writes_p50_ms"], row["extra"]["reads_p50_ms"]
+            add(
+                f"{mix_name}: write p50 / read p50",
+                write_p50 / read_p50,
+                1.5,
+                False,
+                f"writes (create, update, complete, delete) p50 {write_p50:.1f} ms, "
+                f"reads (list, filtered, read) p50 {read_p50:.1f} ms",
             )
     mix = get("mix closed (gateway)")
     if mix:
@@ -1078,10 +1154,11 @@ def main() -> int:
         ).stdout.strip()
     )
     current = "now"
-    stacks = [Stack(current, ROOT, Path(sys.executable), 10000, head + ("+dirty" if dirty else ""))]
+    revision = head + ("+dirty" if dirty else "")
+    stacks = [Stack(current, ROOT, Path(sys.executable), 10000 + PORT_BASE, revision)]
     if args.compare:
         path, python, sha = worktree(args.compare)
-        stacks.append(Stack("before", path, python, 11000, sha))
+        stacks.append(Stack("before", path, python, 11000 + PORT_BASE, sha))
     if args.fresh:
         for stack in stacks:
             shutil.rmtree(stack.data, ignore_errors=True)

@@ -101,6 +101,11 @@ def rig(
     suite.databases.append(database)
     run_async(lambda: ensure_database(database))
     prefix = f"{suite.redis_prefix}outage:"
+    # No user-service on this Redis (users come from the suite's): its epoch key is set as its
+    # relay would, or the rig's token checks would wait for a revocation map (503).
+    from taskflow_kit.testing import mark_revocations_complete
+
+    run_async(lambda: mark_revocations_complete(redis.url, prefix))
     env = suite.base_env(redis_prefix=prefix) | {"REDIS_URL": redis.url}
     task = suite.add_process(
         "outage-task-service",

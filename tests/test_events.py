@@ -313,7 +313,13 @@ def test_deleting_a_user_ends_access_and_cleans_up_their_tasks(
     assert dep.status_code == 201
 
     with live(gateway, staying) as socket:
-        assert client.delete(f"{API}/users/me", headers=leaving.headers).status_code == 204
+        deleted = client.request(
+            "DELETE",
+            f"{API}/users/me",
+            json={"current_password": leaving.password},
+            headers=leaving.headers,
+        )
+        assert deleted.status_code == 204
         assert_revoked_within_bound(suite, leaving.token)
         seen: dict[str, set[str]] = {}
 

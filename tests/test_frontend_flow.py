@@ -80,7 +80,14 @@ def test_frontend_flow(client: httpx.Client) -> None:
     for path in (f"{api}/tasks", f"{api}/tasks/"):
         empty = client.get(path, headers=auth)
         assert empty.status_code == 200, f"{path}: {empty.status_code} {empty.text}"
-        assert empty.json() == {"tasks": [], "total": 0, "skip": 0, "limit": 20}
+        assert empty.json() == {
+            "tasks": [],
+            "total": 0,
+            "skip": 0,
+            "limit": 20,
+            "next_cursor": None,
+            "total_exact": True,
+        }
 
     # Create four tasks; `pending` is accepted and normalised to `todo`.
     def create(body: dict[str, Any], path: str = f"{api}/tasks/") -> dict[str, Any]:

@@ -172,6 +172,13 @@ class FrontendUser:
             started=started,
         )
 
+    async def churn(self, started: float | None) -> None:
+        """Create a task, then delete it (two requests): delete's cost without a seeded pool
+        of tasks to delete."""
+        await self.create(started)
+        if self.created:
+            await self.delete(None)
+
     async def stats(self, started: float | None) -> None:
         await self.client.request(
             "stats",

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from stats_service.config import Settings
 from stats_service.main import create_app
 from taskflow_kit.redis_client import create_redis
-from taskflow_kit.testing import test_redis_url
+from taskflow_kit.testing import mark_revocations_complete, test_redis_url
 from taskflow_kit.tokens import issue_token
 
 TASK_SERVICE_URL = "http://task-service.test"
@@ -96,6 +96,9 @@ async def redis(redis_prefix: str) -> AsyncIterator[Redis]:
     """A Redis client; this test's keys are deleted afterwards (any test using `settings`
     against the real Redis must request it)."""
     client = create_redis(test_redis_url())
+    # No user-service here: its relay's epoch key is set as it would set it, so the (empty)
+    # revocation map counts as complete (see `taskflow_kit.testing.mark_revocations_complete`).
+    await mark_revocations_complete(test_redis_url(), redis_prefix)
     yield client
     keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
     if keys:

@@ -4,4 +4,7 @@ from task_service.database import Base
 from task_service.tasks import models  # noqa: F401  (registers the tables)
 from taskflow_kit.migrations import run_env
 
-run_env(context, Base.metadata, default_url=Settings().database_url)
+# The service's start-up and the tests pass the URL; only the alembic command line reads the
+# settings (which need a JWT secret outside ENVIRONMENT=test).
+given_url = context.config.attributes.get("database_url")
+run_env(context, Base.metadata, default_url=given_url or Settings().database_url)

@@ -14,7 +14,12 @@ from fastapi import FastAPI
 from task_service.config import Settings
 from task_service.database import Base
 from task_service.main import create_app
-from taskflow_kit.testing import migrated_database, test_redis_url, truncate_all
+from taskflow_kit.testing import (
+    mark_revocations_complete,
+    migrated_database,
+    test_redis_url,
+    truncate_all,
+)
 
 # The helpers module sits beside this file; its name is unique across the workspace's suites.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +51,9 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    # No user-service here: its relay's epoch key is set as it would set it, so the (empty)
+    # revocation map counts as complete (kept by `clean` too, for the apps tests start).
+    await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
@@ -60,6 +68,7 @@ async def clean(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     keys = [key async for key in app.state.redis.scan_iter(match=f"{settings.redis_prefix}*")]
     if keys:
         await app.state.redis.delete(*keys)
+    await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
 
 
 @pytest.fixture

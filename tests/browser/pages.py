@@ -1,4 +1,5 @@
-"""Browser test helpers: launch settings, a recorder of opened pages, the app's stored tokens."""
+"""Browser test helpers: launch settings, a recorder of opened pages (their requests and the
+bearer tokens they send), what the app keeps in web storage, and its session cookie."""
 
 from __future__ import annotations
 
@@ -39,17 +40,55 @@ class Pages:
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
         page = context.new_page()
-        page.on("request", lambda request: self.requests.append((request.method, request.url)))
+        page.on("request", lambda request: self._record(page, request))
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         page.goto(path)
         return page
+
+    def _record(self, page: Any, request: Any) -> None:
+        self.requests.append((request.method, request.url))
+        authorization = request.headers.get("authorization", "")
+        if authorization.startswith("Bearer "):
+            _BEARERS[id(page)] = authorization.removeprefix("Bearer ")
 
     def close(self) -> None:
         for context in self.contexts:
             context.close()
 
 
-def stored_session(page: Any) -> dict[str, Any]:
-    """The tokens the app keeps in localStorage."""
-    raw = page.evaluate("localStorage.getItem('taskflow.session')")
-    return json.loads(raw) if raw else {}
+# The access token each page sent last: the app keeps it in memory only, so a test learns it
+# the way the server does.
+_BEARERS: dict[int, str] = {}
+
+
+def access_token(page: Any) -> str:
+    """The bearer token the page sent with its latest API request."""
+    return _BEARERS[id(page)]
+
+
+def web_storage(page: Any) -> dict[str, str]:
+    """Everything the page keeps in localStorage and sessionStorage."""
+    raw = page.evaluate(
+        """() => JSON.stringify(Object.fromEntries([
+            ...Object.entries(localStorage).map(([k, v]) => ['local:' + k, v]),
+            ...Object.entries(sessionStorage).map(([k, v]) => ['session:' + k, v]),
+        ]))"""
+    )
+    return dict(json.loads(raw))
+
+
+def assert_no_token_stored(page: Any) -> None:
+    """Neither storage holds a token: nothing JWT-shaped, nothing the page sent as a bearer."""
+    stored = web_storage(page)
+    known = _BEARERS.get(id(page))
+    for key, value in stored.items():
+        assert "eyJ" not in value, f"a JWT in {key}"
+        assert not known or known not in value, f"the access token in {key}"
+
+
+def session_cookie(page: Any) -> dict[str, Any] | None:
+    """The session cookie as the browser holds it (scripts in the page cannot read it)."""
+    for cookie in page.context.cookies():
+        if cookie["name"] == "taskflow_session":
+            return dict(cookie)
+    return None

@@ -17,7 +17,14 @@ import pytest
 from playwright.sync_api import expect
 from taskflow_devstack.seed import DEMO_PASSWORD, seed
 
-from tests.browser.pages import PHONE, Pages, stored_session
+from tests.browser.pages import (
+    PHONE,
+    Pages,
+    access_token,
+    assert_no_token_stored,
+    session_cookie,
+    web_storage,
+)
 from tests.harness import register_and_login, unique, wait_until
 
 pytestmark = pytest.mark.suite
@@ -94,8 +101,11 @@ def column(page: Any, status: str) -> Any:
     return page.locator(f"section.column[data-status='{status}']")
 
 
-def access_token(page: Any) -> str:
-    return str(stored_session(page)["access"])
+def signed_out(response: Any) -> bool:
+    """The app's sign-out request (it ends the server's session and removes the cookie)."""
+    return bool(
+        response.request.method == "DELETE" and response.url.endswith("/api/v1/auth/session")
+    )
 
 
 def auth_of(page: Any) -> dict[str, str]:
@@ -257,45 +267,53 @@ def test_a_person_plans_and_finishes_work(
     outside = [url for _, url in pages.requests if not url.startswith(pages.base_url)]
     assert not outside, outside
 
-    # Sign out: back to sign-in with a word, tokens gone, a reload stays signed out.
-    page.get_by_role("button", name="Sign out").click()
+    # Sign out: back to sign-in with a word, the session cookie gone, a reload stays signed out.
+    assert_no_token_stored(page)
+    with page.expect_response(signed_out) as ended:
+        page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status").filter(has_text="You have signed out.")).to_be_visible()
-    assert stored_session(page) == {}
+    assert ended.value.status == 204
+    assert session_cookie(page) is None
+    assert_no_token_stored(page)
     page.reload()
     expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
 
 
-def test_the_session_refreshes_itself_and_a_revoked_one_returns_to_sign_in(
+def test_the_session_survives_a_reload_without_storing_a_token_and_a_revoked_one_ends(
     pages: Pages, client: httpx.Client
 ) -> None:
     person = register_and_login(client, "sess")
     page = pages.open()
     sign_in(page, person.username, person.password)
-    first = stored_session(page)
 
-    # Pretend the access token is about to expire: the app refreshes it on its own.
-    page.evaluate(
-        """() => {
-            const s = JSON.parse(localStorage.getItem('taskflow.session'));
-            s.issuedAt = Date.now() - 14 * 60_000;
-            s.expiresAt = Date.now() + 60_500;
-            localStorage.setItem('taskflow.session', JSON.stringify(s));
-        }"""
-    )
-    with page.expect_response("**/api/v1/auth/refresh") as refreshed:
+    # The refresh token is an HttpOnly, SameSite=Strict cookie for the auth routes only; the
+    # access token lives in the page's memory: web storage holds no token at all.
+    first = session_cookie(page)
+    assert first is not None
+    assert (first["httpOnly"], first["sameSite"], first["path"]) == (True, "Strict", "/api/v1/auth")
+    assert page.evaluate("document.cookie") == ""
+    assert_no_token_stored(page)
+    assert web_storage(page) == {}
+
+    # A reload keeps you signed in: the fresh page gets an access token with the cookie (which
+    # rotates).
+    with page.expect_response("**/api/v1/auth/session/refresh") as refreshed:
         page.reload()
     assert refreshed.value.status == 200
     expect(page.locator("#toolbar")).to_be_visible()
-    second = stored_session(page)
-    assert second["refresh"] != first["refresh"]
-    assert second["access"] != first["access"]
+    second = session_cookie(page)
+    assert second is not None
+    assert second["value"] != first["value"]
+    access = refreshed.value.json()["access_token"]
+    assert "refresh_token" not in refreshed.value.json()
+    assert_no_token_stored(page)
 
     # The server ends the session (logged out elsewhere): the live socket is closed for the
     # revoked token, the refresh is refused, and the app says so on the sign-in screen without
     # anyone touching it.
-    logout = client.post("/api/v1/auth/logout", json={"refresh_token": second["refresh"]})
+    logout = client.post("/api/v1/auth/logout", json={"refresh_token": second["value"]})
     assert logout.status_code == 204, logout.text
-    revoked = {"Authorization": f"Bearer {second['access']}"}
+    revoked = {"Authorization": f"Bearer {access}"}
     wait_until(
         lambda: client.get("/api/v1/users/me", headers=revoked).status_code == 401,
         timeout=5,
@@ -303,7 +321,26 @@ def test_the_session_refreshes_itself_and_a_revoked_one_returns_to_sign_in(
     )
     expect(page.get_by_role("status").filter(has_text="Your session has ended")).to_be_visible()
     expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
-    assert stored_session(page) == {}
+    assert session_cookie(page) is None  # the refused refresh removed it
+    page.reload()
+    expect(page.get_by_role("heading", name="Welcome back")).to_be_visible()
+
+
+def test_a_second_tab_shares_the_session_and_its_sign_out(
+    pages: Pages, client: httpx.Client
+) -> None:
+    person = register_and_login(client, "tabs")
+    page = pages.open()
+    sign_in(page, person.username, person.password)
+
+    other = page.context.new_page()
+    other.goto("/")
+    expect(other.locator("#toolbar")).to_be_visible()  # signed in from the shared cookie
+    page.reload()  # both tabs refreshed (one at a time): neither counts as a replayed cookie
+    expect(page.locator("#toolbar")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(other.get_by_role("heading", name="Welcome back")).to_be_visible()
 
 
 def test_profile_name_password_and_account_deletion(pages: Pages, client: httpx.Client) -> None:
@@ -324,11 +361,14 @@ def test_profile_name_password_and_account_deletion(pages: Pages, client: httpx.
     page.fill("#profile-new-password", "a brand new password")
     profile.get_by_role("button", name="Change password").click()
     expect(profile.locator(".form-error").nth(1)).not_to_be_empty()
-    before = stored_session(page)["refresh"]
+    before = session_cookie(page)
     page.fill("#profile-current-password", person.password)
     profile.get_by_role("button", name="Change password").click()
     expect(page.locator(".toast-success").last).to_contain_text("Password changed")
-    assert stored_session(page)["refresh"] != before
+    after = session_cookie(page)
+    assert before is not None
+    assert after is not None
+    assert after["value"] != before["value"]
     old = client.post(
         "/api/v1/auth/login", json={"username": person.username, "password": person.password}
     )
@@ -338,13 +378,28 @@ def test_profile_name_password_and_account_deletion(pages: Pages, client: httpx.
     page.reload()
     expect(page.locator("#account-avatar")).to_have_text("PP")
 
-    # Deleting the account asks for the username first.
+    # A new email needs the current password: the dialog asks for it.
+    page.locator("#account-button").click()
+    page.fill("#profile-email", f"new-{person.username}@example.com")
+    expect(page.locator("#profile-password")).to_be_visible()
+    profile.get_by_role("button", name="Save profile").click()
+    expect(profile.locator(".form-error").first).to_contain_text("current password")
+    page.fill("#profile-password", "a brand new password")
+    profile.get_by_role("button", name="Save profile").click()
+    expect(page.locator(".toast")).to_contain_text("Profile saved")
+    me = client.get("/api/v1/users/me", headers=auth_of(page)).json()
+    assert me["email"] == f"new-{person.username}@example.com"
+    profile.get_by_role("button", name="Close").click()
+
+    # Deleting the account asks for the username and the password first.
     page.locator("#account-button").click()
     page.get_by_role("button", name="Delete account…").click()
     confirm = page.locator("dialog.modal-small")
     delete = confirm.get_by_role("button", name="Delete my account")
     expect(delete).to_be_disabled()
     page.fill("#confirm-text", person.username)
+    expect(delete).to_be_disabled()
+    page.fill("#confirm-password", "a brand new password")
     delete.click()
     expect(page.get_by_role("status").filter(has_text="account has been deleted")).to_be_visible()
     gone = client.post(
@@ -481,3 +536,34 @@ def test_the_app_fits_a_phone(pages: Pages, client: httpx.Client, screenshots: P
     page.get_by_role("button", name="List", exact=True).click()
     expect(page.locator(".row-title")).to_have_count(2)
     assert page_width() <= PHONE["width"]
+
+
+def test_the_list_pager_walks_pages_by_cursor(pages: Pages, client: httpx.Client) -> None:
+    person = register_and_login(client, "pager")
+    for index in range(45):
+        created = client.post(
+            "/api/v1/tasks/", json={"title": f"Paged {index:02d}"}, headers=person.headers
+        )
+        assert created.status_code == 201, created.text
+    page = pages.open(path="/?view=list")
+    sign_in(page, person.username, person.password)
+    rows = page.locator("table.task-table tbody tr")
+    expect(page.locator(".pager-text")).to_have_text("1\N{EN DASH}20 of 45")
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 44")
+
+    # Next asks for the page after the last row shown (its cursor), not for an offset.
+    with page.expect_request(re.compile(r"/api/v1/tasks/\?.*cursor=")) as asked:
+        page.get_by_role("button", name="Next page").click()
+    assert "skip=" not in asked.value.url
+    expect(page.locator(".pager-text")).to_have_text("21\N{EN DASH}40 of 45")
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 24")
+    page.get_by_role("button", name="Next page").click()
+    expect(page.locator(".pager-text")).to_have_text("41\N{EN DASH}45 of 45")
+    expect(rows).to_have_count(5)
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+
+    # Previous goes back by the cursor it came through; a page opened from a link still works.
+    page.get_by_role("button", name="Previous page").click()
+    expect(rows.first.locator(".row-title")).to_have_text("Paged 24")
+    page.goto("/?view=list&page=3")
+    expect(page.locator(".pager-text")).to_have_text("41\N{EN DASH}45 of 45")

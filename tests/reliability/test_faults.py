@@ -113,6 +113,7 @@ class ThrowawayPostgres:
 class ThrowawayRedis:
     port: int
     process: subprocess.Popen[bytes] | None = None
+    on_start: Callable[[], None] | None = None  # run each time it has started (empty)
 
     @property
     def url(self) -> str:
@@ -135,6 +136,8 @@ class ThrowawayRedis:
             stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, timeout=10, what="the throwaway Redis to answer")
+        if self.on_start is not None:
+            self.on_start()
 
     def _answers(self) -> bool:
         import socket
@@ -146,6 +149,17 @@ class ThrowawayRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def mark_epoch(redis: ThrowawayRedis, prefix: str) -> None:
+    """The rig's Redis has no user-service (its users come from the suite's): user-service's
+    epoch key is set as its relay would set it, also after each restart (this Redis comes back
+    empty), or the rig's token checks would wait for a revocation map and answer 503."""
+    from taskflow_kit.testing import mark_revocations_complete
+
+    from tests.harness import run_async
+
+    run_async(lambda: mark_revocations_complete(redis.url, prefix))
 
 
 @dataclass
@@ -172,6 +186,8 @@ def rig(suite: Suite, client: httpx.Client) -> Iterator[Rig]:
     from tests.harness import run_async
 
     run_async(lambda: ensure_database(postgres.url))
+    redis.on_start = lambda: mark_epoch(redis, f"{suite.redis_prefix}rig:")
+    mark_epoch(redis, f"{suite.redis_prefix}rig:")
     env = suite.base_env(redis_prefix=f"{suite.redis_prefix}rig:") | {
         "TASK_SERVICE_DATABASE_URL": postgres.url,
         "USER_SERVICE_URL": suite.user_url,

@@ -166,13 +166,10 @@ def test_any_body_on_any_route_is_never_5xx(
     content = body.encode() if isinstance(body, str) else dumps(body)
     if content_type == "application/x-www-form-urlencoded" and not_credentials(body):
         content = b"username=" + content[:200]
-    send(
-        client,
-        method,
-        path,
-        content=content,
-        headers={**attacker.headers, "Content-Type": content_type},
-    )
+    # Logout without a refresh token ends the bearer's own session (a `null` body is no body):
+    # the attacker's session must outlive the run, so logout gets bodies only.
+    bearer = {} if path.endswith("/logout") else attacker.headers
+    send(client, method, path, content=content, headers={**bearer, "Content-Type": content_type})
     still_serves(client, victim)
 
 

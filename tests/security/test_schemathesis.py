@@ -3,14 +3,16 @@ the merged OpenAPI through the gateway and against each service's own, each with
 token. No server error and no response that breaks the documented schema, status codes,
 content types or headers.
 
-Two kinds of finding are counted (docs/reliability.md) rather than failing the run:
-`AcceptedNegativeData`/`RejectedPositiveData` where the API's rules go beyond JSON Schema (see
-schemathesis.toml), and `UnsupportedMethodResponse`. Everything else fails.
+Every finding fails the run. Where an answer depends on state no schema can state (a stale
+If-Match is 412, an assignee who is not an active user is 422, a wrong current password is
+400), the route documents it in its `responses=` and schemathesis.toml lists it as expected for
+schema-valid requests.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +35,6 @@ require_services(*ALL_SERVICES)
 pytestmark = pytest.mark.suite
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-# Findings that say the schema could be stricter or looser, not that the API misbehaved.
-COUNTED_ONLY = {"AcceptedNegativeData", "RejectedPositiveData", "UnsupportedMethodResponse"}
 
 
 def run_schemathesis(
@@ -68,8 +68,11 @@ def run_schemathesis(
         "--no-shrink",
         "--suppress-health-check",
         "all",
+        # One worker: with two threads, Hypothesis changing the recursion limit in one while
+        # the other parses a lambda's source crashed the run ("AST constructor recursion
+        # depth mismatch", CPython 3.11) — a tool error that would fail CI at random.
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "10",
         "--max-time",
@@ -81,7 +84,7 @@ def run_schemathesis(
         *extra,
     ]
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60 + MAX_SECONDS, check=False
     )
     assert report.exists(), completed.stdout[-3000:] + completed.stderr[-3000:]
     result: dict[str, Any] = json.loads(report.read_text())
@@ -90,8 +93,14 @@ def run_schemathesis(
 
 
 # Per target: four runs of this stay within the suite's time budget on a 2-core machine.
-MAX_SECONDS = 10
+# A deeper run (more examples, more time) for a hunt: SCHEMATHESIS_DEPTH=10.
+DEPTH = int(os.environ.get("SCHEMATHESIS_DEPTH", "1"))
+MAX_SECONDS = 10 * DEPTH
 TARGETS = ["gateway", "user-service", "task-service", "stats-service"]
+# Deleting or renaming the account, or ending the run's own session (logout with only the
+# access token), mid-run would turn the rest into 401s; their unit tests cover them.
+# (schemathesis keeps only the last `--exclude-path-regex`: one regex says it all.)
+KEEP_THE_SESSION = "^/api/v1/users/me$|^/api/v1/auth/logout$"
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -103,8 +112,8 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         base = gateway.url
         # Login fuzzing through the gateway would spend the suite's own address budget in the
         # failed-login throttle; the service-level run below covers login with its own address.
-        extra = ["--exclude-path-regex", ".*/login$", "--exclude-path-regex", "^/api/v1/users/me$"]
-        examples = 4
+        extra = ["--exclude-path-regex", f"{KEEP_THE_SESSION}|/login$"]
+        examples = 4 * DEPTH
     else:
         process = {
             "user-service": suite.user,
@@ -113,30 +122,27 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         }[target]
         assert process is not None
         base = process.url
-        # Deleting or renaming the account mid-run would turn the rest into 401s.
         extra = [
             "-H",
             "X-Forwarded-For: 198.51.100.77",
             "--exclude-path-regex",
-            "^/api/v1/users/me$",
+            KEEP_THE_SESSION,
         ]
-        examples = 3
+        examples = 3 * DEPTH
     result = run_schemathesis(
         target, f"{base}/openapi.json", base, user.token, tmp_path, examples=examples, extra=extra
     )
     generated = int(result["test_cases"]["generated"])
     figures.count("schemathesis", "requests", generated)
     figures.count("schemathesis", f"requests:{target}", generated)
-    hard = []
     for failure in result["failures"]:
         figures.count(
             "schemathesis", f"finding:{failure['code']}:{failure['type']}", failure["count"]
         )
-        if failure["type"] not in COUNTED_ONLY:
-            hard.append(failure)
     assert result["operations"]["tested"] > 0
     assert not result["errors"], json.dumps(result["errors"]) + "\n" + result["output"][-8000:]
-    assert not hard, json.dumps(hard, indent=1) + "\n" + result["output"][-6000:]
+    findings = result["failures"]
+    assert not findings, json.dumps(findings, indent=1) + "\n" + result["output"][-6000:]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -45,7 +45,7 @@ async def test_metrics_use_route_templates(client: httpx.AsyncClient, api) -> No
 
     text = (await client.get("/metrics")).text
 
-    assert 'route="/api/v1/users/{user_id}"' in text
+    assert 'route="/api/v1/users/{user_id:number}"' in text
     assert f'route="/api/v1/users/{alice.id}"' not in text
 
 

@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
     cors_origins: str = Field(
         "http://localhost:3000,http://127.0.0.1:3000", validation_alias=_env("CORS_ORIGINS")
     )
+    # Strict-Transport-Security max-age for browsers reaching the gateway over HTTPS; 0: none
+    # (plain-HTTP development must not tell browsers to insist on HTTPS).
+    hsts_seconds: int = Field(0, ge=0, validation_alias=_env("HSTS_SECONDS"))
 
     rate_limit_enabled: bool = Field(True, validation_alias=_env("RATE_LIMIT_ENABLED"))
     rate_limit_per_user: int = Field(3000, ge=1, validation_alias=_env("RATE_LIMIT_PER_USER"))

@@ -18,6 +18,7 @@ from api_gateway.gateway import Gateway
 from api_gateway.live import live_route
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import proxy_routes
+from api_gateway.security_headers import SecurityHeaders
 from api_gateway.status_page import metrics_route, status_router
 from api_gateway.web import WebAssets, web_router
 
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         expose_headers=CORS_EXPOSED_HEADERS,
         max_age=600,
     )
+    # Outermost: CORS preflights and errors get them too.
+    app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     return app
 
 

@@ -1,12 +1,19 @@
 // The public API client: one signed-in session, silent token refresh, problem+json errors.
 //
-// Tokens live in localStorage so a reload (or a second tab) stays signed in. Refresh tokens
-// rotate and a reused one revokes its whole family, so tabs refresh under one Web Lock and a
-// tab that finds fresh tokens already stored adopts them instead of refreshing again.
+// The session is the server's cookie session (docs/security.md): the refresh token lives in an
+// HttpOnly cookie that scripts cannot read, and the access token only in this page's memory,
+// never in localStorage or sessionStorage. A reload (or a second tab) asks the server for a
+// fresh access token with that cookie. Refresh tokens rotate and a reused one revokes its
+// whole family, so tabs refresh under one Web Lock: each tab waits for the previous rotation's
+// cookie before sending its own refresh. Tabs tell each other about sign-in and sign-out over a
+// BroadcastChannel (messages carry no token).
 
 const API = "/api/v1";
-const STORAGE_KEY = "taskflow.session";
 const LOCK_NAME = "taskflow.refresh";
+const CHANNEL_NAME = "taskflow.session";
+// The cookie routes refuse requests without it: another site's page cannot send it without a
+// CORS preflight the gateway does not grant.
+const SESSION_HEADERS = { "X-Requested-With": "TaskFlow" };
 // Refresh this long before the access token expires (or at 80% of a short lifetime).
 const REFRESH_MARGIN_MS = 60_000;
 
@@ -76,21 +83,10 @@ async function send(method, path, { body, headers = {}, token, keepalive = false
   return { response, data };
 }
 
-function readStored() {
-  try {
-    const raw = localStorage.getItem(STORAGE_KEY);
-    const stored = raw ? JSON.parse(raw) : null;
-    return stored && stored.access && stored.refresh ? stored : null;
-  } catch {
-    return null;
-  }
-}
-
-function tokensFrom(pair) {
-  const lifetime = Math.max(1, Number(pair.expires_in) || 900) * 1000;
+function tokensFrom(session) {
+  const lifetime = Math.max(1, Number(session.expires_in) || 900) * 1000;
   return {
-    access: pair.access_token,
-    refresh: pair.refresh_token,
+    access: session.access_token,
     issuedAt: Date.now(),
     expiresAt: Date.now() + lifetime,
   };
@@ -109,23 +105,22 @@ function refreshDue(tokens) {
 export class Session extends EventTarget {
   constructor() {
     super();
-    this.tokens = readStored();
+    this.tokens = null;
     this.timer = null;
     this.refreshing = null;
-    window.addEventListener("storage", (event) => {
-      if (event.key !== STORAGE_KEY) return;
-      const stored = readStored();
-      if (!stored && this.tokens) {
-        this.#clear();
-        this.dispatchEvent(new CustomEvent("ended", { detail: "You signed out in another tab." }));
-      } else if (stored && (!this.tokens || stored.access !== this.tokens.access)) {
-        const wasSignedIn = Boolean(this.tokens);
-        this.tokens = stored;
-        this.#schedule();
-        if (!wasSignedIn) this.dispatchEvent(new Event("change"));
-      }
-    });
-    if (this.tokens) this.#schedule();
+    this.channel = "BroadcastChannel" in window ? new BroadcastChannel(CHANNEL_NAME) : null;
+    if (this.channel) {
+      this.channel.onmessage = (event) => {
+        if (event.data === "signed-out" && this.tokens) {
+          this.#clear();
+          this.dispatchEvent(new CustomEvent("ended", { detail: "You signed out in another tab." }));
+        } else if (event.data === "signed-in" && !this.tokens) {
+          this.resume().then((resumed) => {
+            if (resumed) this.dispatchEvent(new Event("change"));
+          });
+        }
+      };
+    }
   }
 
   get signedIn() {
@@ -138,14 +133,16 @@ export class Session extends EventTarget {
 
   #store(tokens) {
     this.tokens = tokens;
-    localStorage.setItem(STORAGE_KEY, JSON.stringify(tokens));
     this.#schedule();
   }
 
   #clear() {
     this.tokens = null;
     clearTimeout(this.timer);
-    localStorage.removeItem(STORAGE_KEY);
+  }
+
+  #tell(message) {
+    if (this.channel) this.channel.postMessage(message);
   }
 
   #schedule() {
@@ -157,10 +154,28 @@ export class Session extends EventTarget {
     }, Math.min(wait, 2 ** 31 - 1));
   }
 
-  async signIn(username, password) {
-    const { response, data } = await send("POST", "/auth/login", { body: { username, password } });
+  /**
+   * On page load: an access token from the session cookie, if there is a live session.
+   * Resolves true when signed in. Offline, it resolves false (the sign-in screen says so).
+   */
+  async resume() {
+    const run = () => this.#refreshNow({ quiet: true });
+    const resumed = navigator.locks ? navigator.locks.request(LOCK_NAME, run) : run();
+    return resumed;
+  }
+
+  async #openSession(username, password) {
+    const { response, data } = await send("POST", "/auth/session", {
+      body: { username, password },
+      headers: SESSION_HEADERS,
+    });
     if (!response.ok) throw new ApiError(response.status, data, "Signing in failed.");
     this.#store(tokensFrom(data));
+  }
+
+  async signIn(username, password) {
+    await this.#openSession(username, password);
+    this.#tell("signed-in");
     this.dispatchEvent(new Event("change"));
   }
 
@@ -172,15 +187,14 @@ export class Session extends EventTarget {
     await this.signIn(username, password);
   }
 
-  /** Sign out: the server forgets the refresh token (and voids the session); always local. */
+  /** Sign out: the server ends the session and removes the cookie; always local. */
   async signOut() {
-    const tokens = this.tokens;
+    const wasSignedIn = Boolean(this.tokens);
     this.#clear();
     this.dispatchEvent(new Event("change"));
-    if (tokens) {
-      await send("POST", "/auth/logout", { body: { refresh_token: tokens.refresh } }).catch(
-        () => {},
-      );
+    if (wasSignedIn) {
+      await send("DELETE", "/auth/session", { headers: SESSION_HEADERS }).catch(() => {});
+      this.#tell("signed-out");
     }
   }
 
@@ -210,11 +224,7 @@ export class Session extends EventTarget {
       throw new ApiError(result.response.status, result.data);
     }
     try {
-      const login = await send("POST", "/auth/login", {
-        body: { username, password: newPassword },
-      });
-      if (!login.response.ok) throw new ApiError(login.response.status, login.data);
-      this.#store(tokensFrom(login.data));
+      await this.#openSession(username, newPassword);
       settle(true);
     } catch (error) {
       settle(false);
@@ -227,18 +237,18 @@ export class Session extends EventTarget {
   end(message) {
     if (!this.tokens) return;
     this.#clear();
+    this.#tell("signed-out");
     this.dispatchEvent(new CustomEvent("ended", { detail: message }));
   }
 
   /**
-   * New tokens from the refresh token. One refresh at a time across tabs; a tab that finds
-   * newer tokens in storage adopts them. Resolves true when the session is usable.
+   * A new access token from the session cookie. One refresh at a time across tabs (each
+   * rotation replaces the cookie the next one sends). Resolves true when the session is usable.
    */
   refresh() {
     if (!this.tokens) return Promise.resolve(false);
     if (!this.refreshing) {
-      const stale = this.tokens.access;
-      const run = () => this.#refreshNow(stale);
+      const run = () => this.#refreshNow({ quiet: false });
       const locked = navigator.locks ? navigator.locks.request(LOCK_NAME, run) : run();
       this.refreshing = locked.finally(() => {
         this.refreshing = null;
@@ -247,29 +257,22 @@ export class Session extends EventTarget {
     return this.refreshing;
   }
 
-  async #refreshNow(staleAccess) {
-    const stored = readStored();
-    if (!stored) {
-      this.end("You signed out in another tab.");
-      return false;
-    }
-    if (stored.access !== staleAccess && refreshDue(stored) > Date.now()) {
-      this.tokens = stored; // another tab refreshed while we waited for the lock
-      this.#schedule();
-      return true;
-    }
+  /** `quiet`: resuming on page load, where no session yet is not an ending worth a message. */
+  async #refreshNow({ quiet }) {
     let result;
     try {
-      result = await send("POST", "/auth/refresh", { body: { refresh_token: stored.refresh } });
+      result = await send("POST", "/auth/session/refresh", { headers: SESSION_HEADERS });
     } catch {
+      if (quiet) return false;
       this.timer = setTimeout(() => this.refresh().catch(() => {}), 5000);
       return false; // offline: keep the session, try again shortly
     }
     if (result.response.ok) {
       this.#store(tokensFrom(result.data));
-      this.dispatchEvent(new Event("refreshed"));
+      if (!quiet) this.dispatchEvent(new Event("refreshed"));
       return true;
     }
+    if (quiet) return false;
     if (result.response.status === 401 || result.response.status === 403) {
       this.end("Your session has ended — it was signed out or revoked. Please sign in again.");
       return false;

@@ -67,6 +67,9 @@ function freshState() {
     filters: readFilters(),
     columns: Object.fromEntries(STATUSES.map((s) => [s.id, { tasks: [], total: 0 }])),
     list: { tasks: [], total: 0 },
+    // Keyset cursors of the list's pages seen so far (`pageCursors.cursors[n]` loads page n),
+    // for the filters in `pageCursors.key`: next and previous cost the same at any depth.
+    pageCursors: { key: "", cursors: [] },
     loaded: false,
     loading: false,
     error: "",
@@ -196,16 +199,21 @@ async function loadTasks() {
       if (mine !== loadSequence) return;
       const columns = Object.fromEntries(STATUSES.map((s) => [s.id, { tasks: [], total: 0 }]));
       statuses.forEach((status, index) => {
-        columns[status] = { tasks: results[index].tasks, total: results[index].total };
+        const { tasks, total, next_cursor } = results[index];
+        columns[status] = { tasks, total, next_cursor };
       });
       markChanges(Object.values(columns).flatMap((c) => c.tasks));
       state.columns = columns;
     } else {
-      const skip = (filters.page - 1) * LIST_PAGE;
-      const result = await session.get(
-        `/tasks/${query({ ...base, status: filters.status, skip, limit: LIST_PAGE })}`,
-      );
+      const listed = { ...base, status: filters.status, limit: LIST_PAGE };
+      const key = JSON.stringify(listed);
+      if (state.pageCursors.key !== key) state.pageCursors = { key, cursors: [] };
+      // A page reached by Next/Previous has its cursor; a page opened from a link is skipped to.
+      const cursor = state.pageCursors.cursors[filters.page];
+      const position = cursor ? { cursor } : { skip: (filters.page - 1) * LIST_PAGE };
+      const result = await session.get(`/tasks/${query({ ...listed, ...position })}`);
       if (mine !== loadSequence) return;
+      if (result.next_cursor) state.pageCursors.cursors[filters.page + 1] = result.next_cursor;
       if (!result.tasks.length && result.total && filters.page > 1) {
         setFilters({ page: Math.ceil(result.total / LIST_PAGE) }, { push: false });
         return;
@@ -225,6 +233,8 @@ async function loadTasks() {
       renderContent();
     }
   }
+  // A load that finishes after a newer one, or after signing out (state.me is null), names no one.
+  if (mine !== loadSequence || !state.me) return;
   const ids = visibleTasks().flatMap((t) => [t.assignee_id, t.owner_id]);
   people.ensure(ids.filter((id) => id && id !== state.me.id));
 }
@@ -726,22 +736,31 @@ function renderBoard() {
             ? tasks.map((task) => h("li", {}, card(task)))
             : h("li", { class: "column-empty" }, hasFilters() ? "No matching tasks" : status.id === "done" ? "Finished tasks land here" : "Nothing here yet"),
         ),
-        column.tasks.length < column.total
-          ? h("button", { type: "button", class: "button button-ghost more", onclick: () => loadMore(status.id) }, `Show more (${column.total - column.tasks.length})`)
+        hasMore(column)
+          ? h("button", { type: "button", class: "button button-ghost more", onclick: () => loadMore(status.id) }, column.total > column.tasks.length ? `Show more (${column.total - column.tasks.length})` : "Show more")
           : null,
       ), status.id);
     }),
   );
 }
 
+/** Whether a column has more tasks to show: the server's `next_cursor` says so (a server
+ * without cursors: fewer tasks shown than its total). */
+function hasMore(column) {
+  return "next_cursor" in column ? Boolean(column.next_cursor) : column.tasks.length < column.total;
+}
+
 async function loadMore(status) {
   const column = state.columns[status];
+  // The cursor continues after the last task shown, whatever was added or removed meanwhile.
+  const position = column.next_cursor ? { cursor: column.next_cursor } : { skip: column.tasks.length };
   try {
-    const result = await session.get(`/tasks/${query({ ...apiParams(state.filters), status, skip: column.tasks.length, limit: BOARD_PAGE })}`);
+    const result = await session.get(`/tasks/${query({ ...apiParams(state.filters), status, ...position, limit: BOARD_PAGE })}`);
     for (const task of result.tasks) remember(task);
     const seen = new Set(column.tasks.map((t) => t.id));
     column.tasks = [...column.tasks, ...result.tasks.filter((t) => !seen.has(t.id))];
     column.total = result.total;
+    column.next_cursor = result.next_cursor;
     renderContent();
   } catch (error) {
     toast(error.message, { kind: "error" });
@@ -879,9 +898,13 @@ function renderList() {
       ),
     );
   };
+  // Past its cap the total is a lower bound ("1000+"); whether a next page exists is the cursor's.
+  const exact = state.list.total_exact !== false;
   const from = total ? (f.page - 1) * LIST_PAGE + 1 : 0;
-  const to = Math.min(total, (f.page - 1) * LIST_PAGE + tasks.length);
+  const last = (f.page - 1) * LIST_PAGE + tasks.length;
+  const to = exact ? Math.min(total, last) : last;
   const pages = Math.max(1, Math.ceil(total / LIST_PAGE));
+  const hasNext = "next_cursor" in state.list ? Boolean(state.list.next_cursor) : f.page < pages;
   return h(
     "div",
     { class: "list-card" },
@@ -925,10 +948,10 @@ function renderList() {
       ? h(
           "nav",
           { class: "pager", "aria-label": "Pages" },
-          h("span", { class: "pager-text" }, `${from}–${to} of ${total}`),
+          h("span", { class: "pager-text" }, `${from}–${to} of ${total}${exact ? "" : "+"}`),
           h("button", { type: "button", class: "icon-button", "aria-label": "Previous page", disabled: f.page <= 1, onclick: () => setFilters({ page: f.page - 1 }) }, icon("chevronLeft")),
-          h("span", { class: "pager-page", "aria-current": "page" }, `Page ${f.page} of ${pages}`),
-          h("button", { type: "button", class: "icon-button", "aria-label": "Next page", disabled: f.page >= pages, onclick: () => setFilters({ page: f.page + 1 }) }, icon("chevronRight")),
+          h("span", { class: "pager-page", "aria-current": "page" }, exact ? `Page ${f.page} of ${pages}` : `Page ${f.page}`),
+          h("button", { type: "button", class: "icon-button", "aria-label": "Next page", disabled: !hasNext, onclick: () => setFilters({ page: f.page + 1 }) }, icon("chevronRight")),
         )
       : null,
   );
@@ -1185,5 +1208,8 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-if (session.signedIn) enterApp();
-else renderSignIn();
+// The access token lives in memory only: a fresh page asks for one with the session cookie.
+session.resume().then((resumed) => {
+  if (resumed) enterApp();
+  else renderSignIn();
+});

@@ -11,6 +11,21 @@ export function openProfile(ctx) {
   const fullName = h("input", { class: "input", id: "profile-name", autocomplete: "name", maxlength: 200, value: me.full_name || "" });
   const email = h("input", { class: "input", id: "profile-email", type: "email", autocomplete: "email", required: true, value: me.email });
   const username = h("input", { class: "input", id: "profile-username", autocomplete: "username", required: true, value: me.username, minlength: 3, maxlength: 50 });
+  // A new email or username needs the current password (the server re-authenticates).
+  const profilePassword = h("input", { class: "input", id: "profile-password", type: "password", autocomplete: "current-password" });
+  const profilePasswordField = h(
+    "div",
+    { class: "field", hidden: true },
+    h("label", { for: "profile-password" }, "Current password"),
+    profilePassword,
+    h("span", { class: "hint" }, "Needed to change your email or username. A new email signs you out everywhere else."),
+  );
+  const identityChanged = () => email.value.trim() !== me.email || username.value.trim() !== me.username;
+  for (const input of [email, username]) {
+    input.addEventListener("input", () => {
+      profilePasswordField.hidden = !identityChanged();
+    });
+  }
   const saveProfile = h("button", { class: "button button-primary", type: "submit" }, "Save profile");
 
   const passwordError = h("div", { class: "form-error", role: "alert", hidden: true });
@@ -40,11 +55,22 @@ export function openProfile(ctx) {
           toast("Nothing to save", { kind: "info" });
           return;
         }
+        if (changes.email !== undefined || changes.username !== undefined) {
+          if (!profilePassword.value) {
+            profilePasswordField.hidden = false;
+            show(profileError, "Enter your current password to change your email or username.");
+            profilePassword.focus();
+            return;
+          }
+          changes.current_password = profilePassword.value;
+        }
         saveProfile.disabled = true;
         try {
           const { data } = await ctx.session.request("PATCH", "/users/me", { body: changes });
           Object.assign(me, data);
           ctx.onUpdated(data);
+          profilePassword.value = "";
+          profilePasswordField.hidden = true;
           toast("Profile saved", { kind: "success" });
         } catch (error) {
           show(profileError, error.message);
@@ -57,6 +83,7 @@ export function openProfile(ctx) {
     profileError,
     field("profile-name", "Full name", fullName),
     h("div", { class: "field-row" }, field("profile-username", "Username", username), field("profile-email", "Email", email)),
+    profilePasswordField,
     h("div", { class: "section-actions" }, saveProfile),
   );
 
@@ -109,16 +136,17 @@ export function openProfile(ctx) {
           class: "button button-danger",
           type: "button",
           onclick: async () => {
-            const sure = await confirmDialog({
+            const password = await confirmDialog({
               title: "Delete your account?",
               message: "Your account and every task you own will be deleted. This cannot be undone.",
               confirmLabel: "Delete my account",
               danger: true,
               requireText: me.username,
+              requirePassword: true,
             });
-            if (!sure) return;
+            if (!password) return;
             try {
-              await ctx.session.request("DELETE", "/users/me");
+              await ctx.session.request("DELETE", "/users/me", { body: { current_password: password } });
               dialog.close("deleted");
               ctx.onDeleted();
             } catch (error) {

@@ -200,18 +200,33 @@ export function modal({ title, className, content, onclose, labelledBy }) {
 }
 
 /** Ask before something that cannot be taken back. Resolves true when confirmed. */
-export function confirmDialog({ title, message, confirmLabel = "Confirm", danger, requireText }) {
+/**
+ * A confirmation dialog. Resolves false when cancelled, else true, or (with `requirePassword`)
+ * the password the person typed, for a change the server re-authenticates.
+ */
+export function confirmDialog({ title, message, confirmLabel = "Confirm", danger, requireText, requirePassword }) {
   return new Promise((resolve) => {
     let confirmed = false;
+    const ready = () => {
+      confirmButton.disabled =
+        (typed && typed.value.trim() !== requireText) || (password && !password.value);
+    };
     const typed = requireText
       ? h("input", {
           class: "input",
           id: "confirm-text",
           autocomplete: "off",
           spellcheck: false,
-          oninput: () => {
-            confirmButton.disabled = typed.value.trim() !== requireText;
-          },
+          oninput: ready,
+        })
+      : null;
+    const password = requirePassword
+      ? h("input", {
+          class: "input",
+          id: "confirm-password",
+          type: "password",
+          autocomplete: "current-password",
+          oninput: ready,
         })
       : null;
     const confirmButton = h(
@@ -219,7 +234,7 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       { class: ["button", danger ? "button-danger" : "button-primary"], type: "submit" },
       confirmLabel,
     );
-    if (requireText) confirmButton.disabled = true;
+    if (requireText || requirePassword) confirmButton.disabled = true;
     const form = h(
       "form",
       {
@@ -241,6 +256,14 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
             typed,
           )
         : null,
+      password
+        ? h(
+            "div",
+            { class: "field" },
+            h("label", { for: "confirm-password" }, "Your password"),
+            password,
+          )
+        : null,
       h(
         "div",
         { class: "modal-actions" },
@@ -256,7 +279,7 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       title,
       className: "modal-small",
       content: form,
-      onclose: () => resolve(confirmed),
+      onclose: () => resolve(confirmed && password ? password.value : confirmed),
     });
     (typed || confirmButton).focus();
   });

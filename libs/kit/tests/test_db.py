@@ -1,17 +1,30 @@
-"""The request session commits on success and rolls back on error (real PostgreSQL)."""
+"""The request session (SQLAlchemy) and the request transaction (asyncpg) commit on success and
+roll back on error; statements compiled once run on asyncpg (real PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from taskflow_kit.db import SessionDep, async_database_url, create_engine, create_sessionmaker
+from taskflow_kit.db import (
+    ConnectionDep,
+    SessionDep,
+    TransactionDep,
+    async_database_url,
+    asyncpg_dsn,
+    compile_statement,
+    create_engine,
+    create_pool,
+    create_sessionmaker,
+    tls_configured,
+)
 from taskflow_kit.errors import Conflict, install_error_handlers
 from taskflow_kit.migrations import drop_database, ensure_database
 from taskflow_kit.resources import ServiceResources, attach_resources
@@ -40,22 +53,41 @@ async def engine() -> AsyncIterator[AsyncEngine]:
     await drop_database(url)
 
 
+@pytest.fixture(scope="module")
+async def pool(engine: AsyncEngine) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(engine.url.render_as_string(hide_password=False), min_size=1)
+    yield pool
+    await pool.close()
+
+
+def _outcome(name: str) -> dict[str, str]:
+    if name.startswith("fail"):
+        raise Conflict("refused after writing")
+    if name.startswith("keep"):
+        raise Conflict("refused, but the write stands", commit=True)
+    return {"name": name}
+
+
 @pytest.fixture
-def app(engine: AsyncEngine) -> FastAPI:
+def app(engine: AsyncEngine, pool: asyncpg.Pool) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine)))
+    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine), pool=pool))
 
-    @app.post("/items/{name}", status_code=201)
+    @app.post("/session/{name}", status_code=201)
     async def add(name: str, session: SessionDep) -> dict[str, str]:
         await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
-        if name.startswith("fail"):
-            raise Conflict("refused after writing")
-        if name.startswith("keep"):
-            raise Conflict("refused, but the write stands", commit=True)
-        return {"name": name}
+        return _outcome(name)
+
+    @app.post("/asyncpg/{name}", status_code=201)
+    async def add_on_asyncpg(name: str, connection: TransactionDep) -> dict[str, str]:
+        await connection.execute("INSERT INTO item VALUES ($1)", name)
+        return _outcome(name)
 
     return app
+
+
+DEPENDENCIES = pytest.mark.parametrize("via", ["session", "asyncpg"])
 
 
 async def count(engine: AsyncEngine, name: str) -> int:
@@ -66,33 +98,91 @@ async def count(engine: AsyncEngine, name: str) -> int:
         return int(result.scalar_one())
 
 
-async def test_commit_happens_before_the_response(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_commit_happens_before_the_response(
+    app: FastAPI, engine: AsyncEngine, via: str
+) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/kept")
+        response = await client.post(f"/{via}/kept-{via}")
         assert response.status_code == 201
         # Read through another connection right after the response: the row is there.
-        assert await count(engine, "kept") == 1
+        assert await count(engine, f"kept-{via}") == 1
 
 
-async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine, via: str) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/fail-1")
+        response = await client.post(f"/{via}/fail-{via}")
     assert response.status_code == 409
-    assert await count(engine, "fail-1") == 0
+    assert await count(engine, f"fail-{via}") == 0
 
 
-async def test_error_flagged_commit_keeps_the_write(app: FastAPI, engine: AsyncEngine) -> None:
+@DEPENDENCIES
+async def test_error_flagged_commit_keeps_the_write(
+    app: FastAPI, engine: AsyncEngine, via: str
+) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
-        response = await client.post("/items/keep-1")
+        response = await client.post(f"/{via}/keep-{via}")
     assert response.status_code == 409
     assert response.json()["detail"] == "refused, but the write stands"
-    assert await count(engine, "keep-1") == 1
+    assert await count(engine, f"keep-{via}") == 1
+
+
+async def test_a_compiled_statement_binds_by_name_and_keeps_its_literals(
+    pool: asyncpg.Pool,
+) -> None:
+    series = compile_statement(
+        text(
+            "SELECT n * 10 FROM generate_series(1, 5) AS n "
+            "WHERE n >= :low AND n <> :skip AND n >= :low ORDER BY n"
+        ).bindparams(bindparam("low", type_=BigInteger), bindparam("skip", type_=BigInteger))
+    )
+    assert series.names.count("low") == 1  # one position however often it is used
+    literals = compile_statement(
+        select(literal(10, Integer) * bindparam("x", type_=Integer), literal("kept"))
+    )
+    async with pool.acquire() as connection:
+        rows = await series.fetch(connection, low=2, skip=4)
+        row = await literals.fetchrow(connection, x=4)
+    assert [row[0] for row in rows] == [20, 30, 50]
+    assert row is not None
+    assert tuple(row) == (40, "kept")
+
+
+def test_expanding_in_is_refused() -> None:
+    numbers = table("numbers", column("n"))
+    with pytest.raises(ValueError, match="ANY"):
+        compile_statement(
+            select(numbers.c.n).where(numbers.c.n.in_(bindparam("ns", expanding=True)))
+        )
+
+
+async def test_the_pool_connects_without_tls_unless_configured(pool: asyncpg.Pool) -> None:
+    assert tls_configured("postgresql://u@h/db?sslmode=require")
+    assert not tls_configured("postgresql://u@h/db")
+    async with pool.acquire() as connection:
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        ssl = await connection.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", backend)
+    assert ssl is False
+
+
+async def test_a_released_connection_keeps_its_prepared_statements(pool: asyncpg.Pool) -> None:
+    # No reset query on release: the next request on the connection reuses what it prepared.
+    async with pool.acquire() as connection:
+        await connection.fetchval("SELECT $1::int + 1", 1)
+        first = connection.get_server_pid()
+    async with pool.acquire() as connection:
+        assert connection.get_server_pid() == first  # min_size=1: the same connection
+        prepared = await connection.fetchval(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int + 1%'"
+        )
+    assert prepared == 1
 
 
 async def test_unreachable_database_is_503_not_500() -> None:
@@ -203,3 +293,80 @@ async def test_a_terminated_pooled_connection_costs_at_most_one_503(
         assert statuses[1:] == [200] * (pooled + 2)
     finally:
         await own.dispose()
+
+
+@pytest.mark.parametrize("dependency", ["connection", "transaction"])
+async def test_a_terminated_asyncpg_connection_costs_at_most_one_503(
+    engine: AsyncEngine, dependency: str
+) -> None:
+    # A pooled connection whose backend is gone is found by the request that uses it: a 503 +
+    # Retry-After (never a 500, never a hang); the pool opens a new one for the next request.
+    own = await create_pool(engine.url.render_as_string(hide_password=False), min_size=1)
+    app = FastAPI()
+    install_error_handlers(app)
+    attach_resources(app, ServiceResources(pool=own))
+
+    @app.get("/connection")
+    async def on_connection(connection: ConnectionDep) -> int:
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
+
+    @app.get("/transaction")
+    async def in_transaction(connection: TransactionDep) -> int:
+        return int(await connection.fetchval("SELECT pg_backend_pid()"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with own.acquire() as connection:
+            old = connection.get_server_pid()
+        server = await asyncpg.connect(
+            asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+        )
+        try:
+            assert await server.fetchval("SELECT pg_terminate_backend($1)", old)
+        finally:
+            await server.close()
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            statuses = []
+            for _ in range(4):
+                response = await asyncio.wait_for(client.get(f"/{dependency}"), timeout=10)
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    assert response.headers["retry-after"] == "5"
+                    assert response.headers["content-type"] == "application/problem+json"
+                else:
+                    assert response.json() != old
+        assert statuses[0] in (200, 503)
+        assert statuses[1:] == [200, 200, 200]
+    finally:
+        await own.close()
+
+
+async def test_a_pool_for_an_unreachable_database_starts_and_answers_503() -> None:
+    dead = await create_pool("postgresql://postgres@127.0.0.1:1/nowhere")
+    app = FastAPI()
+    install_error_handlers(app)
+    attach_resources(app, ServiceResources(pool=dead))
+
+    @app.get("/read")
+    async def read(connection: ConnectionDep) -> int:
+        return int(await connection.fetchval("SELECT 1"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/read")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+    finally:
+        await dead.close()
+
+
+async def test_the_pool_opens_its_connections_up_front_and_keeps_them(
+    engine: AsyncEngine,
+) -> None:
+    pool = await create_pool(engine.url.render_as_string(hide_password=False), min_size=3)
+    try:
+        assert pool.get_size() == 3
+        assert pool.get_idle_size() == 3
+    finally:
+        await pool.close()

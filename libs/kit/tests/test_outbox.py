@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from event_fixtures import (
     ApplyingHandler,
@@ -34,8 +35,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskflow_kit.background import running
 from taskflow_kit.consumer import StreamConsumer
-from taskflow_kit.db import create_engine, run_after_commit
-from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
+from taskflow_kit.db import asyncpg_dsn, create_engine
+from taskflow_kit.events import Event, backlog_key, stream_key
 from taskflow_kit.outbox import Outbox, OutboxRelay
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.testing import test_redis_url
@@ -88,17 +89,10 @@ def make_relay(
     )
 
 
-async def write(
-    engine: AsyncEngine, outbox: Outbox, subject: str, seq: int, *, publish: bool = True
-) -> Event:
-    """One committed transaction writing one event, then the after-commit hooks (what the
-    request session does)."""
-    async with AsyncSession(engine) as session:
-        async with session.begin():
-            event = await outbox.add(session, "test.happened", subject, {"seq": seq})
-        if publish:
-            await run_after_commit(session)
-    return event
+async def write(engine: AsyncEngine, outbox: Outbox, subject: str, seq: int) -> Event:
+    """One committed transaction writing one event (nothing waits for its publish)."""
+    async with AsyncSession(engine) as session, session.begin():
+        return await outbox.add(session, "test.happened", subject, {"seq": seq})
 
 
 async def outbox_ids(engine: AsyncEngine) -> list[str]:
@@ -145,7 +139,7 @@ async def test_notify_wakes_the_relay_promptly(
     engine: AsyncEngine, database_url: str, redis: Redis, event_prefix: str, producer: str
 ) -> None:
     """Polling every 30 s: only the NOTIFY sent on commit can explain a publish within 1 s."""
-    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)  # no publish_soon
+    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
     relay = make_relay(database_url, engine, redis, event_prefix, producer, poll_interval=30.0)
     key = stream_key(event_prefix, STREAM)
 
@@ -154,12 +148,12 @@ async def test_notify_wakes_the_relay_promptly(
 
     async with running(relay.run()):
         # A first round only runs once the relay LISTENs (nothing else wakes it for 30 s).
-        await write(engine, outbox, "warm-up", 0, publish=False)
+        await write(engine, outbox, "warm-up", 0)
         await eventually(lambda: length_is(1), timeout=10, what="the warm-up event")
         latencies = []
         for seq in range(1, 6):
             started = time.monotonic()
-            await write(engine, outbox, "s", seq, publish=False)
+            await write(engine, outbox, "s", seq)
             await eventually(lambda n=seq + 1: length_is(n), timeout=5, what="the event")
             latencies.append(time.monotonic() - started)
     print(f"\ncommit -> XADD visible via NOTIFY (poll 30 s): max {max(latencies) * 1000:.1f} ms")
@@ -171,7 +165,7 @@ async def test_published_in_id_order(
 ) -> None:
     outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
     for seq in range(20):
-        await write(engine, outbox, str(seq % 3), seq, publish=False)
+        await write(engine, outbox, str(seq % 3), seq)
     async with AsyncSession(engine) as session, session.begin():  # several in one transaction
         for seq in range(20, 30):
             await outbox.add(session, "test.happened", str(seq % 3), {"seq": seq})
@@ -184,23 +178,28 @@ async def test_published_in_id_order(
     assert await relay.drain() == 0  # nothing is published twice
 
 
-async def test_publish_soon_returns_once_the_entry_is_in_the_stream(
+async def test_add_on_an_asyncpg_connection_exists_iff_its_transaction_committed(
     engine: AsyncEngine, database_url: str, redis: Redis, event_prefix: str, producer: str
 ) -> None:
-    relay = make_relay(database_url, engine, redis, event_prefix, producer, wait_on_commit=2.0)
-    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM, relay=relay)
-    key = stream_key(event_prefix, STREAM)
-    async with running(relay.run()):
-        durations = []
-        for seq in range(10):
-            started = time.monotonic()
-            event = await write(engine, outbox, "s", seq)
-            durations.append(time.monotonic() - started)
-            last: Any = await redis.xrevrange(key, count=1)
-            assert last, "publish_soon returned before anything was published"
-            assert Event.from_json(last[0][1][EVENT_FIELD]).id == event.id
-    print(f"\nwrite + publish_soon: max {max(durations) * 1000:.1f} ms")
-    assert max(durations) < 2.0  # never the full wait
+    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with connection.transaction():
+            committed = await outbox.add_on(connection, "test.happened", "7", {"seq": 0})
+        transaction = connection.transaction()
+        await transaction.start()
+        rolled_back = await outbox.add_on(connection, "test.happened", "7", {"seq": 1})
+        await transaction.rollback()
+    finally:
+        await connection.close()
+    assert await outbox_ids(engine) == [str(committed.id)]
+    relay = make_relay(database_url, engine, redis, event_prefix, producer)
+    assert await relay.drain() == 1
+    published = await stream_events(redis, stream_key(event_prefix, STREAM))
+    assert [event.id for event in published] == [committed.id]
+    assert published[0].data == {"seq": 0}
+    assert published[0].subject_id == "7"
+    assert rolled_back.id not in {event.id for event in published}
 
 
 async def test_two_relays_publish_every_event_once_in_order_per_subject(
@@ -216,7 +215,7 @@ async def test_two_relays_publish_every_event_once_in_order_per_subject(
 
     async def writer(subject: str) -> None:
         for seq in range(25):  # one transaction after the other: seq is the commit order
-            await write(engine, outbox, subject, seq, publish=False)
+            await write(engine, outbox, subject, seq)
 
     try:
         async with running(relays[0].run(), relays[1].run()):
@@ -273,7 +272,7 @@ async def test_backlog_figures(
 ) -> None:
     outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
     for seq in range(3):
-        await write(engine, outbox, "s", seq, publish=False)
+        await write(engine, outbox, "s", seq)
     relay = make_relay(database_url, engine, redis, event_prefix, producer)
     assert await relay.backlog() == 3
     assert await relay.report_backlog() == 3
@@ -294,8 +293,8 @@ async def test_redis_down_writes_succeed_and_the_backlog_drains_once_in_order(
     redis = create_redis(throwaway_redis.url)
     stream_redis = create_stream_redis(throwaway_redis.url)
     key = stream_key(event_prefix, STREAM)
-    relay = make_relay(database_url, engine, redis, event_prefix, producer, wait_on_commit=2.0)
-    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM, relay=relay)
+    relay = make_relay(database_url, engine, redis, event_prefix, producer)
+    outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
     handler = ApplyingHandler(engine, "counter")
     consumer = StreamConsumer(
         stream_redis,
@@ -312,7 +311,13 @@ async def test_redis_down_writes_succeed_and_the_backlog_drains_once_in_order(
         async with running(relay.run(), consumer.run()):
             for seq in range(10):
                 written.append(await write(engine, outbox, subjects[seq % 5], seq))
-            assert int(await redis.xlen(key)) == 10
+
+            async def first_ten_applied() -> bool:
+                return int(await redis.xlen(key)) == 10 and len(await applied_rows(engine)) == 10
+
+            # Before the outage, as a write used to wait for its publish: the outage's backlog
+            # is what this test follows.
+            await eventually(first_ten_applied, timeout=10, what="the first 10 events applied")
 
             throwaway_redis.stop()
             outage_waits = []
@@ -320,11 +325,15 @@ async def test_redis_down_writes_succeed_and_the_backlog_drains_once_in_order(
                 started = time.monotonic()
                 written.append(await write(engine, outbox, subjects[seq % 5], seq))  # commits
                 outage_waits.append(time.monotonic() - started)
-            assert not relay.healthy
+
+            async def relay_failing() -> bool:
+                return not relay.healthy
+
+            await eventually(relay_failing, timeout=10, what="the relay to notice Redis is down")
             assert await pending(engine) == 30
             worst = max(outage_waits) * 1000
-            print(f"\nwrite + publish_soon while Redis is down: max {worst:.0f} ms")
-            assert max(outage_waits) < 0.5  # wait_on_commit is 2 s: the relay knew Redis was down
+            print(f"\nwrite while Redis is down: max {worst:.0f} ms")
+            assert max(outage_waits) < 0.5  # a write never waits on Redis
 
             throwaway_redis.start()
 
@@ -356,7 +365,7 @@ async def test_relay_killed_after_xadd_before_marking_sent_delivers_twice_applie
     engine: AsyncEngine, database_url: str, redis: Redis, event_prefix: str, producer: str
 ) -> None:
     outbox = Outbox(OUTBOX, producer=producer, stream=STREAM)
-    written = [await write(engine, outbox, f"s{seq % 2}", seq, publish=False) for seq in range(10)]
+    written = [await write(engine, outbox, f"s{seq % 2}", seq) for seq in range(10)]
     key = stream_key(event_prefix, STREAM)
     worker = Worker(
         worker_args(

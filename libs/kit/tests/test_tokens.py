@@ -45,7 +45,7 @@ def _payload(**overrides: object) -> dict[str, object]:
 
 BAD_TOKENS = {
     "expired": lambda c: jwt.encode(
-        _payload(exp=datetime.now(UTC) - timedelta(seconds=5)), c.secret, "HS256"
+        _payload(exp=datetime.now(UTC) - timedelta(seconds=30)), c.secret, "HS256"
     ),
     "wrong_key": lambda c: jwt.encode(_payload(), "another-secret-0123456789abcdef0123", "HS256"),
     "alg_none": lambda c: jwt.encode(_payload(), None, algorithm="none"),
@@ -72,3 +72,20 @@ def test_tampered_payload_is_rejected(token_config: TokenConfig) -> None:
     with pytest.raises(InvalidTokenError):
         decode_token(token_config, f"{header}.{forged}.{signature}", token_type="access")
     assert payload != forged
+
+
+def test_a_few_seconds_of_clock_skew_are_tolerated(token_config: TokenConfig) -> None:
+    now = datetime.now(UTC)
+    just_expired = jwt.encode(_payload(exp=now - timedelta(seconds=2)), token_config.secret)
+    from_a_fast_clock = jwt.encode(_payload(iat=now + timedelta(seconds=2)), token_config.secret)
+
+    assert decode_token(token_config, just_expired, token_type="access")["sub"] == "1"
+    assert decode_token(token_config, from_a_fast_clock, token_type="access")["sub"] == "1"
+
+
+def test_an_oversized_token_is_refused_unread(token_config: TokenConfig) -> None:
+    # Validly signed, but padded with a claim far beyond any token we issue.
+    huge = jwt.encode(_payload(padding="x" * 5000), token_config.secret)
+
+    with pytest.raises(InvalidTokenError, match="too long"):
+        decode_token(token_config, huge, token_type="access")

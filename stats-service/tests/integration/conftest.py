@@ -25,7 +25,12 @@ from task_service.main import ALEMBIC_INI as TASK_ALEMBIC_INI
 from task_service.main import create_app as create_task_app
 from taskflow_kit.db import create_engine
 from taskflow_kit.redis_client import create_redis
-from taskflow_kit.testing import migrated_database, test_redis_url, truncate_all
+from taskflow_kit.testing import (
+    mark_revocations_complete,
+    migrated_database,
+    test_redis_url,
+    truncate_all,
+)
 from taskflow_kit.tokens import issue_token
 
 # Far from UTC on purpose: UTC calendar days must not depend on the database session's zone.
@@ -88,6 +93,7 @@ async def task_app(
         user_service_url=f"http://127.0.0.1:{closed_port()}",
         migrate_on_start=False,
     )
+    await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
     app = create_task_app(settings)
     async with app.router.lifespan_context(app):
         yield app
@@ -133,6 +139,8 @@ def task_transport(task_app: FastAPI) -> SwitchableTransport:
 async def stats_client(
     stats_settings: Settings, task_transport: SwitchableTransport, stats_redis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
+    # No user-service here: see `mark_revocations_complete`.
+    await mark_revocations_complete(stats_settings.redis_url, stats_settings.redis_prefix)
     app = create_app(stats_settings, task_service_transport=task_transport)
     async with serve(app) as client:
         yield client

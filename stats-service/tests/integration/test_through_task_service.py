@@ -252,3 +252,22 @@ async def test_stopping_task_service_gives_the_last_figures_marked_stale_or_503(
     assert recovered.status_code == 200
     assert recovered.json()["stale"] is False
     assert "Warning" not in recovered.headers
+
+
+async def test_a_read_after_a_write_sees_it_with_no_event_delivered(
+    stats_client: httpx.AsyncClient, task_client: httpx.AsyncClient, auth: Auth
+) -> None:
+    # Here task-service publishes its events under another Redis prefix than stats-service
+    # reads: nothing invalidates stats-service's cache, only task-service's ETag can.
+    bob = auth(12)
+    assert (await stats_client.get("/api/v1/stats", headers=bob)).json()["total_tasks"] == 0
+    for expected in (1, 2):
+        created = await task_client.post("/api/v1/tasks/", json={"title": "t"}, headers=bob)
+        assert created.status_code == 201
+        stats = await stats_client.get("/api/v1/stats", headers=bob)
+        assert stats.json()["total_tasks"] == expected
+    done = await task_client.patch(f"/api/v1/tasks/{created.json()['id']}/complete", headers=bob)
+    assert done.status_code == 200
+    assert (await stats_client.get("/api/v1/stats", headers=bob)).json()["completed_tasks"] == 1
+    unchanged = await stats_client.get("/api/v1/stats", headers=bob)
+    assert unchanged.json()["completed_tasks"] == 1

@@ -484,3 +484,69 @@ async def test_concurrent_misses_of_one_caller_share_one_task_service_call(
     assert [response.status_code for response in responses] == [200] * 5
     assert {response.json()["completed_percentage"] for response in responses} == {50.0}
     assert len(arrived) == route.call_count == 1
+
+
+async def test_a_tagged_copy_is_revalidated_and_served_on_304(
+    client: httpx.AsyncClient, task_service: respx.MockRouter, payload: Payload, auth: Auth
+) -> None:
+    tag = 'W/"5.12"'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("If-None-Match") == tag:
+            return httpx.Response(304, headers={"ETag": tag})
+        return httpx.Response(200, json=payload(todo=3, done=1), headers={"ETag": tag})
+
+    route = task_service.get(AGGREGATES).mock(side_effect=answer)
+
+    first = await client.get("/api/v1/stats/", headers=auth(5))
+    second = await client.get("/api/v1/stats/", headers=auth(5))
+
+    assert route.call_count == 2
+    assert "If-None-Match" not in route.calls[0].request.headers
+    assert route.calls[1].request.headers["If-None-Match"] == tag
+    assert second.status_code == 200
+    assert second.json() == first.json()
+
+
+async def test_a_tagged_copy_follows_a_change_with_no_event_handled(
+    client: httpx.AsyncClient, task_service: respx.MockRouter, payload: Payload, auth: Auth
+) -> None:
+    # The write's event has not reached stats-service (no invalidation at all): task-service's
+    # new tag is what tells the cached copy is stale.
+    route = task_service.get(AGGREGATES)
+    route.side_effect = [
+        httpx.Response(200, json=payload(todo=1), headers={"ETag": 'W/"5.1"'}),
+        httpx.Response(200, json=payload(todo=1, done=1), headers={"ETag": 'W/"5.2"'}),
+        httpx.Response(304, headers={"ETag": 'W/"5.2"'}),
+    ]
+
+    before = await client.get("/api/v1/stats/", headers=auth(5))
+    after = await client.get("/api/v1/stats/", headers=auth(5))
+    again = await client.get("/api/v1/stats/", headers=auth(5))
+
+    assert before.json()["total_tasks"] == 1
+    assert after.json()["total_tasks"] == 2
+    assert again.json() == after.json()
+    assert [call.request.headers.get("If-None-Match") for call in route.calls] == [
+        None,
+        'W/"5.1"',
+        'W/"5.2"',
+    ]
+
+
+async def test_a_tagged_copy_is_the_last_known_one_when_task_service_fails(
+    client: httpx.AsyncClient, task_service: respx.MockRouter, payload: Payload, auth: Auth
+) -> None:
+    route = task_service.get(AGGREGATES)
+    route.side_effect = [
+        httpx.Response(200, json=payload(todo=4), headers={"ETag": 'W/"5.1"'}),
+        *[httpx.Response(503)] * 3,
+    ]
+    await client.get("/api/v1/stats/", headers=auth(5))
+
+    response = await client.get("/api/v1/stats/", headers=auth(5))
+
+    assert response.status_code == 200
+    assert response.json()["total_tasks"] == 4
+    assert response.json()["stale"] is True
+    assert response.headers["Warning"] == STALE

@@ -12,6 +12,7 @@ redelivered event changes nothing (exactly once in effect).
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskflow_kit.consumer import (
     DuplicateEvent,
@@ -26,6 +27,17 @@ from taskflow_kit.resilience import ResilientClient
 from task_service.database import Base
 from task_service.tasks.service import TaskService
 from task_service.users.repository import KnownUserRepository
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session`, in the session's transaction (which the
+    statement `claim_event` ran has begun): the repositories run on it, so the change, its
+    events and the processed-event id commit together."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
 
 CONSUMER_GROUP = "task-service"
 PROCESSED = processed_event_table(Base.metadata)
@@ -56,7 +68,8 @@ class UserEventHandler:
             await prune_processed(session, PROCESSED, older_than=PROCESSED_RETENTION_SECONDS)
 
     async def apply(self, session: AsyncSession, event: Event) -> None:
-        known = KnownUserRepository(session)
+        connection = await driver_connection(session)
+        known = KnownUserRepository(connection)
         if event.type in ("user.registered", "user.updated"):
             user = event.data["user"]
             await known.record(
@@ -71,7 +84,5 @@ class UserEventHandler:
             await known.record(
                 user_id, username=None, is_active=False, deleted=True, event_at=event.occurred_at
             )
-            tasks = TaskService.for_session(
-                session, user_client=self.user_client, outbox=self.outbox
-            )
+            tasks = TaskService(connection, user_client=self.user_client, outbox=self.outbox)
             await tasks.remove_user(user_id)

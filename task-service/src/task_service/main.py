@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
 from taskflow_kit.background import every, running
 from taskflow_kit.consumer import consumer_for
-from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.db import create_engine, create_pool, create_sessionmaker
 from taskflow_kit.events import USER_STREAM
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
@@ -21,6 +21,7 @@ from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener
 
+from task_service.aggregates.router import compat_router as task_stats_router
 from task_service.aggregates.router import router as aggregates_router
 from task_service.config import SERVICE_NAME, Settings
 from task_service.events import CONSUMER_GROUP, UserEventHandler
@@ -43,7 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await prepare_database(ALEMBIC_INI, settings.database_url)
-        engine = create_engine(settings.database_url)
+        # The SQLAlchemy engine serves the cold paths (aggregates, the event consumer, the
+        # relay, readiness); the request paths run on the asyncpg pool.
+        engine = create_engine(settings.database_url, pool_size=5, max_overflow=5)
+        pool = await create_pool(settings.database_url)
         redis = create_redis(settings.redis_url)
         stream_redis = create_stream_redis(settings.redis_url)
         user_client = ResilientClient(
@@ -62,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis=redis,
             producer=PRODUCER,
         )
-        outbox = make_outbox(relay)
+        outbox = make_outbox()
         handler = UserEventHandler(sessionmaker, outbox=outbox, user_client=user_client)
         consumer = consumer_for(
             settings, stream_redis, stream=USER_STREAM, group=CONSUMER_GROUP, handler=handler
@@ -71,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stream_redis, key_prefix=settings.redis_prefix, revocations=revocations
         )
         attach_resources(
-            app, ServiceResources(engine=engine, sessionmaker=sessionmaker, redis=redis)
+            app,
+            ServiceResources(engine=engine, sessionmaker=sessionmaker, redis=redis, pool=pool),
         )
         app.state.user_client = user_client
         app.state.outbox = outbox
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await user_client.aclose()
             await stream_redis.aclose()
             await redis.aclose()
+            await pool.close()
             await engine.dispose()
 
     app = create_service_app(
@@ -105,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
 
     app.include_router(health_router(database_and_redis_checks(app)))
+    app.include_router(task_stats_router)  # before /tasks/{id}: "stats" is not a task id
     app.include_router(tasks_router)
     app.include_router(aggregates_router)
     return app

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from task_factories import auth, create_task
+from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.models import IdempotencyRecord
 from task_service.tasks.service import TaskService
 from taskflow_kit.auth import Principal
@@ -31,13 +32,10 @@ async def edge_held_open(
 ) -> AsyncIterator[None]:
     """Add an edge in a transaction that stays open (holding its locks) inside the block, and
     commits when the block ends."""
-    async with app.state.sessionmaker() as session:
-        service = TaskService.for_session(
-            session, user_client=app.state.user_client, outbox=app.state.outbox
-        )
-        await service.add_dependency(principal(user_id), task_id, depends_on_id)
+    async with app.state.pool.acquire() as connection, connection.transaction():
+        tasks = TaskService(connection, user_client=app.state.user_client, outbox=app.state.outbox)
+        await DependencyService(tasks).add_dependency(principal(user_id), task_id, depends_on_id)
         yield
-        await session.commit()
 
 
 def add_edge(client: httpx.AsyncClient, user_id: int, task_id: int, depends_on_id: int):

@@ -259,3 +259,18 @@ async def test_listing_matches_a_reference_and_pages_cover_everything_once(
         )
         walked.extend(task["id"] for task in page.json()["tasks"])
     assert walked == expected
+
+    # Keyset pages (next_cursor) cover the same listing, each row once, in the same order.
+    by_cursor: list[int] = []
+    cursor: str | None = None
+    for _ in range(len(expected) + 1):
+        cursor_params = {**query(params), "limit": limit, **({"cursor": cursor} if cursor else {})}
+        page = await client.get("/api/v1/tasks/", params=cursor_params, headers=auth(user))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        by_cursor.extend(task["id"] for task in body["tasks"])
+        assert (body["total"], body["total_exact"]) == (len(expected), True)
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert by_cursor == expected

@@ -275,12 +275,11 @@ async def test_assignee_must_be_an_active_user(
 async def test_users_known_from_events_need_no_call(
     client: httpx.AsyncClient, app: FastAPI, user_service: FakeUserService
 ) -> None:
-    async with app.state.sessionmaker() as session:
-        known = KnownUserRepository(session)
+    async with app.state.pool.acquire() as connection:
+        known = KnownUserRepository(connection)
         now = datetime.now(UTC)
         await known.record(5, username="five", is_active=True, deleted=False, event_at=now)
         await known.record(6, username="six", is_active=False, deleted=False, event_at=now)
-        await session.commit()
     await create_task(client, assignee_id=5)
     await create_task(client, assignee_id=6, expect=422)  # deactivated, as the event said
     assert user_service.calls.count(5) == 0

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 from task_service.tasks.dependencies import parse_if_match
+from task_service.tasks.graph_service import find_path
+from task_service.tasks.idempotency import request_fingerprint
 from task_service.tasks.schemas import (
     TaskCreate,
     TaskStatus,
@@ -15,7 +17,7 @@ from task_service.tasks.schemas import (
     normalise_tags,
     resolve_status,
 )
-from task_service.tasks.service import find_path, request_fingerprint, status_changes
+from task_service.tasks.service import status_changes
 
 TODO, IN_PROGRESS, DONE = TaskStatus.TODO, TaskStatus.IN_PROGRESS, TaskStatus.DONE
 

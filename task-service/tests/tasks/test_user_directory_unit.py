@@ -29,9 +29,8 @@ async def directory(app: FastAPI) -> AsyncIterator[UserDirectory]:
         backoff=0.001,
         breaker=CircuitBreaker(failure_threshold=3),
     )
-    async with app.state.sessionmaker() as session:
-        yield UserDirectory(client=client, known=KnownUserRepository(session))
-        await session.commit()
+    async with app.state.pool.acquire() as connection:
+        yield UserDirectory(client=client, known=KnownUserRepository(connection))
     await client.aclose()
 
 

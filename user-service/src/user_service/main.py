@@ -6,21 +6,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import structlog
 from fastapi import FastAPI
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from taskflow_kit.app import create_service_app
-from taskflow_kit.background import running
+from taskflow_kit.background import every, running
 from taskflow_kit.db import create_engine, create_sessionmaker
 from taskflow_kit.health import database_and_redis_checks, health_router
 from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
-from taskflow_kit.outbox import relay_for
+from taskflow_kit.outbox import OutboxRelay, relay_for
 from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resources import ServiceResources, attach_resources
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
 
 from user_service import __doc__ as service_doc
+from user_service.auth.budgets import RouteBudgets
 from user_service.auth.issuing import TokenIssuer
+from user_service.auth.pruning import prune_refresh_tokens
 from user_service.auth.router import router as auth_router
 from user_service.auth.throttle import LoginThrottle
 from user_service.config import ALEMBIC_INI, Settings
@@ -30,6 +35,16 @@ from user_service.users.router import router as users_router
 
 SERVICE = "user-service"
 VERSION = "0.1.0"
+
+logger = structlog.get_logger("user_service")
+
+
+async def recover_lost_events(relay: OutboxRelay) -> None:
+    """Best effort at start: with Redis or the database down, the relay's rounds do it later."""
+    try:
+        await relay.recover()
+    except (RedisError, OSError, SQLAlchemyError) as exc:
+        logger.warning("outbox_recovery_deferred", error=str(exc))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,9 +83,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ServiceResources(engine=engine, sessionmaker=create_sessionmaker(engine), redis=redis),
         )
         await app.state.password_hasher.warm_up()
+        # A Redis that lost its data gets the retained events (and so the revocation hashes)
+        # back before this process waits for them; every service's listener waits for this.
+        await recover_lost_events(relay)
         await listener.start()
+        sessionmaker = app.state.sessionmaker
+
+        async def prune() -> None:
+            await prune_refresh_tokens(
+                sessionmaker,
+                batch=settings.refresh_token_prune_batch,
+                revoked_retention=timedelta(hours=settings.revoked_refresh_token_retention_hours),
+            )
+
+        pruning = every(
+            settings.refresh_token_prune_interval_seconds, prune, name="refresh_token_prune"
+        )
         try:
-            async with running(relay.run(), listener.run()):
+            async with running(relay.run(), listener.run(), pruning):
                 yield
         finally:
             await stream_redis.aclose()
@@ -89,17 +119,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.outbox = make_outbox(relay)
     app.state.relay = relay
-    app.state.password_hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+    app.state.password_hasher = PasswordHasher(
+        rounds=settings.bcrypt_rounds,
+        concurrency=settings.password_hash_concurrency,
+        queue_seconds=settings.password_hash_queue_seconds,
+    )
+    limits_prefix = f"{settings.redis_prefix}user-service:rl:"
     app.state.login_throttle = LoginThrottle(
-        RateLimiter(redis, prefix=f"{settings.redis_prefix}user-service:rl:"),
+        redis,
+        prefix=limits_prefix,
+        per_pair=settings.login_failures_per_pair,
         per_account=settings.login_failures_per_account,
         per_address=settings.login_failures_per_address,
         window_seconds=settings.login_failure_window_seconds,
+        max_delay_seconds=settings.login_delay_max_seconds,
+        known_for_seconds=settings.login_known_address_days * 86400,
+    )
+    app.state.route_budgets = RouteBudgets(
+        RateLimiter(redis, prefix=limits_prefix),
+        enabled=settings.route_budgets_on,
+        window=60,
+        limits={
+            "register:address": settings.register_per_address_per_minute,
+            "login:address": settings.login_per_address_per_minute,
+            "login:account": settings.login_per_account_per_minute,
+            "refresh:address": settings.refresh_per_address_per_minute,
+            "password:account": settings.password_change_per_account_per_minute,
+            "password:address": settings.password_change_per_address_per_minute,
+        },
     )
     app.state.token_issuer = TokenIssuer(
         config=token_config,
         access_ttl=timedelta(minutes=settings.access_token_expire_minutes),
         refresh_ttl=timedelta(days=settings.refresh_token_expire_days),
+        session_ttl=timedelta(days=settings.session_max_lifetime_days),
     )
 
     app.include_router(health_router(database_and_redis_checks(app)))

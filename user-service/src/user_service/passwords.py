@@ -5,6 +5,13 @@ we accept 8..128 characters of any Unicode, i.e. up to 512 UTF-8 bytes. Every pa
 therefore first reduced to base64(HMAC-SHA256(key, utf8(password))): 44 ASCII bytes, no NUL
 bytes, every input byte significant. The fixed key only separates this use of SHA-256 from any
 other; the secrecy comes from bcrypt's salt and cost.
+
+Hashing is bounded: at most `concurrency` bcrypt runs at once (one per core by default; more
+only queue for the same cores while holding memory and connections). A caller waits up to
+`queue_seconds` for a slot, then gets 503 + `Retry-After`; when the queue ahead of it
+cannot drain within that time anyway (at the recent time per hash), it is refused at once and
+frees its database connection for others. A flood of logins or registrations is refused
+quickly instead of making every request slow.
 """
 
 from __future__ import annotations
@@ -13,8 +20,16 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import bcrypt
+from taskflow_kit.errors import ServiceUnavailable
+
+T = TypeVar("T")
 
 _PREHASH_KEY = b"taskflow.user-service.password.v1"
 
@@ -33,12 +48,55 @@ def _cost_of(hashed: str) -> int | None:
     return int(parts[2]) if len(parts) >= 4 and parts[2].isdigit() else None
 
 
-class PasswordHasher:
-    """Hashes and verifies passwords in a worker thread (bcrypt is deliberately slow)."""
+class PasswordHashingBusy(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("Too many sign-ins at once; try again in a moment", retry_after=1)
 
-    def __init__(self, *, rounds: int = 12) -> None:
+
+class PasswordHasher:
+    """Hashes and verifies passwords in a worker thread (bcrypt is deliberately slow), at most
+    `concurrency` at once."""
+
+    def __init__(
+        self, *, rounds: int = 12, concurrency: int | None = None, queue_seconds: float = 2.0
+    ) -> None:
         self.rounds = rounds
+        self.concurrency = concurrency or os.cpu_count() or 1
+        self.queue_seconds = queue_seconds
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._waiting = 0
+        # Recent seconds per bcrypt run (moving average), to tell a queue that cannot drain.
+        self._seconds_per_run = 0.0
         self._dummy_hash: str | None = None
+
+    def _expected_wait(self) -> float:
+        """Seconds until a newcomer to the queue would get a slot, at the recent pace."""
+        return math.ceil((self._waiting + 1) / self.concurrency) * self._seconds_per_run
+
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        if self._slots.locked():  # every slot taken (or others already waiting): queue
+            if self._expected_wait() > self.queue_seconds:
+                raise PasswordHashingBusy()
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.queue_seconds)
+            except TimeoutError:
+                raise PasswordHashingBusy() from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(work, *args)
+        finally:
+            self._slots.release()
+            elapsed = time.perf_counter() - started
+            self._seconds_per_run = (
+                elapsed
+                if not self._seconds_per_run
+                else 0.8 * self._seconds_per_run + 0.2 * elapsed
+            )
 
     def _hash(self, password: str) -> str:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode("ascii")
@@ -51,10 +109,10 @@ class PasswordHasher:
             return False
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hash, password)
+        return await self._run(self._hash, password)
 
     async def verify(self, password: str, hashed: str) -> bool:
-        return await asyncio.to_thread(self._verify, password, hashed)
+        return await self._run(self._verify, password, hashed)
 
     async def warm_up(self) -> None:
         """Make the dummy hash now, so the first unknown-user login is not slower than others."""

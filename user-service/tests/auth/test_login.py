@@ -152,3 +152,15 @@ async def test_openapi_documents_json_and_form_login(client: httpx.AsyncClient) 
     schema = (await client.get("/openapi.json")).json()
     content = schema["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
+
+
+async def test_another_method_on_the_login_path_is_405_with_allow(
+    client: httpx.AsyncClient, api
+) -> None:
+    """`/users/login` is not read as `/users/{user_id}` (whose admin check answered 403)."""
+    admin = await api.account(username="root", admin=True)
+    for method in ("GET", "PATCH", "DELETE"):
+        response = await client.request(method, "/api/v1/users/login", headers=admin.headers)
+        assert response.status_code == 405, (method, response.text)
+        assert response.headers["allow"] == "POST"
+        assert response.headers["content-type"] == "application/problem+json"

@@ -19,13 +19,17 @@ any_text = st.text(st.characters(), max_size=300)
 def settings(settings: Settings) -> Settings:
     """Throttling off for this module: every example should reach the password check."""
     return settings.model_copy(
-        update={"login_failures_per_account": 10**6, "login_failures_per_address": 10**6}
+        update={
+            "login_failures_per_pair": 10**6,
+            "login_failures_per_account": 10**6,
+            "login_failures_per_address": 10**6,
+        }
     )
 
 
 @pytest.fixture
 async def alice(api) -> dict:
-    assert api.app.state.login_throttle.per_account == 10**6
+    assert api.app.state.login_throttle.thresholds == (10**6, 10**6, 10**6)
     return await api.register(username="alice")
 
 

@@ -20,19 +20,76 @@ async def login(
     )
 
 
-async def test_account_is_locked_after_five_failures(client: httpx.AsyncClient, api) -> None:
+async def test_failures_at_one_address_do_not_lock_the_owner_out(
+    client: httpx.AsyncClient, api
+) -> None:
+    """Five wrong guesses from an attacker's address used to lock the account everywhere for
+    15 minutes; now only that address waits, and only a second."""
     await api.register(username="alice")
-    await api.register(username="bob")
 
-    failures = [await login(client, "alice", f"guess-{n}", address=f"10.1.0.{n}") for n in range(5)]
-    locked = await login(client, "alice", PASSWORD, address="10.9.9.9")  # even the right password
+    failures = [await login(client, "alice", f"guess-{n}", address="10.1.0.1") for n in range(5)]
+    attacker = await login(client, "alice", f"guess-{5}", address="10.1.0.1")
+    owner = await login(client, "alice", PASSWORD, address="10.9.9.9")
 
     assert [r.status_code for r in failures] == [401] * 5
-    assert locked.status_code == 429
-    assert locked.headers["content-type"] == "application/problem+json"
-    assert 1 <= int(locked.headers["retry-after"]) <= 900
-    assert locked.json()["status"] == 429
-    assert (await login(client, "bob", PASSWORD)).status_code == 200  # other accounts unaffected
+    assert attacker.status_code == 429
+    assert attacker.headers["content-type"] == "application/problem+json"
+    assert int(attacker.headers["retry-after"]) <= 2  # a growing delay, not a 15-minute lock
+    assert owner.status_code == 200
+
+
+async def test_the_delay_doubles_with_every_further_failure(make_api) -> None:
+    async with make_api(login_failures_per_pair=1) as api:
+        await api.register(username="alice")
+        throttle = api.app.state.login_throttle
+        retry_afters = []
+        for n in range(3):
+            failed = await login(api.client, "alice", f"guess-{n}", address="10.3.0.1")
+            refused = await login(api.client, "alice", PASSWORD, address="10.3.0.1")
+            assert (failed.status_code, refused.status_code) == (401, 429)
+            retry_afters.append(int(refused.headers["retry-after"]))
+            # Let the delay pass without sleeping: end it in Redis (the count stays).
+            async for key in throttle.redis.scan_iter(match=f"{throttle.prefix}login:pair:*"):
+                await throttle.redis.hdel(key, "until")
+        after_the_delay = await login(api.client, "alice", PASSWORD, address="10.3.0.1")
+
+    assert retry_afters == [1, 2, 4]
+    assert after_the_delay.status_code == 200
+
+
+async def test_many_failures_behind_one_address_do_not_lock_out_its_known_users(
+    make_api,
+) -> None:
+    """50 bad logins from one proxy address used to lock every login from it; people who have
+    signed in from there before are not delayed, strangers only by a growing delay."""
+    async with make_api(login_failures_per_address=50, login_failures_per_account=1000) as api:
+        await api.register(username="bob")
+        assert (await login(api.client, "bob", PASSWORD, address="192.0.2.50")).status_code == 200
+        for n in range(50):
+            failed = await login(api.client, f"user{n}", "nope-nope", address="192.0.2.50")
+            assert failed.status_code == 401
+        bob = await login(api.client, "bob", PASSWORD, address="192.0.2.50")
+        stranger = await login(api.client, "user99", "nope-nope", address="192.0.2.50")
+
+    assert bob.status_code == 200
+    assert stranger.status_code == 429
+    assert int(stranger.headers["retry-after"]) <= 2
+
+
+async def test_guesses_from_many_addresses_delay_strangers_not_known_addresses(
+    make_api,
+) -> None:
+    async with make_api(login_failures_per_account=5) as api:
+        await api.register(username="alice")
+        assert (await login(api.client, "alice", PASSWORD, address="10.7.7.7")).status_code == 200
+        for n in range(5):
+            failed = await login(api.client, "alice", f"guess-{n}", address=f"10.4.0.{n}")
+            assert failed.status_code == 401
+        stranger = await login(api.client, "alice", "guess-x", address="10.4.1.1")
+        owner = await login(api.client, "alice", PASSWORD, address="10.7.7.7")
+
+    assert stranger.status_code == 429
+    assert owner.status_code == 200
 
 
 async def test_email_and_username_share_one_account_budget(client: httpx.AsyncClient, api) -> None:
@@ -172,17 +229,18 @@ async def test_redis_outage_falls_back_to_a_local_limit(make_api) -> None:
     assert ok_elsewhere.status_code == 401
 
 
-async def test_parallel_wrong_guesses_cannot_all_pass_the_limit(
-    client: httpx.AsyncClient, api
-) -> None:
-    """Each attempt is reserved before the password check: 20 guesses at once, limit 5."""
-    await api.register(username="alice")
-    responses = await asyncio.gather(
-        *[login(client, "alice", f"guess-{n}", address=f"10.2.0.{n}") for n in range(20)]
-    )
-    statuses = sorted(response.status_code for response in responses)
+async def test_parallel_wrong_guesses_cannot_all_pass_the_limit(make_api) -> None:
+    """Each attempt is reserved before the password check: 20 guesses at once from 20
+    addresses, account limit 5."""
+    async with make_api(login_failures_per_account=5) as api:
+        await api.register(username="alice")
+        responses = await asyncio.gather(
+            *[login(api.client, "alice", f"guess-{n}", address=f"10.2.0.{n}") for n in range(20)]
+        )
+        statuses = sorted(response.status_code for response in responses)
+        late = await login(api.client, "alice", PASSWORD, address="10.2.1.1")
     assert statuses == [401] * 5 + [429] * 15
-    assert (await login(client, "alice", PASSWORD)).status_code == 429
+    assert late.status_code == 429
 
 
 async def test_parallel_guesses_from_one_address_cannot_all_pass(make_api) -> None:
@@ -191,3 +249,24 @@ async def test_parallel_guesses_from_one_address_cannot_all_pass(make_api) -> No
             *[login(api.client, f"user{n}", "nope-nope", address="203.0.113.9") for n in range(12)]
         )
     assert sorted(response.status_code for response in responses) == [401] * 3 + [429] * 9
+
+
+async def test_the_failure_count_outlives_its_longest_delay(make_api) -> None:
+    """At the maximum delay the count must still be there when the delay ends: otherwise every
+    maximum delay would hand out a fresh set of free guesses."""
+    async with make_api(
+        login_failures_per_pair=1, login_delay_max_seconds=60, login_failure_window_seconds=30
+    ) as api:
+        await api.register(username="alice")
+        throttle = api.app.state.login_throttle
+        for n in range(8):  # delays 1, 2, ..., 64 → capped at 60
+            await login(api.client, "alice", f"guess-{n}", address="10.6.0.1")
+            async for key in throttle.redis.scan_iter(match=f"{throttle.prefix}login:pair:*"):
+                await throttle.redis.hdel(key, "until")
+        await login(api.client, "alice", "guess-last", address="10.6.0.1")
+        keys = [
+            key async for key in throttle.redis.scan_iter(match=f"{throttle.prefix}login:pair:*")
+        ]
+        ttl_ms = await throttle.redis.pttl(keys[0])
+
+    assert ttl_ms > 60_000  # the 60 s delay plus the 30 s window

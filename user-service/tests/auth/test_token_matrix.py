@@ -103,7 +103,13 @@ async def test_live_access_token_of_a_gone_account_is_refused(
     if change == "deactivated":
         await api.set_flags(alice.id, is_active=False)
     else:
-        assert (await client.delete("/api/v1/users/me", headers=alice.headers)).status_code == 204
+        deleted = await client.request(
+            "DELETE",
+            "/api/v1/users/me",
+            json={"current_password": alice.password},
+            headers=alice.headers,
+        )
+        assert deleted.status_code == 204
 
     response = await client.get("/api/v1/auth/me", headers=alice.headers)
 

@@ -43,7 +43,9 @@ async def test_profile_of_an_inactive_user_says_so(client: httpx.AsyncClient, ap
 async def test_missing_user_is_404_and_bad_id_422(client: httpx.AsyncClient, api) -> None:
     alice = await api.account(username="alice")
     assert (await client.get("/api/v1/users/999999", headers=alice.headers)).status_code == 404
-    assert (await client.get("/api/v1/users/abc", headers=alice.headers)).status_code == 422
+    assert (await client.get("/api/v1/users/0", headers=alice.headers)).status_code == 422
+    # Not digits: not a user path at all.
+    assert (await client.get("/api/v1/users/abc", headers=alice.headers)).status_code == 404
 
 
 async def test_profiles_need_authentication(client: httpx.AsyncClient, api) -> None:

@@ -23,7 +23,12 @@ async def test_update_profile(client: httpx.AsyncClient, api) -> None:
 
     response = await client.patch(
         "/api/v1/users/me",
-        json={"full_name": "Alice Liddell", "email": "liddell@example.org", "username": "al1ce"},
+        json={
+            "full_name": "Alice Liddell",
+            "email": "liddell@example.org",
+            "username": "al1ce",
+            "current_password": PASSWORD,
+        },
         headers=alice.headers,
     )
 
@@ -61,7 +66,8 @@ async def test_update_to_a_taken_name_is_409(
     alice = await api.account(username="alice")
     await api.register(username="bob", email="bob@example.com")
 
-    response = await client.patch("/api/v1/users/me", json=change, headers=alice.headers)
+    body = {**change, "current_password": PASSWORD}
+    response = await client.patch("/api/v1/users/me", json=body, headers=alice.headers)
 
     assert response.status_code == 409
     assert detail in response.json()["detail"]
@@ -72,7 +78,9 @@ async def test_changing_only_the_case_of_ones_own_username_is_allowed(
 ) -> None:
     alice = await api.account(username="alice")
     response = await client.patch(
-        "/api/v1/users/me", json={"username": "Alice"}, headers=alice.headers
+        "/api/v1/users/me",
+        json={"username": "Alice", "current_password": PASSWORD},
+        headers=alice.headers,
     )
     assert response.status_code == 200
     assert response.json()["username"] == "Alice"
@@ -142,7 +150,9 @@ async def test_change_password_validates_the_new_one(client: httpx.AsyncClient, 
 async def test_delete_me(client: httpx.AsyncClient, api) -> None:
     alice = await api.account(username="alice")
 
-    response = await client.delete("/api/v1/users/me", headers=alice.headers)
+    response = await client.request(
+        "DELETE", "/api/v1/users/me", json={"current_password": PASSWORD}, headers=alice.headers
+    )
 
     assert response.status_code == 204
     login = await client.post(

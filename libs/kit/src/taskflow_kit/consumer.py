@@ -17,6 +17,7 @@ import asyncio
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -350,7 +351,9 @@ class StreamTail:
     """Follows streams from now on in every process (XREAD, no group): fan-out delivery.
 
     `start()` records where each stream ends, so nothing published after it is missed even
-    while Redis is unreachable for a while (reading resumes from the last id seen)."""
+    while Redis is unreachable for a while (reading resumes from the last id seen). The ids of
+    the last `remember` events handled are kept: an event a relay sends again (after Redis lost
+    its data) reaches the handler once, not once per copy."""
 
     def __init__(
         self,
@@ -361,6 +364,7 @@ class StreamTail:
         block: float = STREAM_BLOCK_SECONDS,
         batch_size: int = 200,
         name: str = "tail",
+        remember: int = 50_000,
     ) -> None:
         self.redis = redis
         self.streams = list(streams)
@@ -370,6 +374,8 @@ class StreamTail:
         self.name = name
         self.positions: dict[str, str] = {}
         self.healthy = True
+        self.remember = remember
+        self._seen: OrderedDict[str, None] = OrderedDict()
 
     async def start(self) -> None:
         """Note the current end of every stream (`0-0` for an empty or missing one)."""
@@ -416,6 +422,11 @@ class StreamTail:
                 except InvalidEvent:
                     logger.warning("stream_tail_skipped_entry", tail=self.name, entry=entry_id)
                     continue
+                if event.id in self._seen:
+                    continue
+                self._seen[event.id] = None
+                if len(self._seen) > self.remember:
+                    self._seen.popitem(last=False)
                 try:
                     await self.handler(event)
                 except Exception:  # one bad handler call must not stop the tail

@@ -1,21 +1,32 @@
-"""Async engine, session factory and the request-scoped session that commits at the edge."""
+"""Database access for services: the SQLAlchemy engine and session (schema, Alembic, cold
+paths), and asyncpg's pool with statements SQLAlchemy built, compiled once (hot paths).
+
+Two request dependencies hand out a connection: `get_session` (an `AsyncSession`) and
+`get_transaction` / `get_connection` (an asyncpg connection, in a transaction or not). Each
+commits or rolls back and does nothing else: an effect after the commit (such as publishing
+events) is a named step of the code that wants it, never a hook of the dependency.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-import structlog
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as AsyncpgDialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 from taskflow_kit.errors import ProblemError
 from taskflow_kit.resources import resources
-
-logger = structlog.get_logger("taskflow.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -64,36 +75,26 @@ def create_engine(
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=pool_recycle,
+        connect_args={} if tls_configured(url) else {"ssl": False},
     )
+
+
+def tls_configured(url: str) -> bool:
+    """Whether the URL (or libpq's environment) says how to use TLS. When nothing does, the
+    kit connects without it: asyncpg's own default (`prefer`) first attempts a TLS handshake,
+    a wasted round trip per new connection on loopback or a private network."""
+    query = make_url(url.replace("postgres://", "postgresql://", 1)).query
+    return "sslmode" in query or "ssl" in query or "PGSSLMODE" in os.environ
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-AfterCommit = Callable[[], Awaitable[None]]
-
-
-def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
-    """Run `hook` once after this session's transaction commits (`get_session` runs them)."""
-    hooks: list[AfterCommit] = session.info.setdefault("after_commit", [])
-    if hook not in hooks:
-        hooks.append(hook)
-
-
-async def run_after_commit(session: AsyncSession) -> None:
-    for hook in session.info.pop("after_commit", []):
-        try:
-            await hook()
-        except Exception:  # the change is committed: a hook failing must not turn it into an error
-            logger.exception("after_commit_hook_failed")
-
-
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit when the endpoint returns, roll back if it raises.
 
-    Services only `flush()`; this is the single place that commits. After the commit it runs
-    the session's after-commit hooks (the outbox relay's prompt publish). It is declared with
+    Services only `flush()`; this is the single place that commits. It is declared with
     `scope="function"` so the commit happens before the response is sent: a client never
     reads a 2xx for a write that then fails to commit.
 
@@ -115,7 +116,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
-            await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -124,3 +124,163 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 async def ping_database(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+# -- asyncpg: the hot paths -------------------------------------------------------------------
+
+_DIALECT = AsyncpgDialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A SQLAlchemy statement compiled once for asyncpg: its SQL (`$1`, `$2`, ...) and which
+    named parameter goes in each position. asyncpg prepares it once per connection (its
+    statement cache), so a request pays neither SQLAlchemy's compilation nor a `PREPARE`."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments, from `values` by name (literals the statement was built
+        with keep their value)."""
+        return [values[name] if name in values else self.defaults[name] for name in self.names]
+
+    async def fetch(self, connection: asyncpg.Connection, **values: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self.args(values))
+        return rows
+
+    async def fetchrow(
+        self, connection: asyncpg.Connection, **values: Any
+    ) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await connection.fetchrow(self.sql, *self.args(values))
+        return row
+
+    async def fetchval(self, connection: asyncpg.Connection, **values: Any) -> Any:
+        return await connection.fetchval(self.sql, *self.args(values))
+
+    async def execute(self, connection: asyncpg.Connection, **values: Any) -> str:
+        status: str = await connection.execute(self.sql, *self.args(values))
+        return status
+
+
+def compile_statement(statement: ClauseElement) -> Statement:
+    """Compile `statement` for asyncpg. Parameters are `bindparam(name)`s given by name at
+    execution; a list is one array parameter (`column == any_(bindparam(...))`), never an
+    expanding `IN`, so that the SQL does not depend on the values."""
+    compiled = statement.compile(dialect=_DIALECT)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    if any(compiled.binds[name].expanding for name in names):
+        raise ValueError("expanding IN parameters change the SQL per call; use = ANY(array)")
+    return Statement(compiled.string, names, dict(compiled.params))
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg's default runs `RESET ALL; UNLISTEN *; ...` on every
+    release, a round trip per request; the kit's connections change no session state (advisory
+    locks are transaction-scoped, LISTEN has its own connection) and an open transaction is
+    still rolled back by the pool before this is called."""
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    url: str, *, min_size: int = 10, max_size: int = 20, statement_cache_size: int = 512
+) -> asyncpg.Pool:
+    """The service's asyncpg pool: `min_size` connections opened up front and every connection
+    kept (nothing is opened per request, none is closed for being idle), without TLS unless the
+    URL configures it, JSON decoded, prepared statements cached per connection
+    (`statement_cache_size` covers every shape of a service's statements).
+
+    A database that is not up yet does not stop the service from starting: the pool opens its
+    connections on the first requests instead (which answer 503 while it is down)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=0,
+        max_size=max_size,
+        max_inactive_connection_lifetime=0,
+        ssl=None if tls_configured(url) else False,
+        statement_cache_size=statement_cache_size,
+        init=_json_codecs,
+        reset=_nothing_to_reset,
+    )
+    await _open(pool, min_size)
+    return pool
+
+
+async def _open(pool: asyncpg.Pool, count: int) -> None:
+    held: list[asyncpg.Connection] = []
+    try:
+        for _ in range(count):
+            held.append(await pool.acquire(timeout=5))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pass  # not reachable yet: connections open on demand
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+
+class DatabaseConnectionLost(ConnectionError):
+    """The request's connection closed under it (the server restarted, its backend was
+    terminated). A `ConnectionError`, so the error boundary answers 503 + Retry-After as for any
+    unreachable database; asyncpg's own "connection is closed" error says nothing of the kind.
+    The pool opens a new connection for the next request."""
+
+
+LOST = "the database connection was lost"
+
+
+def _is_lost(connection: asyncpg.Connection, exc: Exception) -> bool:
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True  # the protocol lost track of a connection that broke mid-operation
+    try:
+        closed: bool = connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True  # the pool took back a connection that died under the request
+    return closed
+
+
+async def get_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """An asyncpg connection for a request that only reads (each statement its own snapshot)."""
+    async with resources(request).need_pool().acquire() as connection:
+        try:
+            yield connection
+        except Exception as exc:
+            if _is_lost(connection, exc):
+                raise DatabaseConnectionLost(LOST) from exc
+            raise
+
+
+async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """An asyncpg connection in one transaction for the request: committed when the endpoint
+    returns, rolled back if it raises (an error with `commit` set commits, see `get_session`).
+    Declared with `scope="function"`: the commit happens before the response is sent."""
+    async with resources(request).need_pool().acquire() as connection:
+        try:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                yield connection
+            except ProblemError as exc:
+                await (transaction.commit() if exc.commit else transaction.rollback())
+                raise
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+        except Exception as exc:
+            # A dead connection fails the statement, the rollback or the commit, each with its
+            # own asyncpg error: all of them mean the database went away.
+            if _is_lost(connection, exc):
+                raise DatabaseConnectionLost(LOST) from exc
+            raise
+
+
+ConnectionDep = Annotated[asyncpg.Connection, Depends(get_connection, scope="function")]
+TransactionDep = Annotated[asyncpg.Connection, Depends(get_transaction, scope="function")]

@@ -199,15 +199,23 @@ async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (Starlette's 405 names only the first
-    route that matched the path, though several routes may share it)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    route that matched the path, though several routes may share it).
+
+    Each method is asked of the router rather than read from the routes' `methods`: FastAPI
+    nests an included router as one route that has no `methods` of its own."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

@@ -41,6 +41,13 @@ def backlog_key(prefix: str) -> str:
     return f"{prefix}events:backlog"
 
 
+def epoch_key(prefix: str, producer: str) -> str:
+    """Set by a producer's relay once every event its outbox still holds is in Redis. A Redis
+    that lost its data has no such key: the relay then sends those events again, and readers
+    of what the events built (the revocation hashes) know the copy is incomplete until then."""
+    return f"{prefix}events:epoch:{producer}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """`{id, type, occurred_at, producer, subject_id, data}`; `subject_id` is the id of what

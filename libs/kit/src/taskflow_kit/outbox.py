@@ -3,14 +3,21 @@
 - `outbox_table(metadata)` declares the table in a service's metadata; its migration creates it
   and the trigger from `notify_trigger_sql`, which NOTIFYs the relay when a transaction that
   wrote events commits (PostgreSQL delivers NOTIFY only on commit, never for a rollback).
-- `Outbox.add(session, ...)` inserts an event in the caller's transaction: the event exists if and
-  only if the change committed.
+- `Outbox.add(session, ...)` (SQLAlchemy) or `Outbox.add_on(connection, ...)` (asyncpg) inserts
+  an event in the caller's transaction: the event exists if and only if the change committed.
+  Nothing waits for the publish: the commit's NOTIFY wakes the relay, and a write's response
+  goes out without touching Redis (docs/events.md says how readers stay fresh).
 - `OutboxRelay` publishes pending rows in id order with `XADD` (bounded stream length), marks them
   published in the same database transaction that locked them, and prunes old published rows.
   Several replicas may run a relay: one publishes at a time (a transaction-scoped advisory lock,
   which also keeps the order per subject), rows are claimed with `FOR UPDATE SKIP LOCKED`.
   A crash between `XADD` and the commit publishes those events again on the next round: delivery
   is at least once, and consumers deduplicate by event id.
+- A Redis that lost its data (flushed, or restarted or failed over without it) is noticed by
+  its missing epoch key (`taskflow_kit.events.epoch_key`): the relay sends every event its
+  outbox still holds (the retention window) again, in order, then sets the key. Each batch is
+  published with the key watched, so a loss between the check and the `EXEC` fails the batch
+  rather than starting the new stream with younger events ahead of older ones.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -41,6 +49,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     func,
     insert,
@@ -48,11 +57,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
-from taskflow_kit.db import after_commit, asyncpg_dsn
-from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, stream_key
+from taskflow_kit.db import Statement, asyncpg_dsn, compile_statement
+from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, epoch_key, stream_key
 from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.outbox")
@@ -64,10 +73,17 @@ BACKLOG = Gauge("taskflow_outbox_backlog", "Events committed but not yet publish
 RELAY_FAILURES = Counter(
     "taskflow_outbox_relay_failures_total", "Relay rounds that failed", ["producer", "reason"]
 )
+RESENT = Counter(
+    "taskflow_outbox_resent_total", "Events sent again after Redis lost its data", ["producer"]
+)
 
 NOTIFY_CHANNEL = "taskflow_outbox"
 # Hooks that add commands to the publishing MULTI/EXEC, so they happen atomically with the XADD.
 PublishHook = Callable[[Pipeline, Event], None]
+
+
+class RedisLostData(RedisError):
+    """The epoch key vanished while a batch was being published: the next round re-sends."""
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -101,7 +117,10 @@ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
 
 
 class Outbox:
-    """Writes a service's events into its outbox, in the caller's transaction."""
+    """Writes a service's events into its outbox, in the caller's transaction.
+
+    `relay` is accepted for existing callers and not used: the relay is woken by the NOTIFY of
+    the commit itself, and the request does not wait for the publish."""
 
     def __init__(
         self, table: Table, *, producer: str, stream: str, relay: OutboxRelay | None = None
@@ -109,7 +128,38 @@ class Outbox:
         self.table = table
         self.producer = producer
         self.stream = stream
-        self.relay = relay
+        self._insert: Statement = compile_statement(
+            insert(table).values(
+                event_id=bindparam("event_id"),
+                stream=bindparam("stream"),
+                type=bindparam("type"),
+                subject_id=bindparam("subject_id"),
+                payload=bindparam("payload"),
+            )
+        )
+
+    def event(
+        self,
+        type_: str,
+        subject_id: int | str,
+        data: dict[str, Any],
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> Event:
+        event = Event(type=type_, producer=self.producer, subject_id=str(subject_id), data=data)
+        if occurred_at is not None:
+            event = dataclasses.replace(event, occurred_at=occurred_at)
+        return event
+
+    def row(self, event: Event) -> dict[str, Any]:
+        """The outbox row of `event` (column → value), for a caller that inserts it itself."""
+        return {
+            "event_id": event.id,
+            "stream": self.stream,
+            "type": event.type,
+            "subject_id": event.subject_id,
+            "payload": event.to_json(),
+        }
 
     async def add(
         self,
@@ -120,20 +170,23 @@ class Outbox:
         *,
         occurred_at: dt.datetime | None = None,
     ) -> Event:
-        event = Event(type=type_, producer=self.producer, subject_id=str(subject_id), data=data)
-        if occurred_at is not None:
-            event = dataclasses.replace(event, occurred_at=occurred_at)
-        await session.execute(
-            insert(self.table).values(
-                event_id=event.id,
-                stream=self.stream,
-                type=event.type,
-                subject_id=event.subject_id,
-                payload=event.to_json(),
-            )
-        )
-        if self.relay is not None:
-            after_commit(session, self.relay.publish_soon)
+        """Insert the event in the session's transaction."""
+        event = self.event(type_, subject_id, data, occurred_at=occurred_at)
+        await session.execute(insert(self.table).values(**self.row(event)))
+        return event
+
+    async def add_on(
+        self,
+        connection: asyncpg.Connection,
+        type_: str,
+        subject_id: int | str,
+        data: dict[str, Any],
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> Event:
+        """Insert the event on an asyncpg connection, in its current transaction."""
+        event = self.event(type_, subject_id, data, occurred_at=occurred_at)
+        await self._insert.execute(connection, **self.row(event))
         return event
 
 
@@ -154,7 +207,6 @@ class OutboxRelay:
         poll_interval: float = 2.0,
         retention: dt.timedelta = dt.timedelta(days=1),
         prune_interval: float = 300.0,
-        wait_on_commit: float = 0.25,
         hooks: Sequence[PublishHook] = (),
     ) -> None:
         self.engine = engine
@@ -168,34 +220,14 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention = retention
         self.prune_interval = prune_interval
-        self.wait_on_commit = wait_on_commit
         self.hooks = list(hooks)
         self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
+        self.epoch_key = epoch_key(key_prefix, producer)
         self.healthy = True
         self.last_error: str | None = None
         self._wake = asyncio.Event()
-        self._requested = 0
-        self._completed = 0
-        self._rounds = asyncio.Condition()
         self._last_prune = 0.0
         self._last_backlog = 0.0
-
-    # -- the request path --------------------------------------------------------------------
-
-    async def publish_soon(self) -> None:
-        """Called after a commit that wrote events: wake the relay and wait (briefly) until a
-        round that started after the commit has finished, so the response to a write goes out
-        after its event is in the stream. Never waits while Redis or the relay is failing."""
-        self._requested += 1
-        wanted = self._requested
-        self._wake.set()
-        if not self.healthy or self.wait_on_commit <= 0:
-            return
-        await wait_for_up_to(self._round_done(wanted), self.wait_on_commit)
-
-    async def _round_done(self, wanted: int) -> None:
-        async with self._rounds:
-            await self._rounds.wait_for(lambda: self._completed >= wanted or not self.healthy)
 
     # -- the background task -----------------------------------------------------------------
 
@@ -207,13 +239,11 @@ class OutboxRelay:
                 await wait_for_up_to(self._wake.wait(), self.poll_interval)
                 stop_if_cancelled()
                 self._wake.clear()
-                round_of = self._requested
                 try:
                     await self.drain()
                     await self._housekeeping()
                 except Exception as exc:
                     self._failed(exc)
-                    await self._finish_round(round_of)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     self._wake.set()  # try again after the backoff, not only on the next commit
@@ -223,16 +253,10 @@ class OutboxRelay:
                     logger.info("outbox_relay_recovered", producer=self.producer)
                 self.healthy = True
                 self.last_error = None
-                await self._finish_round(round_of)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-
-    async def _finish_round(self, round_of: int) -> None:
-        async with self._rounds:
-            self._completed = max(self._completed, round_of)
-            self._rounds.notify_all()
 
     def _failed(self, exc: Exception) -> None:
         reason = "redis" if isinstance(exc, RedisError | OSError) else type(exc).__name__
@@ -252,12 +276,13 @@ class OutboxRelay:
                 return total
 
     async def publish_batch(self) -> int:
-        """One round: lock, read pending rows in id order, XADD them in one MULTI, mark them."""
+        """One round: lock, re-send what Redis lost (if it did), read pending rows in id order,
+        XADD them in one MULTI, mark them."""
         table = self.table
         async with self.engine.begin() as connection:
-            locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
-            if not locked:
+            if not await self._try_lock(connection):
                 return 0  # another replica is publishing right now; it will take these rows
+            await self._resend_if_lost(connection)
             rows = (
                 await connection.execute(
                     select(table.c.id, table.c.stream, table.c.payload)
@@ -269,19 +294,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for row in rows:
-                    pipe.xadd(
-                        stream_key(self.key_prefix, row.stream),
-                        {EVENT_FIELD: row.payload},
-                        maxlen=self.stream_maxlen,
-                        approximate=True,
-                    )
-                    if self.hooks:
-                        event = Event.from_json(row.payload)
-                        for hook in self.hooks:
-                            hook(pipe, event)
-                await pipe.execute()
+            await self._exec_while(self.epoch_key, lambda pipe: self._queue(pipe, rows))
             await connection.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))
@@ -289,6 +302,89 @@ class OutboxRelay:
             )
         PUBLISHED.labels(self.producer).inc(len(rows))
         return len(rows)
+
+    async def _try_lock(self, connection: AsyncConnection) -> bool:
+        locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
+        return bool(locked)
+
+    async def _exec_while(self, key: str, queue: Callable[[Pipeline], None]) -> None:
+        """Run the commands `queue` adds in one MULTI/EXEC, only while `key` exists (watched):
+        Redis losing its data before the EXEC fails them all (`RedisLostData`, `WatchError`)
+        instead of starting a new stream with them."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            if not await pipe.exists(key):
+                raise RedisLostData(f"{key} is gone: Redis lost its data")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            queue(pipe)
+            await pipe.execute()
+
+    def _queue(self, pipe: Pipeline, rows: Sequence[Any]) -> None:
+        """XADD each row (and whatever the hooks add for its event) to the MULTI."""
+        for row in rows:
+            pipe.xadd(
+                stream_key(self.key_prefix, row.stream),
+                {EVENT_FIELD: row.payload},
+                maxlen=self.stream_maxlen,
+                approximate=True,
+            )
+            if self.hooks:
+                event = Event.from_json(row.payload)
+                for hook in self.hooks:
+                    hook(pipe, event)
+
+    # -- Redis that lost its data ------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Re-send the events Redis lost, if it lost them, now (a service calls this at start,
+        before anything waits for the epoch key). How many were sent; 0 also when another
+        replica holds the relay lock (it does the same)."""
+        async with self.engine.begin() as connection:
+            if not await self._try_lock(connection):
+                return 0
+            return await self._resend_if_lost(connection)
+
+    async def _resend_if_lost(self, connection: AsyncConnection) -> int:
+        """With the relay lock held: when the epoch key is missing, XADD again every published
+        event still retained (id order, publish hooks included), then set the key.
+
+        Consumers deduplicate by event id, so events Redis still had are applied once; the
+        re-sent rows stay marked published (their age still decides when they are pruned).
+        A first start on an empty Redis finds no key either and sends nothing or a little."""
+        if await self.redis.exists(self.epoch_key):
+            return 0
+        started = time.monotonic()
+        table = self.table
+        cutoff = dt.datetime.now(dt.UTC) - self.retention
+        result = await connection.stream(
+            select(table.c.stream, table.c.payload)
+            .where(table.c.published_at >= cutoff)
+            .order_by(table.c.id)
+        )
+        # Redis could lose its data again while this runs: every chunk is sent only while this
+        # marker is still there, and the epoch key replaces it in the last MULTI.
+        resending = f"{self.epoch_key}:resending"
+        await self.redis.set(resending, "1")
+        resent = 0
+        async for rows in result.partitions(self.batch_size):
+            await self._exec_while(resending, functools.partial(self._queue, rows=rows))
+            resent += len(rows)
+        epoch = dt.datetime.now(dt.UTC).isoformat()
+
+        def start_epoch(pipe: Pipeline) -> None:
+            pipe.set(self.epoch_key, epoch)
+            pipe.delete(resending)
+
+        await self._exec_while(resending, start_epoch)
+        RESENT.labels(self.producer).inc(resent)
+        log = logger.warning if resent else logger.info
+        log(
+            "outbox_epoch_started",
+            producer=self.producer,
+            resent=resent,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return resent
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -377,7 +473,6 @@ def relay_for(
         stream_maxlen=settings.events_stream_maxlen,
         poll_interval=settings.outbox_poll_seconds,
         retention=dt.timedelta(hours=settings.outbox_retention_hours),
-        wait_on_commit=settings.outbox_wait_on_commit_seconds,
         hooks=hooks,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+import asyncpg
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -28,11 +29,13 @@ class MissingResource(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class ServiceResources:
     """The connections a service shares with the kit; a field is None where the service has
-    none (stats-service keeps no database)."""
+    none (stats-service keeps no database; only a service whose hot paths run on asyncpg has a
+    `pool`)."""
 
     engine: AsyncEngine | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     redis: Redis | None = None
+    pool: asyncpg.Pool | None = None
 
     def need_engine(self) -> AsyncEngine:
         return _present(self.engine, "engine")
@@ -43,16 +46,20 @@ class ServiceResources:
     def need_redis(self) -> Redis:
         return _present(self.redis, "redis")
 
+    def need_pool(self) -> asyncpg.Pool:
+        return _present(self.pool, "pool")
+
 
 def attach_resources(app: Starlette, resources: ServiceResources) -> None:
     """Give the kit this service's resources (from the lifespan, before it yields).
 
-    The fields are also kept as `app.state.engine` / `.sessionmaker` / `.redis` for tests and
-    scripts that reach into a running app; the kit itself never reads those names."""
+    The fields are also kept as `app.state.engine` / `.sessionmaker` / `.redis` / `.pool` for
+    tests and scripts that reach into a running app; the kit itself never reads those names."""
     setattr(app.state, _KEY, resources)
     app.state.engine = resources.engine
     app.state.sessionmaker = resources.sessionmaker
     app.state.redis = resources.redis
+    app.state.pool = resources.pool
 
 
 def resources(source: HTTPConnection | Starlette) -> ServiceResources:

@@ -12,6 +12,16 @@ Bound: a revocation is refused everywhere once the event is published and read, 
 milliseconds after the commit while Redis is up (the relay is woken by the commit); the suite
 checks < 1 s. While Redis is down it is delayed until Redis returns (user-service itself still
 refuses deleted/deactivated users at once: it reads the account on every request).
+
+When Redis loses its data: the source of truth is user-service's outbox, which keeps every
+event for longer than an access token lives. user-service's relay notices the missing epoch
+key (`taskflow_kit.events.epoch_key`), publishes the retained events again — the hook rebuilds
+both hashes — and only then sets the key. A snapshot counts as complete only with that key in
+it; until a process has loaded a complete one (a fresh replica after the loss), its token check
+waits briefly, then answers 503 with `Retry-After`, instead of trusting an empty map
+(`RevocationsIncomplete`). A running process keeps its map: it never forgets what it knew.
+A process that has not reached Redis at all since it started still serves (Redis being down
+fails no request); it applies the same rule once Redis answers.
 """
 
 from __future__ import annotations
@@ -30,7 +40,8 @@ from redis.exceptions import RedisError
 
 from taskflow_kit.background import wait_for_up_to
 from taskflow_kit.consumer import StreamTail
-from taskflow_kit.events import USER_STREAM, Event, stream_key
+from taskflow_kit.errors import ServiceUnavailable
+from taskflow_kit.events import USER_STREAM, Event, epoch_key, stream_key
 
 logger = structlog.get_logger("taskflow.revocation")
 
@@ -41,6 +52,16 @@ USER_SESSIONS_REVOKED = "user.sessions_revoked"
 
 # Longer than any access token lives: entries older than this can no longer void anything.
 DEFAULT_MAX_TOKEN_AGE = 24 * 3600.0
+# The producer of the revoking events, whose relay's epoch key says the hashes are complete.
+REVOKING_PRODUCER = "user-service"
+
+
+class RevocationsIncomplete(ServiceUnavailable):
+    """This process found Redis without a complete revocation map before it had loaded one
+    (Redis lost its data and user-service has not rebuilt the map yet)."""
+
+    def __init__(self) -> None:
+        super().__init__("Access checks are starting up; try again in a moment", retry_after=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +103,22 @@ class RevocationList:
     users: dict[int, float] = field(default_factory=dict)
     sessions: dict[str, float] = field(default_factory=dict)
     max_token_age: float = DEFAULT_MAX_TOKEN_AGE
+    # False when Redis answered without the revoking producer's epoch key before this process
+    # had loaded a complete snapshot: an empty map there may be missing revocations.
+    complete: bool = True
+    _completed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def mark_complete(self) -> None:
+        self.complete = True
+        self._completed.set()
+
+    def mark_incomplete(self) -> None:
+        self.complete = False
+        self._completed.clear()
+
+    async def wait_complete(self, seconds: float) -> bool:
+        """Whether the map is complete, waiting up to `seconds` for it to become so."""
+        return self.complete or await wait_for_up_to(self._completed.wait(), seconds)
 
     def is_revoked(self, user_id: int, issued_at: float, session_id: str | None) -> bool:
         before = self.users.get(user_id)
@@ -105,10 +142,11 @@ class RevocationList:
 class RevocationStore:
     """The Redis copy: hash `revocation:users` (user id → T) and `revocation:sessions`."""
 
-    def __init__(self, redis: Redis, *, key_prefix: str) -> None:
+    def __init__(self, redis: Redis, *, key_prefix: str, producer: str = REVOKING_PRODUCER) -> None:
         self.redis = redis
         self.users_key = f"{key_prefix}revocation:users"
         self.sessions_key = f"{key_prefix}revocation:sessions"
+        self.epoch_key = epoch_key(key_prefix, producer)
 
     def record(self, pipe: Pipeline, event: Event) -> None:
         """Relay publish hook: store the event's revocation in the same MULTI as its XADD."""
@@ -120,15 +158,21 @@ class RevocationStore:
         if revocation.session_id is not None:
             pipe.hset(self.sessions_key, revocation.session_id, repr(time.time()))
 
-    async def load_into(self, revocations: RevocationList) -> None:
-        users = await self.redis.hgetall(self.users_key)
-        sessions = await self.redis.hgetall(self.sessions_key)
+    async def load_into(self, revocations: RevocationList) -> bool:
+        """Add the hashes to `revocations`; whether they were complete (the producer's epoch
+        key was there, read in the same MULTI as the hashes)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(self.epoch_key)
+            pipe.hgetall(self.users_key)
+            pipe.hgetall(self.sessions_key)
+            complete, users, sessions = await pipe.execute()
         for user_id, before in users.items():
             revocations.apply(Revocation(int(user_id), before=float(before)))
         for session_id, noted_at in sessions.items():
             revocations.apply(
                 Revocation(None, session_id=str(session_id)), noted_at=float(noted_at)
             )
+        return bool(complete)
 
     async def prune(self, max_age: float = DEFAULT_MAX_TOKEN_AGE) -> int:
         """Drop entries too old to void any live token."""
@@ -171,15 +215,20 @@ class RevocationListener:
 
     async def load(self) -> None:
         """Note the stream position, then read the snapshot (in this order: nothing between
-        the two is missed, it is read again from the stream)."""
+        the two is missed, it is read again from the stream). Loaded only when complete."""
         if not self.tail.positions:
             await self.tail.start()
-        await self.store.load_into(self.revocations)
-        self.loaded = True
+        if await self.store.load_into(self.revocations):
+            self.loaded = True
+            self.revocations.mark_complete()
+        else:
+            self.revocations.mark_incomplete()
 
     async def start(self, *, wait: float = 2.0) -> None:
         """Load at start-up; a Redis that does not answer does not stop the service starting
-        (the listener keeps trying, and loads once Redis answers)."""
+        (the listener keeps trying, and loads once Redis answers). Neither does one that
+        answers without a complete snapshot: the listener retries until user-service has
+        rebuilt it, and meanwhile the token check waits, then answers 503."""
         try:
             loaded = await wait_for_up_to(self.load(), wait)
         except (RedisError, OSError) as exc:
@@ -187,6 +236,8 @@ class RevocationListener:
             return
         if not loaded:
             logger.warning("revocations_not_loaded", error=f"Redis did not answer in {wait} s")
+        elif not self.loaded:
+            logger.warning("revocations_incomplete", epoch_key=self.store.epoch_key)
 
     async def _handle(self, event: Event) -> None:
         revocation = revocation_of(event)
@@ -207,7 +258,7 @@ class RevocationListener:
 
     async def _reload_forever(self) -> None:
         while True:
-            await asyncio.sleep(1.0 if not self.loaded else self.reload_interval)
+            await asyncio.sleep(0.25 if not self.loaded else self.reload_interval)
             try:
                 if not self.loaded:
                     await self.load()

@@ -12,7 +12,10 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskflow_kit.events import epoch_key
 from taskflow_kit.migrations import drop_database, prepare_database
+from taskflow_kit.redis_client import create_redis
+from taskflow_kit.revocation import REVOKING_PRODUCER
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -49,6 +52,17 @@ async def truncate_all(engine: AsyncEngine, metadata: MetaData) -> None:
         return
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+async def mark_revocations_complete(redis_url: str, key_prefix: str) -> None:
+    """Set user-service's epoch key, as its relay does once the revocation hashes are complete:
+    for a suite that runs a service without user-service (otherwise its token check answers
+    503 until one appears, see `taskflow_kit.revocation`)."""
+    redis = create_redis(redis_url)
+    try:
+        await redis.set(epoch_key(key_prefix, REVOKING_PRODUCER), "test")
+    finally:
+        await redis.aclose()
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests

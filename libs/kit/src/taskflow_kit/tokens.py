@@ -12,6 +12,11 @@ import jwt
 
 MIN_SECRET_BYTES = 32
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "jti", "type"]
+# Clocks of the hosts that issue and check tokens drift apart by a little: a token is still
+# accepted this long after its `exp` (and with an `iat` this far in the future).
+CLOCK_SKEW_LEEWAY = timedelta(seconds=5)
+# Ours are well under 1 KiB; anything longer is refused before it is parsed or verified.
+MAX_TOKEN_LENGTH = 4096
 
 TokenType = Literal["access", "refresh"]
 
@@ -69,7 +74,10 @@ def issued_at(claims: Mapping[str, Any]) -> float:
 
 
 def decode_token(config: TokenConfig, token: str, *, token_type: TokenType) -> dict[str, Any]:
-    """Verify signature, expiry, issuer, audience, required claims and the token type."""
+    """Verify signature, expiry (with `CLOCK_SKEW_LEEWAY`), issuer, audience, required claims
+    and the token type; a token longer than `MAX_TOKEN_LENGTH` is refused unread."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidTokenError("token too long")
     try:
         payload: dict[str, Any] = jwt.decode(
             token,
@@ -78,6 +86,7 @@ def decode_token(config: TokenConfig, token: str, *, token_type: TokenType) -> d
             audience=config.audience,
             issuer=config.issuer,
             options={"require": REQUIRED_CLAIMS},
+            leeway=CLOCK_SKEW_LEEWAY,
         )
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(str(exc)) from exc

@@ -29,14 +29,19 @@ class CacheEntry:
     stored_at: dt.datetime
     value: Any  # JSON-compatible data, validated again by the reader
     generation: str = "0"
+    # task-service's ETag of the aggregates the value was computed from (None: it sent none).
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A usable fresh entry (or None), and the generation a newly computed value belongs to."""
+    """A usable fresh entry (or None), the generation a newly computed value belongs to, and
+    the fresh copy held whether or not it is current (`held`): one with a `tag` can be
+    revalidated with task-service instead of computed again."""
 
     entry: CacheEntry | None
     generation: str
+    held: CacheEntry | None = None
 
 
 def scope_of(key: str) -> str:
@@ -63,10 +68,12 @@ def caught_up(results: list[Any], group: str) -> bool:
 class StatsCache:
     """Two copies per key: `fresh` (TTL `ttl`) and `last-good` (TTL `last_good_ttl`).
 
-    A fresh copy is served only while it is current: `task.*` events bump the generation of
-    every user they touch (`invalidate`), and a copy computed under an older generation is
-    never served; nor is any copy while the stats consumer group has events not yet handled
-    (so a read right after a write never sees the figures from before it)."""
+    A fresh copy is served as it is only while it is current: `task.*` events bump the
+    generation of every user they touch (`invalidate`), and a copy computed under an older
+    generation is never served so; nor is any copy while the stats consumer group has events
+    not yet handled. A copy that carries task-service's ETag is revalidated with task-service
+    instead (`StatsService`): that, not the events, is what makes a read right after a write
+    see it, since a write no longer waits for its event to reach Redis (docs/events.md)."""
 
     def __init__(
         self,
@@ -123,10 +130,10 @@ class StatsCache:
         generation = str(generation or "0")
         entry = self._decode(raw, self.fresh_key(key))
         if entry is None or entry.generation != generation:
-            return Lookup(None, generation)
+            return Lookup(None, generation, entry)
         if self.events_stream is not None and not caught_up(results[2:], self.events_group):
-            return Lookup(None, generation)
-        return Lookup(entry, generation)
+            return Lookup(None, generation, entry)
+        return Lookup(entry, generation, entry)
 
     async def invalidate(self, user_ids: Iterable[int]) -> None:
         """Make the cached figures of these users (and the system overview) stale."""
@@ -139,13 +146,22 @@ class StatsCache:
     async def last_good(self, key: str) -> CacheEntry | None:
         return await self._read(self.last_good_key(key))
 
-    async def store(self, key: str, value: Any, *, now: dt.datetime, generation: str = "0") -> None:
+    async def store(
+        self,
+        key: str,
+        value: Any,
+        *,
+        now: dt.datetime,
+        generation: str = "0",
+        tag: str | None = None,
+    ) -> None:
         """Keep `value` as both the fresh and the last known good copy; `generation` is the
-        one read before computing it (an invalidation since then makes this copy unusable)."""
+        one read before computing it (an invalidation since then makes this copy unusable),
+        `tag` task-service's ETag of the aggregates it came from."""
         if not self.breaker.allow():
             return
         payload = json.dumps(
-            {"stored_at": now.isoformat(), "value": value, "generation": generation}
+            {"stored_at": now.isoformat(), "value": value, "generation": generation, "tag": tag}
         )
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -181,6 +197,7 @@ class StatsCache:
                 stored_at=dt.datetime.fromisoformat(envelope["stored_at"]),
                 value=envelope["value"],
                 generation=str(envelope.get("generation", "0")),
+                tag=envelope.get("tag"),
             )
         except (ValueError, KeyError, TypeError):
             logger.warning("cache_entry_unreadable", key=full_key)

@@ -18,7 +18,7 @@ from taskflow_kit.resilience import UpstreamUnavailable
 from stats_service.stats.cache import CacheEntry, StatsCache
 from stats_service.stats.errors import StatsUnavailable
 from stats_service.stats.schemas import ActivityDay, OverviewRead, StatsRead, TaskAggregates
-from stats_service.stats.upstream import TaskAggregatesClient
+from stats_service.stats.upstream import Fetched, TaskAggregatesClient
 
 T = TypeVar("T")
 
@@ -126,68 +126,100 @@ class StatsService:
         self.upstream = upstream
         self.cache = cache
         self.clock = clock
-        self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._in_flight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
 
     async def user_stats(self, principal: Principal) -> Served[StatsRead]:
-        async def compute() -> StatsRead:
-            aggregates = await self.upstream.fetch(
-                principal.token, system=False, activity_days=_SUMMARY_ACTIVITY_DAYS
-            )
-            return user_stats(aggregates)
-
         key = f"user:{principal.id}:summary"
-        served = await self._serve(key, "summary", _STATS, compute, caller=principal.token)
+        served = await self._serve(
+            key,
+            "summary",
+            _STATS,
+            self._fetcher(principal.token, system=False, activity_days=_SUMMARY_ACTIVITY_DAYS),
+            user_stats,
+            caller=principal.token,
+        )
         return _mark_stale(served)
 
     async def user_activity(self, principal: Principal, *, days: int) -> Served[list[ActivityDay]]:
-        async def compute() -> list[ActivityDay]:
-            aggregates = await self.upstream.fetch(
-                principal.token, system=False, activity_days=days
-            )
+        def build(aggregates: TaskAggregates) -> list[ActivityDay]:
             return user_activity(aggregates, days=days)
 
         key = f"user:{principal.id}:activity:{days}"
-        return await self._serve(key, "activity", _ACTIVITY, compute, caller=principal.token)
+        return await self._serve(
+            key,
+            "activity",
+            _ACTIVITY,
+            self._fetcher(principal.token, system=False, activity_days=days),
+            build,
+            caller=principal.token,
+        )
 
     async def system_overview(self, principal: Principal) -> Served[OverviewRead]:
-        async def compute() -> OverviewRead:
-            aggregates = await self.upstream.fetch(
-                principal.token, system=True, activity_days=_SUMMARY_ACTIVITY_DAYS
-            )
-            return system_overview(aggregates)
-
         key = "system:overview"
-        served = await self._serve(key, "overview", _OVERVIEW, compute, caller=principal.token)
+        served = await self._serve(
+            key,
+            "overview",
+            _OVERVIEW,
+            self._fetcher(principal.token, system=True, activity_days=_SUMMARY_ACTIVITY_DAYS),
+            system_overview,
+            caller=principal.token,
+        )
         return _mark_stale(served)
+
+    def _fetcher(
+        self, token: str, *, system: bool, activity_days: int
+    ) -> Callable[[str | None], Awaitable[Fetched]]:
+        async def fetch(tag: str | None) -> Fetched:
+            return await self.upstream.fetch_if_changed(
+                token, system=system, activity_days=activity_days, tag=tag
+            )
+
+        return fetch
 
     async def _serve(
         self,
         key: str,
         view: str,
         adapter: TypeAdapter[T],
-        compute: Callable[[], Awaitable[T]],
+        fetch: Callable[[str | None], Awaitable[Fetched]],
+        build: Callable[[TaskAggregates], T],
         *,
         caller: str,
     ) -> Served[T]:
+        """A copy without task-service's tag is served while the cache says it is current (the
+        events invalidate it); a copy with one is served once task-service confirms the tag
+        (304), so a read right after a write sees it even before its event is handled."""
         lookup = await self.cache.lookup(key)
-        cached = _load(adapter, lookup.entry)
-        if cached is not None:
-            ANSWERS.labels(view, "cache").inc()
-            return Served(cached)
+        held = lookup.held
+        if held is None or held.tag is None:
+            cached = _load(adapter, lookup.entry)
+            if cached is not None:
+                ANSWERS.labels(view, "cache").inc()
+                return Served(cached)
+        tag = held.tag if held is not None else None
         try:
-            value = await self._once((key, caller), compute)
+            fetched = await self._once((key, caller, tag or ""), lambda: fetch(tag))
         except UpstreamUnavailable as exc:
             return await self._last_known(key, view, adapter, exc)
+        if fetched.aggregates is None:
+            confirmed = _load(adapter, held)
+            if confirmed is not None:
+                ANSWERS.labels(view, "cache").inc()
+                return Served(confirmed)
+            fetched = await self._once((key, caller, ""), lambda: fetch(None))
+        assert fetched.aggregates is not None  # an unconditional fetch always has a body
+        value = build(fetched.aggregates)
         await self.cache.store(
             key,
             adapter.dump_python(value, mode="json"),
             now=self.clock(),
             generation=lookup.generation,
+            tag=fetched.tag,
         )
         ANSWERS.labels(view, "upstream").inc()
         return Served(value)
 
-    async def _once(self, flight: tuple[str, str], compute: Callable[[], Awaitable[T]]) -> T:
+    async def _once(self, flight: tuple[str, ...], compute: Callable[[], Awaitable[T]]) -> T:
         """Concurrent misses of one caller for one key share a single task-service call (a
         dashboard opening several tabs costs one aggregate query, not one per tab)."""
         running = self._in_flight.get(flight)
@@ -199,7 +231,7 @@ class StatsService:
         result: T = await asyncio.shield(running)
         return result
 
-    def _landed(self, flight: tuple[str, str], done: asyncio.Future[Any]) -> None:
+    def _landed(self, flight: tuple[str, ...], done: asyncio.Future[Any]) -> None:
         self._in_flight.pop(flight, None)
         if not done.cancelled():
             done.exception()  # marks a failure as seen even when every waiter has gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -16,6 +17,15 @@ AGGREGATES_PATH = "/internal/tasks/aggregates"
 logger = structlog.get_logger("stats_service.upstream")
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """task-service's answer: the aggregates (None: unchanged since the tag sent) and their
+    ETag (None when it sends none, as for the system scope)."""
+
+    aggregates: TaskAggregates | None
+    tag: str | None
+
+
 class TaskAggregatesClient:
     """Reads counts computed by task-service (GROUP BY in its database), never task lists."""
 
@@ -28,12 +38,26 @@ class TaskAggregatesClient:
         Raises `UpstreamUnavailable` when task-service is down, slow, failing or answers
         something unusable; passes its 401/403 on unchanged in meaning.
         """
+        fetched = await self.fetch_if_changed(token, system=system, activity_days=activity_days)
+        assert fetched.aggregates is not None  # no tag sent: never "unchanged"
+        return fetched.aggregates
+
+    async def fetch_if_changed(
+        self, token: str, *, system: bool, activity_days: int, tag: str | None = None
+    ) -> Fetched:
+        """Like `fetch`, conditional on `tag` (task-service's ETag of aggregates held): None
+        aggregates when nothing the caller sees has changed since."""
         params: dict[str, Any] = {"activity_days": activity_days}
         if system:
             params["scope"] = "system"
+        headers = {"Authorization": f"Bearer {token}"}
+        if tag is not None:
+            headers["If-None-Match"] = tag
         response = await self._client.request(
-            "GET", AGGREGATES_PATH, params=params, headers={"Authorization": f"Bearer {token}"}
+            "GET", AGGREGATES_PATH, params=params, headers=headers
         )
+        if response.status_code == 304 and tag is not None:
+            return Fetched(None, response.headers.get("ETag", tag))
         if response.status_code == 401:
             raise Unauthorized(_problem_detail(response) or "Not authenticated")
         if response.status_code == 403:
@@ -42,10 +66,11 @@ class TaskAggregatesClient:
             logger.warning("aggregates_unexpected_status", status=response.status_code)
             raise UpstreamUnavailable(f"task-service answered {response.status_code}")
         try:
-            return TaskAggregates.model_validate_json(response.content)
+            aggregates = TaskAggregates.model_validate_json(response.content)
         except ValidationError as exc:
             logger.warning("aggregates_invalid_body", errors=exc.error_count())
             raise UpstreamUnavailable("task-service sent an unreadable aggregate") from exc
+        return Fetched(aggregates, response.headers.get("ETag"))
 
     async def check(self) -> None:
         """Readiness probe: task-service answers its liveness endpoint."""

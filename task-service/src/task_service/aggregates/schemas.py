@@ -39,3 +39,19 @@ class TaskAggregates(BaseModel):
     activity: list[ActivityDay]
     owners: int
     generated_at: datetime
+
+
+class TaskStatsSummary(BaseModel):
+    """`GET /api/v1/tasks/stats`: the tasktracker API's summary, kept field for field.
+
+    That API knows three priorities, so an urgent task counts in `high_priority`: the three
+    priority counts add up to `total`, as its clients expect."""
+
+    total: int
+    todo: int
+    in_progress: int
+    done: int
+    completed: int
+    high_priority: int
+    medium_priority: int
+    low_priority: int

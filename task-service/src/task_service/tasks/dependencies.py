@@ -1,14 +1,22 @@
-"""Request dependencies of the tasks routes: the service, listing parameters, If-Match."""
+"""Request dependencies of the tasks routes: the services, listing parameters, If-Match.
+
+All async (a sync dependency costs a thread-pool hop per request). A route that reads gets its
+service over a pooled connection with no transaction; a route that writes, over one
+transaction that the kit's `get_transaction` commits before the response."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from taskflow_kit.db import SessionDep
+from taskflow_kit.db import ConnectionDep, TransactionDep
 
+from task_service.tasks.graph_service import DependencyService
+from task_service.tasks.idempotency import TaskCreation
+from task_service.tasks.idempotency_repository import IdempotencyRepository
 from task_service.tasks.schemas import (
     DEFAULT_LIMIT,
     MAX_ID,
@@ -22,10 +30,29 @@ from task_service.tasks.schemas import (
 from task_service.tasks.service import IfMatch, TaskService
 
 
-def get_task_service(request: Request, session: SessionDep) -> TaskService:
-    return TaskService.for_session(
-        session, user_client=request.app.state.user_client, outbox=request.app.state.outbox
-    )
+def _task_service(request: Request, connection: asyncpg.Connection) -> TaskService:
+    state = request.app.state
+    return TaskService(connection, user_client=state.user_client, outbox=state.outbox)
+
+
+async def get_task_reader(request: Request, connection: ConnectionDep) -> TaskService:
+    return _task_service(request, connection)
+
+
+async def get_task_writer(request: Request, connection: TransactionDep) -> TaskService:
+    return _task_service(request, connection)
+
+
+async def get_task_creation(request: Request, connection: TransactionDep) -> TaskCreation:
+    return TaskCreation(_task_service(request, connection), IdempotencyRepository(connection))
+
+
+async def get_dependency_reader(request: Request, connection: ConnectionDep) -> DependencyService:
+    return DependencyService(_task_service(request, connection))
+
+
+async def get_dependency_writer(request: Request, connection: TransactionDep) -> DependencyService:
+    return DependencyService(_task_service(request, connection))
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -33,7 +60,7 @@ def _split(values: list[str] | None) -> list[str]:
     return [part for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def get_task_filter(
+async def get_task_filter(
     status: Annotated[
         list[str] | None,
         Query(description="todo, in_progress or done (pending/completed accepted); repeatable"),
@@ -62,10 +89,19 @@ def get_task_filter(
     ] = None,
     sort_by: Annotated[SortField, Query(description="priority sorts by rank")] = "created_at",
     sort_order: Annotated[SortOrder, Query()] = "desc",
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="Rows to skip (after `cursor`, if any)")
+    ] = 0,
     limit: Annotated[
         int, Query(ge=1, description=f"1..{MAX_LIMIT}; larger values are capped at {MAX_LIMIT}")
     ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page, with the same sort_by, "
+            "sort_order and filters: the next page at any depth for the cost of the first"
+        ),
+    ] = None,
 ) -> TaskFilter:
     try:
         return TaskFilter(
@@ -82,6 +118,7 @@ def get_task_filter(
             sort_order=sort_order,
             skip=skip,
             limit=min(limit, MAX_LIMIT),
+            cursor=cursor,
         )
     except ValidationError as exc:
         raise RequestValidationError(
@@ -106,7 +143,7 @@ def parse_if_match(value: str | None) -> IfMatch:
     return frozenset(versions)
 
 
-def get_if_match(
+async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(alias="If-Match", description='ETag of the version being changed, e.g. W/"3"'),
@@ -119,6 +156,10 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
+TaskReaderDep = Annotated[TaskService, Depends(get_task_reader)]
+TaskWriterDep = Annotated[TaskService, Depends(get_task_writer)]
+TaskCreationDep = Annotated[TaskCreation, Depends(get_task_creation)]
+DependencyReaderDep = Annotated[DependencyService, Depends(get_dependency_reader)]
+DependencyWriterDep = Annotated[DependencyService, Depends(get_dependency_writer)]
 TaskFilterDep = Annotated[TaskFilter, Depends(get_task_filter)]
 IfMatchDep = Annotated[IfMatch, Depends(get_if_match)]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -45,6 +46,31 @@ def _one_of(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(value.value) for value in values)})"
 
 
+def _rank_sql(column: str, values: type[enum.StrEnum]) -> str:
+    whens = " ".join(
+        f"WHEN {{t}}{column} = '{value.value}' THEN {rank}" for rank, value in enumerate(values)
+    )
+    return f"CASE {whens} END"
+
+
+# Sort keys as SQL with constants, not bound parameters: PostgreSQL matches an expression index
+# only to the same expression, and a prepared statement's generic plan sees parameters. `{t}` is
+# the table qualifier: "" in the index definitions, "task." in the repository's ORDER BY and
+# keyset conditions, which use these very texts.
+PRIORITY_RANK_SQL = _rank_sql("priority", TaskPriority)
+STATUS_RANK_SQL = _rank_sql("status", TaskStatus)
+TITLE_KEY_SQL = 'lower({t}title) COLLATE "C"'
+# Tasks without a due date come last in both directions: ±infinity stands in for NULL (no due
+# date a client can send is infinite), so each direction is one plain key.
+DUE_ASC_SQL = "coalesce({t}due_date, CAST('infinity' AS timestamptz))"
+DUE_DESC_SQL = "coalesce({t}due_date, CAST('-infinity' AS timestamptz))"
+
+
+def index_sql(sort_key_sql: str) -> str:
+    """A sort key's text as an index expression (unqualified)."""
+    return sort_key_sql.format(t="")
+
+
 class Task(Base):
     __tablename__ = "task"
     __table_args__ = (
@@ -54,23 +80,32 @@ class Task(Base):
             f"(status = '{TaskStatus.DONE}') = (completed_at IS NOT NULL)", name="completed_at_done"
         ),
         CheckConstraint("version >= 1", name="version_positive"),
-        Index("ix_task_owner_id", "owner_id"),
-        Index("ix_task_assignee_id", "assignee_id"),
-        Index("ix_task_status", "status"),
-        Index("ix_task_due_date", "due_date"),
-        Index("ix_task_created_at", "created_at"),
-        Index("ix_task_tags", "tags", postgresql_using="gin"),
+        # One btree per sort key, owner first and id last: a user's page in any order is a
+        # range of one index, whatever other users hold (issue 16; migration h16b_0003).
+        Index("ix_task_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_task_owner_updated", "owner_id", "updated_at", "id"),
+        Index("ix_task_owner_due_asc", "owner_id", text(index_sql(DUE_ASC_SQL)), "id"),
+        Index("ix_task_owner_due_desc", "owner_id", text(index_sql(DUE_DESC_SQL)), "id"),
+        Index("ix_task_owner_priority", "owner_id", text(index_sql(PRIORITY_RANK_SQL)), "id"),
+        Index("ix_task_owner_status", "owner_id", text(index_sql(STATUS_RANK_SQL)), "id"),
+        Index("ix_task_owner_title", "owner_id", text(index_sql(TITLE_KEY_SQL)), "id"),
         Index(
-            "ix_task_title_trgm",
-            "title",
-            postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops"},
+            "ix_task_assignee_created",
+            "assignee_id",
+            "created_at",
+            "id",
+            postgresql_where=text("assignee_id IS NOT NULL"),
         ),
+        # With btree_gin and pg_trgm (the migration falls back without them): tags and text
+        # search scoped by owner inside the GIN index, so one user's rows never cost another.
+        Index("ix_task_owner_tags", "owner_id", "tags", postgresql_using="gin"),
         Index(
-            "ix_task_description_trgm",
+            "ix_task_owner_text_trgm",
+            "owner_id",
+            "title",
             "description",
             postgresql_using="gin",
-            postgresql_ops={"description": "gin_trgm_ops"},
+            postgresql_ops={"title": "gin_trgm_ops", "description": "gin_trgm_ops"},
         ),
     )
 
@@ -123,3 +158,20 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UserTaskVersion(Base):
+    """How many changes have touched a user's visible tasks: bumped in the transaction of every
+    change that records a `task.*` event naming the user (owner, assignee, previous assignee).
+    The aggregates route names it in its `ETag`, so stats-service can tell a cached figure from
+    a stale one by asking, without the write waiting for its event to reach Redis."""
+
+    __tablename__ = "user_task_version"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+# A constant, not a parameter: partial indexes (`WHERE status <> 'done'`) match only a query
+# whose condition the planner can prove implies theirs.
+NOT_DONE = Task.status != literal_column(f"'{TaskStatus.DONE}'")

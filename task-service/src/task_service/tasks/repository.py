@@ -1,69 +1,52 @@
-"""Every query of the tasks domain. Writes only flush; the request's session commits."""
+"""Queries on tasks themselves: read (with their dependencies), list, create, change, delete.
+
+Every statement is built with SQLAlchemy once, at import or the first time its shape is needed
+(`compile_statement`), and executed on the request's asyncpg connection: a request pays neither
+SQLAlchemy's session and compilation nor a `PREPARE` (asyncpg caches the prepared statement per
+connection). Rows come back as `TaskRead`, the shape the API shows, with no second pass.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import asyncpg
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    and_,
-    case,
+    any_,
+    bindparam,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
-    text,
-    tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
-from taskflow_kit.repository import RepositoryBase, like_pattern
+from taskflow_kit.db import Statement, compile_statement
 
-from task_service.tasks.models import (
-    IdempotencyRecord,
-    Task,
-    TaskDependency,
-    TaskPriority,
-    TaskStatus,
-)
-from task_service.tasks.schemas import TaskFilter
+from task_service.tasks import listing
+from task_service.tasks.cursor import Position
+from task_service.tasks.models import Task, TaskDependency, TaskPriority, TaskStatus
+from task_service.tasks.schemas import TaskFilter, TaskRead
 
-# Advisory-lock namespaces (the two-int form, which never overlaps the one-bigint form other
-# code uses). Adding an edge locks the nodes it could close a cycle through (see
-# `lock_for_new_edge`); the graph key is taken shared by those writes and exclusively only by a
-# write whose reachable set is too large to lock node by node.
-GRAPH_LOCK_NAMESPACE = 0x7A5C
-NODE_LOCK_NAMESPACE = 0x7A5D
-MAX_NODE_LOCKS = 500
-# Expired idempotency records removed per keyed POST, whoever owns them.
-IDEMPOTENCY_SWEEP_BATCH = 100
-LOCK_ATTEMPTS = 3
-DEADLOCK_DETECTED = "40P01"
+TASK_ID = bindparam("task_id", type_=BigInteger)
+USER_ID = bindparam("user_id", type_=BigInteger)
+TASK_IDS = bindparam("task_ids", type_=ARRAY(BigInteger))
+NOW = bindparam("now", type_=Task.updated_at.type)
 
 
-def _sqlstate(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    cause = getattr(orig, "__cause__", None)
-    return str(getattr(orig, "sqlstate", "") or getattr(cause, "sqlstate", "") or "")
-
-
-PRIORITY_RANK = case({name: rank for rank, name in enumerate(TaskPriority)}, value=Task.priority)
-STATUS_RANK = case({name: rank for rank, name in enumerate(TaskStatus)}, value=Task.status)
-
-
-def visible_to(user_id: int) -> ColumnElement[bool]:
+def visible_to(user_id: ColumnElement[int] | int) -> ColumnElement[bool]:
     return or_(Task.owner_id == user_id, Task.assignee_id == user_id)
 
 
-# Selected beside a task (correlated to the statement's `tasks` row), so a task and its
+# Selected beside a task (correlated to the statement's `task` row), so a task and its
 # dependencies come back in one query: the ids it depends on, ascending (NULL when none), and
 # whether any of them is not done. The edge and the dependency are aliased so that a statement
 # that itself joins `task_dependency` does not correlate them away.
@@ -82,433 +65,230 @@ BLOCKED = (
     .correlate(Task)
     .exists()
 )
+TASK_COLUMNS = (
+    Task.id,
+    Task.title,
+    Task.description,
+    Task.status,
+    Task.priority,
+    Task.due_date,
+    Task.tags,
+    Task.owner_id,
+    Task.assignee_id,
+    Task.created_at,
+    Task.updated_at,
+    Task.completed_at,
+    Task.version,
+)
+READ_COLUMNS = (*TASK_COLUMNS, DEPENDS_ON_IDS.label("depends_on"), BLOCKED.label("blocked"))
+
+
+def task_read(row: asyncpg.Record) -> TaskRead:
+    """A row of `READ_COLUMNS` (or `TASK_COLUMNS`: no dependencies yet) as the API shows it.
+    The database's values are already valid, so the model is built without validating."""
+    status = TaskStatus(row["status"])
+    fields = dict(row.items())
+    fields["status"] = status
+    fields["priority"] = TaskPriority(row["priority"])
+    fields["is_completed"] = status is TaskStatus.DONE
+    fields["tags"] = list(row["tags"] or ())
+    fields["depends_on"] = list(fields.get("depends_on") or ())
+    fields["blocked"] = bool(fields.get("blocked"))
+    return TaskRead.model_construct(**fields)
+
+
+_GET_VISIBLE = compile_statement(
+    select(*READ_COLUMNS).where(Task.id == TASK_ID, visible_to(USER_ID))
+)
+_GET_VISIBLE_LOCKED = compile_statement(
+    select(*READ_COLUMNS).where(Task.id == TASK_ID, visible_to(USER_ID)).with_for_update(of=Task)
+)
+_GET_MANY = compile_statement(
+    select(*READ_COLUMNS).where(Task.id == any_(TASK_IDS)).order_by(Task.id)
+)
+_VISIBLE_IDS = compile_statement(
+    select(Task.id)
+    .where(Task.id == any_(TASK_IDS), visible_to(USER_ID))
+    .with_for_update(read=True, key_share=True)
+)
+_INSERT = compile_statement(
+    insert(Task)
+    .values(
+        title=bindparam("v_title"),
+        description=bindparam("v_description"),
+        status=bindparam("v_status"),
+        priority=bindparam("v_priority"),
+        due_date=bindparam("v_due_date"),
+        tags=bindparam("v_tags"),
+        owner_id=bindparam("v_owner_id"),
+        assignee_id=bindparam("v_assignee_id"),
+        created_at=NOW,
+        updated_at=NOW,
+        completed_at=bindparam("v_completed_at"),
+        version=1,
+    )
+    .returning(*TASK_COLUMNS)
+)
+_DEPENDENT_IDS = compile_statement(
+    select(TaskDependency.task_id)
+    .where(
+        TaskDependency.depends_on_id == any_(TASK_IDS),
+        TaskDependency.task_id != func.all(TASK_IDS),
+    )
+    .distinct()
+    .order_by(TaskDependency.task_id)
+)
+_OWNED_IDS = compile_statement(select(Task.id).where(Task.owner_id == USER_ID).order_by(Task.id))
+_UNASSIGN = compile_statement(
+    update(Task)
+    .where(Task.assignee_id == USER_ID)
+    .values(assignee_id=None, updated_at=NOW, version=Task.version + 1)
+    .returning(*READ_COLUMNS)
+)
+# Tasks that depend on deleted ones get a new version: their `depends_on` changes.
+_TOUCH_DEPENDENTS = compile_statement(
+    update(Task)
+    .where(
+        Task.id.in_(
+            select(TaskDependency.task_id).where(TaskDependency.depends_on_id == any_(TASK_IDS))
+        ),
+        Task.id != func.all(TASK_IDS),
+    )
+    .values(version=Task.version + 1, updated_at=NOW)
+    .returning(Task.id)
+)
+_DELETE = compile_statement(delete(Task).where(Task.id == any_(TASK_IDS)))
+
+UPDATABLE = frozenset(
+    {
+        "title",
+        "description",
+        "status",
+        "priority",
+        "due_date",
+        "tags",
+        "assignee_id",
+        "updated_at",
+        "completed_at",
+    }
+)
+
+
+@lru_cache(maxsize=len(UPDATABLE) ** 3)
+def _update_statement(columns: tuple[str, ...]) -> Statement:
+    """`UPDATE task SET <columns>, version = version + 1 ... RETURNING` the new row, compiled
+    once per set of columns (a handful of sets occur)."""
+    return compile_statement(
+        update(Task)
+        .where(Task.id == TASK_ID)
+        .values(
+            {
+                **{Task.__table__.c[name]: bindparam(f"v_{name}") for name in columns},
+                Task.__table__.c.version: Task.version + 1,
+            }
+        )
+        .returning(*READ_COLUMNS)
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class TaskWithDependencies:
-    """A task, the ids of the tasks it depends on (ascending), and whether any is not done."""
+class TaskPage:
+    """A page of tasks, the total (a lower bound unless `total_exact`), and where the next
+    page starts (None: this is the last)."""
 
-    task: Task
-    depends_on: list[int]
-    blocked: bool
-
-
-def _with_dependencies(rows: Iterable[Sequence[Any]]) -> list[TaskWithDependencies]:
-    """(task, ids or NULL when none, blocked) rows as `TaskWithDependencies`."""
-    return [TaskWithDependencies(row[0], list(row[1] or ()), bool(row[2])) for row in rows]
+    tasks: list[TaskRead]
+    total: int
+    total_exact: bool
+    next_position: Position | None
 
 
-class TaskRepository(RepositoryBase[Task]):
-    model = Task
+class TaskRepository:
+    """Tasks on one asyncpg connection (the request's, in its transaction when it writes)."""
 
-    # -- tasks -------------------------------------------------------------------------------
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
 
     async def get_visible(
         self, task_id: int, user_id: int, *, lock: bool = False
-    ) -> TaskWithDependencies | None:
+    ) -> TaskRead | None:
         """The task (with its dependencies) if `user_id` owns it or is its assignee; `lock`
         takes the task's row lock."""
-        statement = select(Task, DEPENDS_ON_IDS, BLOCKED).where(
-            Task.id == task_id, visible_to(user_id)
-        )
-        if lock:
-            statement = statement.with_for_update(of=Task)
-        rows = _with_dependencies(await self.session.execute(statement))
-        return rows[0] if rows else None
+        statement = _GET_VISIBLE_LOCKED if lock else _GET_VISIBLE
+        row = await statement.fetchrow(self.connection, task_id=task_id, user_id=user_id)
+        return None if row is None else task_read(row)
 
-    async def with_dependencies(self, task: Task) -> TaskWithDependencies:
-        """`task` (already loaded) with its dependencies as they are now."""
-        statement = select(DEPENDS_ON_IDS, BLOCKED).select_from(Task).where(Task.id == task.id)
-        ids, blocked = (await self.session.execute(statement)).one()
-        return TaskWithDependencies(task, list(ids or ()), bool(blocked))
+    async def get_many(self, task_ids: Sequence[int]) -> list[TaskRead]:
+        rows = await _GET_MANY.fetch(self.connection, task_ids=list(task_ids))
+        return [task_read(row) for row in rows]
 
     async def visible_ids(self, task_ids: Sequence[int], user_id: int) -> set[int]:
         """Which of `task_ids` the user may see, key-share locked so they cannot vanish
         before this transaction's edges to them are committed."""
-        statement = (
-            select(Task.id)
-            .where(Task.id.in_(task_ids), visible_to(user_id))
-            .with_for_update(read=True, key_share=True)
-        )
-        return set((await self.session.execute(statement)).scalars())
+        rows = await _VISIBLE_IDS.fetch(self.connection, task_ids=list(task_ids), user_id=user_id)
+        return {row[0] for row in rows}
 
-    async def get_many(self, task_ids: Sequence[int]) -> list[TaskWithDependencies]:
-        statement = (
-            select(Task, DEPENDS_ON_IDS, BLOCKED).where(Task.id.in_(task_ids)).order_by(Task.id)
-        )
-        return _with_dependencies(await self.session.execute(statement))
+    async def insert(self, values: Mapping[str, Any], now: datetime) -> TaskRead:
+        """A new task (version 1) from column values; it has no dependencies yet."""
+        fields = {f"v_{name}": value for name, value in values.items()}
+        row = await _INSERT.fetchrow(self.connection, now=now, **fields)
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        return task_read(row)
 
-    async def update(self, task: Task, values: Mapping[str, Any]) -> TaskWithDependencies:
+    async def update(self, task_id: int, values: Mapping[str, Any]) -> TaskRead:
         """Apply `values` and bump the version (the caller holds the row lock); the new row
         comes back with its dependencies."""
-        statement = (
-            update(Task)
-            .where(Task.id == task.id)
-            .values(**values, version=Task.version + 1)
-            .returning(Task, DEPENDS_ON_IDS, BLOCKED)
-            .execution_options(populate_existing=True)
-        )
-        return _with_dependencies(await self.session.execute(statement))[0]
+        columns = tuple(sorted(values))
+        unknown = set(columns) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        fields = {f"v_{name}": values[name] for name in columns}
+        row = await _update_statement(columns).fetchrow(self.connection, task_id=task_id, **fields)
+        assert row is not None  # the caller holds the row lock: it cannot have gone
+        return task_read(row)
 
-    async def delete_one(self, task_id: int, now: datetime) -> None:
-        """Delete the task; its edges go with it (ON DELETE CASCADE), and tasks that depended on
-        it get a new version because their `depends_on` changed."""
-        dependents = select(TaskDependency.task_id).where(TaskDependency.depends_on_id == task_id)
-        await self.session.execute(
-            update(Task)
-            .where(Task.id.in_(dependents))
-            .values(version=Task.version + 1, updated_at=now)
-        )
-        await self.session.execute(delete(Task).where(Task.id == task_id))
+    async def delete(self, task_ids: Sequence[int], now: datetime) -> list[int]:
+        """Delete tasks (their edges cascade); tasks that depended on them get a new version
+        because their `depends_on` changed: their ids come back, ascending."""
+        if not task_ids:
+            return []
+        touched = await _TOUCH_DEPENDENTS.fetch(self.connection, task_ids=list(task_ids), now=now)
+        await _DELETE.execute(self.connection, task_ids=list(task_ids))
+        return sorted(row[0] for row in touched)
 
     async def dependent_ids(self, task_ids: Sequence[int]) -> list[int]:
         """Tasks (outside `task_ids`) that depend on any of `task_ids`."""
-        statement = (
-            select(TaskDependency.task_id)
-            .where(
-                TaskDependency.depends_on_id.in_(task_ids),
-                TaskDependency.task_id.not_in(task_ids),
-            )
-            .distinct()
-            .order_by(TaskDependency.task_id)
-        )
-        return list((await self.session.execute(statement)).scalars())
+        rows = await _DEPENDENT_IDS.fetch(self.connection, task_ids=list(task_ids))
+        return [row[0] for row in rows]
 
     async def owned_ids(self, owner_id: int) -> list[int]:
-        statement = select(Task.id).where(Task.owner_id == owner_id).order_by(Task.id)
-        return list((await self.session.execute(statement)).scalars())
+        return [row[0] for row in await _OWNED_IDS.fetch(self.connection, user_id=owner_id)]
 
-    async def unassign(self, assignee_id: int, now: datetime) -> list[TaskWithDependencies]:
+    async def unassign(self, assignee_id: int, now: datetime) -> list[TaskRead]:
         """Remove `assignee_id` from every task assigned to them (new versions)."""
-        statement = (
-            update(Task)
-            .where(Task.assignee_id == assignee_id)
-            .values(assignee_id=None, updated_at=now, version=Task.version + 1)
-            .returning(Task, DEPENDS_ON_IDS, BLOCKED)
-            .execution_options(populate_existing=True)
-        )
-        return _with_dependencies(await self.session.execute(statement))
+        rows = await _UNASSIGN.fetch(self.connection, user_id=assignee_id, now=now)
+        return [task_read(row) for row in rows]
 
-    async def delete_many(self, task_ids: Sequence[int], now: datetime) -> None:
-        """Delete tasks (edges cascade); tasks depending on them get a new version."""
-        if not task_ids:
-            return
-        dependents = select(TaskDependency.task_id).where(
-            TaskDependency.depends_on_id.in_(task_ids)
-        )
-        await self.session.execute(
-            update(Task)
-            .where(Task.id.in_(dependents), Task.id.not_in(task_ids))
-            .values(version=Task.version + 1, updated_at=now)
-        )
-        await self.session.execute(delete(Task).where(Task.id.in_(task_ids)))
-
-    async def find_page(
-        self, task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> tuple[list[TaskWithDependencies], int]:
-        """One page of the tasks matching the filter, and how many match in total."""
-        conditions = self._conditions(task_filter, user_id, now)
-        total_statement = select(func.count()).select_from(Task).where(*conditions)
-        total = (await self.session.execute(total_statement)).scalar_one()
-        statement = (
-            select(Task, DEPENDS_ON_IDS, BLOCKED)
-            .where(*conditions)
-            .order_by(*self._ordering(task_filter))
-            .offset(task_filter.skip)
-            .limit(task_filter.limit)
-        )
-        return _with_dependencies(await self.session.execute(statement)), total
-
-    @staticmethod
-    def _conditions(
-        task_filter: TaskFilter, user_id: int, now: datetime
-    ) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = []
-        if task_filter.scope == "owned":
-            conditions.append(Task.owner_id == user_id)
-        elif task_filter.scope == "assigned":
-            conditions.append(Task.assignee_id == user_id)
-        else:
-            conditions.append(visible_to(user_id))
-        if task_filter.statuses:
-            conditions.append(Task.status.in_([str(status) for status in task_filter.statuses]))
-        if task_filter.priorities:
-            conditions.append(Task.priority.in_([str(p) for p in task_filter.priorities]))
-        if task_filter.tags:
-            conditions.append(Task.tags.contains(task_filter.tags))
-        if task_filter.search:
-            pattern = like_pattern(task_filter.search)
-            conditions.append(
-                or_(
-                    Task.title.ilike(pattern, escape="\\"),
-                    Task.description.ilike(pattern, escape="\\"),
-                )
+    async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
+        """One page of the tasks matching the filter, the total, and where the next page starts
+        (listing.py says how each stays cheap at any size)."""
+        shape = listing.ListShape.of(task_filter)
+        page, total = listing.list_statements(shape, READ_COLUMNS)
+        values = listing.list_values(task_filter, user_id, now)
+        rows = await page.fetch(self.connection, **values)
+        more = len(rows) > task_filter.limit
+        rows = rows[: task_filter.limit]
+        tasks = [task_read(row) for row in rows]
+        position = None
+        if more:
+            last = rows[-1]
+            position = listing.next_position(
+                task_filter, last["due_date"], last["sort_key"], last["id"]
             )
-        if task_filter.assignee_id is not None:
-            conditions.append(Task.assignee_id == task_filter.assignee_id)
-        if task_filter.due_before is not None:
-            conditions.append(Task.due_date < task_filter.due_before)
-        if task_filter.due_after is not None:
-            conditions.append(Task.due_date >= task_filter.due_after)
-        overdue = and_(Task.status != TaskStatus.DONE, Task.due_date < now)
-        if task_filter.overdue is True:
-            conditions.append(overdue)
-        elif task_filter.overdue is False:
-            conditions.append(
-                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= now)
-            )
-        return conditions
-
-    @staticmethod
-    def _ordering(task_filter: TaskFilter) -> list[Any]:
-        key: Any = {
-            "created_at": Task.created_at,
-            "updated_at": Task.updated_at,
-            "due_date": Task.due_date,
-            "priority": PRIORITY_RANK,
-            "title": func.lower(Task.title).collate("C"),
-            "status": STATUS_RANK,
-        }[task_filter.sort_by]
-        if task_filter.sort_order == "asc":
-            # Tasks without a due date come last in both directions; the id makes ties stable.
-            return [key.asc().nulls_last(), Task.id.asc()]
-        return [key.desc().nulls_last(), Task.id.desc()]
-
-    # -- dependencies ------------------------------------------------------------------------
-
-    async def blocking_ids(self, task_id: int) -> list[int]:
-        """Dependencies of the task that are not done, share-locked: a concurrent reopening of
-        one of them waits for this transaction instead of slipping past the check."""
-        statement = (
-            select(Task.id, Task.status)
-            .join(TaskDependency, TaskDependency.depends_on_id == Task.id)
-            .where(TaskDependency.task_id == task_id)
-            .order_by(Task.id)
-            .with_for_update(of=Task, read=True)
-        )
-        rows = await self.session.execute(statement)
-        return [row_id for row_id, status in rows if status != TaskStatus.DONE]
-
-    def _reachable_nodes_sql(self) -> str:
-        # UNION (not UNION ALL) keeps each node once: linear in the edges reachable.
-        return """
-            WITH RECURSIVE reach(node) AS (
-                SELECT CAST(:start AS bigint)
-                UNION
-                SELECT e.depends_on_id FROM task_dependency e JOIN reach ON e.task_id = reach.node
-            )
-        """
-
-    async def lock_for_new_edge(self, task_id: int, depends_on_id: int) -> None:
-        """Serialise this edge addition with every concurrent one that could close a cycle
-        with it, and with no other.
-
-        Two edges u1→v1 and u2→v2 that close a cycle together each reach the other's source
-        (v1 ⇝ u2 and v2 ⇝ u1), so each writer locks its own source and every node reachable
-        from its target: the two lock sets meet and the second writer re-checks after the
-        first commits. Locks are taken in one order, repeated until the reachable set stops
-        growing; nodes that joined meanwhile are locked out of order, so a deadlock is possible
-        (three writers closing one ring): PostgreSQL aborts one, which retries. A reachable set
-        beyond `MAX_NODE_LOCKS` takes the graph lock exclusively instead (such writes
-        serialise with all others, but stay bounded).
-        """
-        for attempt in range(LOCK_ATTEMPTS):
-            try:
-                # In a savepoint: a deadlock victim's rollback releases the locks it took here.
-                async with self.session.begin_nested():
-                    await self._lock_reachable(task_id, depends_on_id)
-                return
-            except DBAPIError as exc:
-                if _sqlstate(exc) != DEADLOCK_DETECTED or attempt == LOCK_ATTEMPTS - 1:
-                    raise
-
-    async def _lock_reachable(self, task_id: int, depends_on_id: int) -> None:
-        reach = self._reachable_nodes_sql()
-        counted = await self.session.execute(
-            text(f"{reach} SELECT count(*) FROM (SELECT node FROM reach LIMIT :cap) AS r"),  # noqa: S608
-            {"start": depends_on_id, "cap": MAX_NODE_LOCKS + 1},
-        )
-        if int(counted.scalar_one()) > MAX_NODE_LOCKS:
-            await self.session.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, 0)"), {"ns": GRAPH_LOCK_NAMESPACE}
-            )
-            return
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"), {"ns": GRAPH_LOCK_NAMESPACE}
-        )
-        lock_all = text(
-            f"""{reach}
-            SELECT count(pg_advisory_xact_lock(:ns, hashint8(node))) FROM (
-                SELECT node FROM reach
-                UNION SELECT CAST(:source AS bigint)
-                ORDER BY 1
-            ) AS nodes"""  # noqa: S608
-        )
-        params = {"start": depends_on_id, "source": task_id, "ns": NODE_LOCK_NAMESPACE}
-        locked = -1
-        while True:
-            count = int((await self.session.execute(lock_all, params)).scalar_one())
-            if count == locked:
-                return
-            locked = count
-
-    async def reaches(self, start: int, goal: int) -> bool:
-        """Whether `goal` is reachable from `start` along depends_on edges (searched in the
-        database; the search stops at the first hit)."""
-        statement = text(
-            f"{self._reachable_nodes_sql()} SELECT 1 FROM reach WHERE node = :goal LIMIT 1"  # noqa: S608
-        )
-        result = await self.session.execute(statement, {"start": start, "goal": goal})
-        return result.first() is not None
-
-    async def edges_reachable_from(self, task_id: int) -> list[tuple[int, int]]:
-        """Every edge on a path starting at `task_id` (following depends_on)."""
-        edge = TaskDependency.__table__
-        walk = (
-            select(edge.c.task_id, edge.c.depends_on_id)
-            .where(edge.c.task_id == task_id)
-            .cte("walk", recursive=True)
-        )
-        walk = walk.union(
-            select(edge.c.task_id, edge.c.depends_on_id).join(
-                walk, edge.c.task_id == walk.c.depends_on_id
-            )
-        )
-        rows = await self.session.execute(select(walk.c.task_id, walk.c.depends_on_id))
-        return [(source, target) for source, target in rows]
-
-    async def tree_edges(self, task_id: int, depth: int) -> list[tuple[int, int]]:
-        """Edges reachable from `task_id` within `depth` levels."""
-        edge = TaskDependency.__table__
-        walk = (
-            select(edge.c.task_id, edge.c.depends_on_id, literal(1).label("level"))
-            .where(edge.c.task_id == task_id)
-            .cte("tree", recursive=True)
-        )
-        walk = walk.union(
-            select(edge.c.task_id, edge.c.depends_on_id, walk.c.level + 1)
-            .join(walk, edge.c.task_id == walk.c.depends_on_id)
-            .where(walk.c.level < depth)
-        )
-        rows = await self.session.execute(select(walk.c.task_id, walk.c.depends_on_id).distinct())
-        return [(source, target) for source, target in rows]
-
-    async def add_edge(self, task_id: int, depends_on_id: int, now: datetime) -> bool:
-        """Insert the edge; False when it already existed."""
-        statement = (
-            pg_insert(TaskDependency)
-            .values(task_id=task_id, depends_on_id=depends_on_id, created_at=now)
-            .on_conflict_do_nothing()
-            .returning(TaskDependency.task_id)
-        )
-        return (await self.session.execute(statement)).first() is not None
-
-    async def add_edges(self, task_id: int, depends_on_ids: Sequence[int], now: datetime) -> None:
-        if depends_on_ids:
-            await self.session.execute(
-                insert(TaskDependency),
-                [
-                    {"task_id": task_id, "depends_on_id": target, "created_at": now}
-                    for target in depends_on_ids
-                ],
-            )
-
-    async def remove_edge(self, task_id: int, depends_on_id: int) -> bool:
-        statement = (
-            delete(TaskDependency)
-            .where(TaskDependency.task_id == task_id, TaskDependency.depends_on_id == depends_on_id)
-            .returning(TaskDependency.task_id)
-        )
-        return (await self.session.execute(statement)).first() is not None
-
-    async def visible_dependencies(
-        self, task_id: int, user_id: int, *, limit: int
-    ) -> tuple[list[TaskWithDependencies], int]:
-        """The first `limit` visible tasks `task_id` depends on (by id), and how many in all."""
-        return await self._page_of_neighbours(
-            TaskDependency.depends_on_id, TaskDependency.task_id, task_id, user_id, limit
-        )
-
-    async def visible_dependents(
-        self, task_id: int, user_id: int, *, limit: int
-    ) -> tuple[list[TaskWithDependencies], int]:
-        """The first `limit` visible tasks depending on `task_id` (by id), and how many in all."""
-        return await self._page_of_neighbours(
-            TaskDependency.task_id, TaskDependency.depends_on_id, task_id, user_id, limit
-        )
-
-    async def _page_of_neighbours(
-        self, joined: Any, anchor: Any, task_id: int, user_id: int, limit: int
-    ) -> tuple[list[TaskWithDependencies], int]:
-        condition = and_(anchor == task_id, visible_to(user_id))
-        statement = (
-            select(Task, DEPENDS_ON_IDS, BLOCKED)
-            .join(TaskDependency, joined == Task.id)
-            .where(condition)
-            .order_by(Task.id)
-            .limit(limit)
-        )
-        tasks = _with_dependencies(await self.session.execute(statement))
-        if len(tasks) < limit:
-            return tasks, len(tasks)
-        total = select(func.count()).select_from(Task).join(TaskDependency, joined == Task.id)
-        return tasks, int((await self.session.execute(total.where(condition))).scalar_one())
-
-    # -- idempotency -------------------------------------------------------------------------
-
-    async def claim_idempotency_key(
-        self, owner_id: int, key: str, request_hash: str, now: datetime, expired_before: datetime
-    ) -> bool:
-        """Reserve (owner, key) for this request; False when another request holds it.
-
-        A concurrent duplicate blocks on the unique key until the first transaction ends, then
-        sees its committed record (or takes the key over if the first one rolled back).
-        """
-        await self.session.execute(
-            delete(IdempotencyRecord).where(
-                IdempotencyRecord.owner_id == owner_id,
-                IdempotencyRecord.key == key,
-                IdempotencyRecord.created_at < expired_before,
-            )
-        )
-        await self.sweep_idempotency_records(expired_before)
-        statement = (
-            pg_insert(IdempotencyRecord)
-            .values(owner_id=owner_id, key=key, request_hash=request_hash, created_at=now)
-            .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
-        )
-        return (await self.session.execute(statement)).first() is not None
-
-    async def sweep_idempotency_records(
-        self, expired_before: datetime, *, batch: int = IDEMPOTENCY_SWEEP_BATCH
-    ) -> int:
-        """Delete up to `batch` expired records of any owner (oldest first, skipping rows
-        another transaction holds): every keyed POST sweeps a little, so records never wait
-        for their own owner to come back."""
-        expired = (
-            select(IdempotencyRecord.owner_id, IdempotencyRecord.key)
-            .where(IdempotencyRecord.created_at < expired_before)
-            .order_by(IdempotencyRecord.created_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            delete(IdempotencyRecord)
-            .where(tuple_(IdempotencyRecord.owner_id, IdempotencyRecord.key).in_(expired))
-            .returning(IdempotencyRecord.key)
-        )
-        return len((await self.session.execute(statement)).all())
-
-    async def get_idempotency_record(self, owner_id: int, key: str) -> IdempotencyRecord | None:
-        statement = select(IdempotencyRecord).where(
-            IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def save_idempotent_response(self, owner_id: int, key: str, body: dict[str, Any]) -> None:
-        await self.session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
-            .values(response_body=body)
+        if not more and task_filter.skip == 0 and task_filter.cursor is None:
+            return TaskPage(tasks, len(tasks), True, position)
+        counted = int(await total.fetchval(self.connection, **values))
+        if shape.tallied:
+            return TaskPage(tasks, counted, True, position)
+        return TaskPage(
+            tasks, min(counted, listing.TOTAL_CAP), counted <= listing.TOTAL_CAP, position
         )

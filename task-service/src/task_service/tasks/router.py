@@ -10,9 +10,13 @@ from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
 from task_service.tasks.dependencies import (
+    DependencyReaderDep,
+    DependencyWriterDep,
     IfMatchDep,
+    TaskCreationDep,
     TaskFilterDep,
-    TaskServiceDep,
+    TaskReaderDep,
+    TaskWriterDep,
     etag,
 )
 from task_service.tasks.errors import (
@@ -52,7 +56,7 @@ def _with_etag(response: Response, task: TaskRead) -> TaskRead:
 @router.get("/", summary="List tasks")
 @router.get("", include_in_schema=False)
 async def list_tasks(
-    principal: PrincipalDep, task_service: TaskServiceDep, task_filter: TaskFilterDep
+    principal: PrincipalDep, task_service: TaskReaderDep, task_filter: TaskFilterDep
 ) -> TaskList:
     """Tasks the caller owns or is assigned to, filtered, sorted (ties broken by id) and paged."""
     return await task_service.list_tasks(principal, task_filter)
@@ -70,7 +74,7 @@ async def list_tasks(
 async def create_task(
     data: TaskCreate,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    creation: TaskCreationDep,
     response: Response,
     idempotency_key: Annotated[
         str | None,
@@ -84,20 +88,17 @@ async def create_task(
 ) -> TaskRead:
     """Create a task owned by the caller. `assignee_id` must be an active user (asked of
     user-service: 503 with Retry-After when it cannot answer); `depends_on` lists visible tasks."""
-    if idempotency_key is None:
-        task = await task_service.create(principal, data)
-    else:
-        task = await task_service.create_once(principal, data, idempotency_key)
+    task = await creation.create(principal, data, idempotency_key)
     response.headers["Location"] = f"{PREFIX}/{task.id}"
     return _with_etag(response, task)
 
 
 @router.get("/{task_id}", summary="Get a task", responses=problem_responses(TaskNotFound))
 async def get_task(
-    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep, response: Response
+    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskReaderDep, response: Response
 ) -> TaskRead:
     """One task with its `ETag` (404 unless the caller owns it or is its assignee)."""
-    return _with_etag(response, await task_service.get(principal, task_id))
+    return _with_etag(response, await task_service.get_visible(principal, task_id))
 
 
 _UPDATE_ERRORS = problem_responses(
@@ -110,7 +111,7 @@ async def patch_task(
     task_id: TaskIdPath,
     data: TaskUpdate,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    task_service: TaskWriterDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> TaskRead:
@@ -124,7 +125,7 @@ async def put_task(
     task_id: TaskIdPath,
     data: TaskUpdate,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    task_service: TaskWriterDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> TaskRead:
@@ -139,7 +140,7 @@ async def put_task(
     responses=problem_responses(TaskNotFound, OwnerOnly, VersionMismatch),
 )
 async def delete_task(
-    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskServiceDep, if_match: IfMatchDep
+    task_id: TaskIdPath, principal: PrincipalDep, task_service: TaskWriterDep, if_match: IfMatchDep
 ) -> None:
     """Delete a task (owner only) and its dependency edges in both directions."""
     await task_service.delete(principal, task_id, if_match)
@@ -152,7 +153,7 @@ _STATUS_ERRORS = problem_responses(TaskNotFound, VersionMismatch, TaskBlocked)
 async def complete_task(
     task_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    task_service: TaskWriterDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> TaskRead:
@@ -164,7 +165,7 @@ async def complete_task(
 async def reopen_task(
     task_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    task_service: TaskWriterDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> TaskRead:
@@ -176,7 +177,7 @@ async def reopen_task(
 async def toggle_task(
     task_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    task_service: TaskWriterDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> TaskRead:
@@ -194,12 +195,12 @@ async def add_dependency(
     task_id: TaskIdPath,
     data: DependencyCreate,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    dependency_service: DependencyWriterDep,
     response: Response,
 ) -> TaskRead:
     """Make the task depend on `depends_on_id` (adding an existing edge changes nothing).
     409 names the cycle the edge would close, e.g. `cycle: [1, 2, 3, 1]`."""
-    task = await task_service.add_dependency(principal, task_id, data.depends_on_id)
+    task = await dependency_service.add_dependency(principal, task_id, data.depends_on_id)
     return _with_etag(response, task)
 
 
@@ -213,10 +214,10 @@ async def remove_dependency(
     task_id: TaskIdPath,
     depends_on_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    dependency_service: DependencyWriterDep,
 ) -> None:
     """Remove the edge task → depends_on_id (404 when there is none)."""
-    await task_service.remove_dependency(principal, task_id, depends_on_id)
+    await dependency_service.remove_dependency(principal, task_id, depends_on_id)
 
 
 @router.get(
@@ -227,7 +228,7 @@ async def remove_dependency(
 async def list_dependencies(
     task_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    dependency_service: DependencyReaderDep,
     limit: Annotated[
         int,
         Query(
@@ -240,7 +241,7 @@ async def list_dependencies(
     """The tasks this one depends on and the tasks depending on it (those the caller can see),
     each the first `limit` by id (default 50, at most 200); `depends_on_total` and
     `dependents_total` count them all."""
-    return await task_service.dependencies(principal, task_id, limit=limit)
+    return await dependency_service.dependencies(principal, task_id, limit=limit)
 
 
 @router.get(
@@ -251,9 +252,9 @@ async def list_dependencies(
 async def dependency_tree(
     task_id: TaskIdPath,
     principal: PrincipalDep,
-    task_service: TaskServiceDep,
+    dependency_service: DependencyReaderDep,
     depth: Annotated[int, Query(ge=1, le=10, description="Levels below the task")] = 3,
 ) -> DependencyTreeNode:
     """What the task depends on, recursively, `depth` levels deep. Tasks the caller cannot see
     appear with their id and status only, and are not expanded."""
-    return await task_service.dependency_tree(principal, task_id, depth)
+    return await dependency_service.dependency_tree(principal, task_id, depth)

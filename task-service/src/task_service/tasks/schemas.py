@@ -12,11 +12,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from task_service.tasks.cursor import MAX_CURSOR_LENGTH, Position, decode_cursor
 from task_service.tasks.models import TaskPriority, TaskStatus
 
 MAX_LIMIT = 100
@@ -129,7 +133,7 @@ class TaskCreate(BaseModel):
     description: Description | None = None
     status: StatusInput | None = None
     priority: TaskPriority = TaskPriority.MEDIUM
-    is_completed: bool | None = None
+    is_completed: StrictBool | None = None  # `0`/`1` are not booleans, as the spec says
     due_date: UtcDatetime | None = None
     tags: Tags = Field(default_factory=list)
     assignee_id: UserId | None = None
@@ -154,7 +158,7 @@ class TaskUpdate(BaseModel):
     description: Description | None = None
     status: StatusInput | SkipJsonSchema[None] = None
     priority: TaskPriority | SkipJsonSchema[None] = None
-    is_completed: bool | SkipJsonSchema[None] = None
+    is_completed: StrictBool | SkipJsonSchema[None] = None
     due_date: UtcDatetime | None = None
     tags: Tags | SkipJsonSchema[None] = None
     assignee_id: UserId | None = None
@@ -199,10 +203,22 @@ class TaskRead(BaseModel):
 
 
 class TaskList(BaseModel):
+    """One page of tasks. `next_cursor` (null on the last page) fetches the next one at any
+    depth for the same cost; `total` is exact when `total_exact`, otherwise a lower bound
+    (docs/api.md: counting stops at 10,000 matches for the filters that are not kept counted)."""
+
     tasks: list[TaskRead]
     total: int
     skip: int
     limit: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` (same sort and filters) for the next page; null on the last",
+    )
+    total_exact: bool = Field(
+        default=True,
+        description="false: `total` is a lower bound (counting stopped at 1,000 matches)",
+    )
 
 
 class DependencyCreate(BaseModel):
@@ -258,3 +274,21 @@ class TaskFilter(BaseModel):
     sort_order: SortOrder = "desc"
     skip: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    cursor: Annotated[str, Field(max_length=MAX_CURSOR_LENGTH)] | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_fits_the_sort(cls, cursor: str | None, info: ValidationInfo) -> str | None:
+        if cursor is not None:
+            decode_cursor(
+                cursor,
+                sort_by=info.data.get("sort_by", ""),
+                sort_order=info.data.get("sort_order", ""),
+            )
+        return cursor
+
+    def position(self) -> Position | None:
+        """Where the page starts: after the row the cursor names (None: at the beginning)."""
+        if self.cursor is None:
+            return None
+        return decode_cursor(self.cursor, sort_by=self.sort_by, sort_order=self.sort_order)

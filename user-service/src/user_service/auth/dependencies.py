@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from taskflow_kit.db import SessionDep
 from taskflow_kit.errors import BadRequest
 
+from user_service.auth.budgets import RouteBudgets
+from user_service.auth.cookies import check_same_origin
 from user_service.auth.schemas import LoginRequest
 from user_service.auth.service import AuthService
 from user_service.auth.throttle import LoginThrottle, client_address
@@ -47,6 +49,31 @@ def get_client_address(request: Request) -> str:
     )
 
 
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
+
+
+def get_route_budgets(request: Request) -> RouteBudgets:
+    budgets: RouteBudgets = request.app.state.route_budgets
+    return budgets
+
+
+RouteBudgetsDep = Annotated[RouteBudgets, Depends(get_route_budgets)]
+
+
+def address_budget(route: str) -> Any:
+    """A route dependency that spends one request of `route`'s per-address budget."""
+
+    async def spend(budgets: RouteBudgetsDep, address: ClientAddressDep) -> None:
+        await budgets.spend(f"{route}:address", address)
+
+    return Depends(spend)
+
+
+def browser_request(request: Request) -> None:
+    """The CSRF check of the cookie-session routes (see `auth.cookies`)."""
+    check_same_origin(request, allowed_origins=request.app.state.settings.session_allowed_origins)
+
+
 async def login_credentials(request: Request) -> LoginRequest:
     """Credentials from a JSON body or from the OAuth2 password form (Swagger's Authorize).
 
@@ -78,5 +105,4 @@ async def login_credentials(request: Request) -> LoginRequest:
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
-ClientAddressDep = Annotated[str, Depends(get_client_address)]
 LoginCredentialsDep = Annotated[LoginRequest, Depends(login_credentials)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,3 +29,15 @@ class TokenPair(BaseModel):
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires")
     refresh_token: str
+
+
+class BrowserSession(BaseModel):
+    """The web app's cookie session: the access token only (held in memory by the page); the
+    refresh token travels in an HttpOnly cookie the page cannot read."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+    session_expires_at: datetime = Field(
+        description="The session's absolute end: no refresh extends it; sign in again then"
+    )

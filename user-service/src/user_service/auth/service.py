@@ -3,22 +3,56 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
 
-from user_service.auth.errors import InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from user_service.auth.errors import (
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    TooManyLoginFailures,
+)
 from user_service.auth.issuing import TokenIssuer, hash_refresh_token
 from user_service.auth.models import RefreshToken
 from user_service.auth.repository import RefreshTokenRepository
-from user_service.auth.schemas import TokenPair
+from user_service.auth.schemas import BrowserSession, TokenPair
 from user_service.auth.throttle import LoginThrottle, account_key
 from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
+from user_service.security_log import security_event
 from user_service.users.models import User
 from user_service.users.repository import UserRepository
 from user_service.users.schemas import PASSWORD_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTokens:
+    """A freshly issued pair, with when the refresh token and the whole session end."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_at: datetime
+    session_expires_at: datetime
+
+    def pair(self) -> TokenPair:
+        return TokenPair(
+            access_token=self.access_token,
+            expires_in=self.expires_in,
+            refresh_token=self.refresh_token,
+        )
+
+    def browser_session(self) -> BrowserSession:
+        return BrowserSession(
+            access_token=self.access_token,
+            expires_in=self.expires_in,
+            session_expires_at=self.session_expires_at,
+        )
 
 
 class AuthService:
@@ -43,15 +77,21 @@ class AuthService:
         return self.issuer.config
 
     async def authenticate(self, identifier: str, password: str, *, address: str) -> User:
-        """The active user with these credentials; 401 otherwise, 429 after too many failures.
+        """The active user with these credentials; 401 otherwise, 429 while a failure delay
+        runs (see `LoginThrottle`).
 
         The attempt is reserved (counted) before the slow password check and given back on
         success, so parallel guesses cannot all slip under the limit.
         """
-        await self.throttle.reserve_address(address)
         user = await self.users.get_by_login(identifier)
-        account = account_key(identifier, user)
-        await self.throttle.reserve_account(account, address=address)
+        user_id = user.id if user is not None else None
+        try:
+            attempt = await self.throttle.attempt(
+                account=account_key(identifier, user), address=address
+            )
+        except TooManyLoginFailures:
+            security_event("login_throttled", user_id=user_id, address=address)
+            raise
 
         if user is None:
             await self.hasher.verify_dummy(password)
@@ -64,26 +104,37 @@ class AuthService:
             valid = await self.hasher.verify(password, user.hashed_password)
 
         if user is None or not valid or not user.is_active:
+            reason = (
+                "unknown_user" if user is None else "wrong_password" if not valid else "inactive"
+            )
+            security_event("login_failed", user_id=user_id, address=address, reason=reason)
+            raise InvalidCredentials()
+        # The flags the token will claim, read again under a share lock (see get_for_share).
+        user = await self.users.get_for_share(user.id)
+        if user is None or not user.is_active:
             raise InvalidCredentials()
 
-        await self.throttle.succeeded(account=account, address=address)
+        await self.throttle.succeeded(attempt)
         if self.hasher.needs_rehash(user.hashed_password):
             user.hashed_password = await self.hasher.hash(password)
             await self.users.flush()
         return user
 
-    async def login(self, identifier: str, password: str, *, address: str) -> TokenPair:
+    async def login(self, identifier: str, password: str, *, address: str) -> SessionTokens:
+        """A new login session (refresh-token family) whose absolute end starts now."""
         user = await self.authenticate(identifier, password, address=address)
-        return await self._issue_pair(user, family_id=uuid.uuid4())
+        security_event("login_succeeded", user_id=user.id, address=address)
+        return await self._issue(user, family_id=uuid.uuid4(), started_at=datetime.now(UTC))
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate: the presented token is spent and a new pair (same family) returned.
+    async def refresh(self, refresh_token: str, *, address: str) -> SessionTokens:
+        """Rotate: the presented token is spent and a new pair (same family) returned, which
+        ends no later than the session's absolute end.
 
         A token that is already used or revoked is reuse (possibly a stolen copy), so the whole
         family is revoked: neither the thief nor the victim can continue without logging in.
         That includes two concurrent refreshes of one token: one wins, the other is reuse.
         """
-        self._verify_refresh_signature(refresh_token)
+        claims = self._verify_refresh_signature(refresh_token)
         token_hash = hash_refresh_token(refresh_token)
         claimed = await self.refresh_tokens.claim(token_hash)
         if claimed is None:
@@ -94,14 +145,29 @@ class AuthService:
                 await self.events.logged_out(
                     known.user_id, str(known.family_id), reason="refresh_token_reused"
                 )
+                security_event(
+                    "refresh_token_reused",
+                    user_id=known.user_id,
+                    address=address,
+                    session_id=str(known.family_id),
+                )
                 raise RefreshTokenReused()
             raise InvalidRefreshToken()
-        user = await self.users.get(claimed.user_id)
+        user = await self.users.get_for_share(claimed.user_id)
         if user is None or not user.is_active:
             raise InvalidRefreshToken()
-        return await self._issue_pair(user, family_id=claimed.family_id)
+        started = claims.get("sst")
+        # Tokens issued before sessions had a recorded start count from their own issue.
+        started_at = (
+            datetime.fromtimestamp(started, UTC)
+            if isinstance(started, int) and not isinstance(started, bool)
+            else claimed.created_at
+        )
+        if self.issuer.session_ends_at(started_at) <= datetime.now(UTC):
+            raise InvalidRefreshToken()
+        return await self._issue(user, family_id=claimed.family_id, started_at=started_at)
 
-    async def logout(self, refresh_token: str) -> None:
+    async def logout(self, refresh_token: str, *, address: str | None = None) -> None:
         """Revoke the session (the token's family) and its access tokens. Idempotent: an
         unknown, expired or already revoked token changes nothing, and the caller learns nothing
         from the answer."""
@@ -109,15 +175,40 @@ class AuthService:
         if known is not None and await self.refresh_tokens.revoke_family(known.family_id):
             # Access tokens of this session carry its id (`sid`) and are refused from now on.
             await self.events.logged_out(known.user_id, str(known.family_id), reason="logout")
+            security_event(
+                "logged_out",
+                user_id=known.user_id,
+                address=address,
+                session_id=str(known.family_id),
+            )
 
-    def _verify_refresh_signature(self, token: str) -> None:
+    async def end_session(self, user_id: int, session_id: str | None) -> None:
+        """Logout with only an access token: end the login session it names (its `sid`), for a
+        client that lost its refresh token. The token was verified, so the session is the
+        caller's; a token without a session id ends nothing."""
+        if session_id is None:
+            return
         try:
-            decode_token(self.token_config, token, token_type="refresh")
+            family_id = uuid.UUID(session_id)
+        except ValueError:
+            return
+        await self.refresh_tokens.revoke_family(family_id, user_id=user_id)
+        # Also when no refresh token was left to revoke: the access tokens still work until
+        # this event voids them.
+        await self.events.logged_out(user_id, session_id, reason="logout")
+
+    def _verify_refresh_signature(self, token: str) -> dict[str, Any]:
+        try:
+            return decode_token(self.token_config, token, token_type="refresh")
         except InvalidTokenError as exc:
             raise InvalidRefreshToken() from exc
 
-    async def _issue_pair(self, user: User, *, family_id: uuid.UUID) -> TokenPair:
-        refresh = self.issuer.refresh_token(user)
+    async def _issue(
+        self, user: User, *, family_id: uuid.UUID, started_at: datetime
+    ) -> SessionTokens:
+        now = datetime.now(UTC)
+        ends_at = self.issuer.session_ends_at(started_at)
+        refresh = self.issuer.refresh_token(user, session_started_at=started_at, now=now)
         await self.refresh_tokens.add(
             RefreshToken(
                 user_id=user.id,
@@ -126,8 +217,11 @@ class AuthService:
                 expires_at=refresh.expires_at,
             )
         )
-        return TokenPair(
-            access_token=self.issuer.access_token(user, session_id=str(family_id)),
-            expires_in=int(self.issuer.access_ttl.total_seconds()),
+        access_ttl = self.issuer.access_ttl_until(ends_at, now=now)
+        return SessionTokens(
+            access_token=self.issuer.access_token(user, session_id=str(family_id), ttl=access_ttl),
+            expires_in=max(1, int(access_ttl.total_seconds())),
             refresh_token=refresh.token,
+            refresh_expires_at=refresh.expires_at,
+            session_expires_at=ends_at,
         )

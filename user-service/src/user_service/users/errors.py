@@ -32,6 +32,13 @@ class WrongCurrentPassword(BadRequest):
         super().__init__("The current password is not correct")
 
 
+class CurrentPasswordRequired(BadRequest):
+    def __init__(self) -> None:
+        super().__init__(
+            "current_password is required to change the email or username or delete the account"
+        )
+
+
 class SelfLockout(Conflict):
     def __init__(self) -> None:
         super().__init__("Administrators cannot deactivate or demote themselves")

@@ -36,3 +36,17 @@ EMAIL_UNIQUE_INDEX = "uq_user_account_lower_email"
 USERNAME_UNIQUE_INDEX = "uq_user_account_lower_username"
 Index(EMAIL_UNIQUE_INDEX, func.lower(User.email), unique=True)
 Index(USERNAME_UNIQUE_INDEX, func.lower(User.username), unique=True)
+# The directory's substring search (migration 0003_h16b; only where pg_trgm is available).
+Index(
+    "ix_user_account_names_trgm",
+    User.username,
+    User.full_name,
+    postgresql_using="gin",
+    postgresql_ops={"username": "gin_trgm_ops", "full_name": "gin_trgm_ops"},
+)
+Index(
+    "ix_user_account_email_trgm",
+    User.email,
+    postgresql_using="gin",
+    postgresql_ops={"email": "gin_trgm_ops"},
+)

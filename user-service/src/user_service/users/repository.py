@@ -24,6 +24,20 @@ class UserRepository(RepositoryBase[User]):
         )
         return (await self.session.execute(statement)).scalars().first()
 
+    async def get_for_share(self, user_id: int) -> User | None:
+        """The user's row, re-read and locked `FOR SHARE` until the caller's transaction ends.
+
+        Issuing a token from this read is safe against a concurrent demotion or deactivation:
+        that change either committed before the read (and is seen here) or waits for the
+        token's transaction, so its revocation event is younger than the token."""
+        statement = (
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(statement)).scalars().first()
+
     async def taken_fields(
         self, *, email: str | None, username: str | None, exclude_id: int | None = None
     ) -> tuple[bool, bool]:
@@ -80,7 +94,9 @@ class UserRepository(RepositoryBase[User]):
                 include_inactive=include_inactive,
                 search_email=include_inactive if search_email is None else search_email,
             )
-            .order_by(func.lower(User.username), User.id)
+            # lower(username) is unique (uq_user_account_lower_username): no tie to break, and
+            # that index gives the order, so a page reads `skip + limit` entries of it.
+            .order_by(func.lower(User.username))
             .offset(skip)
             .limit(limit)
         )

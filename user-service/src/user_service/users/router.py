@@ -10,12 +10,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from starlette.convertors import Convertor, register_url_convertor
+from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.errors import Forbidden, Unauthorized, problem_responses
 
-from user_service.auth.dependencies import LoginThrottleDep
+from user_service.auth.budgets import RouteBudgetExceeded
+from user_service.auth.dependencies import (
+    ClientAddressDep,
+    LoginThrottleDep,
+    RouteBudgetsDep,
+    address_budget,
+)
 from user_service.auth.errors import TooManyLoginFailures
+from user_service.passwords import PasswordHashingBusy
 from user_service.users.dependencies import CurrentAdminDep, CurrentUserDep, UserServiceDep
 from user_service.users.errors import (
+    CurrentPasswordRequired,
     EmailTaken,
     SelfLockout,
     UserNotFound,
@@ -23,6 +33,7 @@ from user_service.users.errors import (
 )
 from user_service.users.models import BIGINT_MAX
 from user_service.users.schemas import (
+    AccountDeletion,
     AdminUserUpdate,
     PasswordChange,
     StorableText,
@@ -32,30 +43,53 @@ from user_service.users.schemas import (
     UserUpdate,
 )
 
+
+class NumberConvertor(Convertor[str]):
+    """A path segment that is an integer, handed on as text for the route to validate."""
+
+    regex = "-?[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("number", NumberConvertor())
+
+
 router = APIRouter(tags=["users"])
 
 UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's numeric id")]
 
 _AUTHENTICATED = problem_responses(Unauthorized)
+_REAUTHENTICATED = problem_responses(
+    Unauthorized, CurrentPasswordRequired, WrongCurrentPassword, TooManyLoginFailures
+)
+_REGISTER = [address_budget("register")]
 
 
 @router.post(
     "/api/v1/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=problem_responses(EmailTaken),
+    responses=problem_responses(EmailTaken, RouteBudgetExceeded, PasswordHashingBusy),
+    dependencies=_REGISTER,
 )
 @router.post(
     "/api/v1/users/",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=problem_responses(EmailTaken),
+    responses=problem_responses(EmailTaken, RouteBudgetExceeded, PasswordHashingBusy),
+    dependencies=_REGISTER,
 )
 @router.post(
     "/api/v1/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     include_in_schema=False,
+    dependencies=_REGISTER,
 )
 async def register(body: UserCreate, user_service: UserServiceDep, response: Response) -> UserRead:
     """Create an account. Email and username must be unused (compared ignoring case): 409
@@ -75,40 +109,68 @@ async def read_me(user: CurrentUserDep) -> UserRead:
 @router.patch(
     "/api/v1/users/me",
     response_model=UserRead,
-    responses=problem_responses(Unauthorized, EmailTaken),
+    responses={**_REAUTHENTICATED, **problem_responses(EmailTaken)},
 )
 async def update_me(
-    body: UserUpdate, user: CurrentUserDep, user_service: UserServiceDep
+    body: UserUpdate,
+    user: CurrentUserDep,
+    principal: PrincipalDep,
+    user_service: UserServiceDep,
+    address: ClientAddressDep,
+    throttle: LoginThrottleDep,
 ) -> UserRead:
     """Change the caller's full name, email or username (409 if the new email or username is
-    taken)."""
-    return UserRead.model_validate(await user_service.update_profile(user, body))
+    taken). A new email or username also needs `current_password` (400 when it is missing or
+    wrong); a new email signs out every other session of the account."""
+    updated = await user_service.update_profile(
+        user, body, session_id=principal.session_id, address=address, throttle=throttle
+    )
+    return UserRead.model_validate(updated)
 
 
 @router.post(
     "/api/v1/users/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(Unauthorized, WrongCurrentPassword, TooManyLoginFailures),
+    responses={**_REAUTHENTICATED, **problem_responses(RouteBudgetExceeded)},
+    dependencies=[address_budget("password")],
 )
 async def change_password(
     body: PasswordChange,
     user: CurrentUserDep,
     user_service: UserServiceDep,
     throttle: LoginThrottleDep,
+    address: ClientAddressDep,
+    budgets: RouteBudgetsDep,
 ) -> None:
     """Change the caller's password. A wrong current password is 400 (not 401: the caller's
     token is fine). Every refresh token of the user is revoked: other sessions must log in
     again."""
+    await budgets.spend("password:account", str(user.id))
     await user_service.change_password(
-        user, current=body.current_password, new=body.new_password, throttle=throttle
+        user,
+        current=body.current_password,
+        new=body.new_password,
+        address=address,
+        throttle=throttle,
     )
 
 
-@router.delete("/api/v1/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=_AUTHENTICATED)
-async def delete_me(user: CurrentUserDep, user_service: UserServiceDep) -> None:
-    """Delete the caller's account for good, with its sessions. The email and username may
-    be registered again; the numeric id is never reused."""
-    await user_service.delete(user)
+@router.delete(
+    "/api/v1/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=_REAUTHENTICATED
+)
+async def delete_me(
+    body: AccountDeletion,
+    user: CurrentUserDep,
+    user_service: UserServiceDep,
+    throttle: LoginThrottleDep,
+    address: ClientAddressDep,
+) -> None:
+    """Delete the caller's account for good, with its sessions. The body must carry the
+    caller's password, `{"current_password": ...}` (422 without it, 400 when wrong). The email
+    and username may be registered again; the numeric id is never reused."""
+    await user_service.delete(
+        user, current_password=body.current_password, address=address, throttle=throttle
+    )
 
 
 @router.get(
@@ -139,8 +201,11 @@ async def list_users(
     return [UserPublic.model_validate(found) for found in users]
 
 
+# `{user_id:number}`: only a number is a user id, so `/users/login` and `/users/me` are never
+# read as one (another method there is 405 with `Allow`, not this route's 401/403/422), while
+# `0`, `-1` or a number past bigint still reach the route and its 422.
 @router.get(
-    "/api/v1/users/{user_id}",
+    "/api/v1/users/{user_id:number}",
     response_model=UserRead | UserPublic,
     responses=problem_responses(Unauthorized, UserNotFound),
 )
@@ -156,13 +221,19 @@ async def read_user(
 
 
 @router.patch(
-    "/api/v1/users/{user_id}",
+    "/api/v1/users/{user_id:number}",
     response_model=UserRead,
     responses=problem_responses(Unauthorized, Forbidden, UserNotFound, SelfLockout),
 )
 async def administer_user(
-    user_id: UserId, body: AdminUserUpdate, admin: CurrentAdminDep, user_service: UserServiceDep
+    user_id: UserId,
+    body: AdminUserUpdate,
+    admin: CurrentAdminDep,
+    user_service: UserServiceDep,
+    address: ClientAddressDep,
 ) -> UserRead:
     """Administrators only: activate or deactivate a user (deactivation ends their sessions),
     grant or revoke administrator rights. Admins cannot lock themselves out (409)."""
-    return UserRead.model_validate(await user_service.administer(admin, user_id, body))
+    return UserRead.model_validate(
+        await user_service.administer(admin, user_id, body, address=address)
+    )

@@ -71,14 +71,25 @@ class UserCreate(BaseModel):
     full_name: FullName | None = None
 
 
+CurrentPassword = Annotated[
+    str | None,
+    Field(
+        max_length=4096,
+        description="The caller's password: required to change email or username",
+    ),
+]
+
+
 class UserUpdate(BaseModel):
-    """`PATCH /users/me`: any of these; email and username may not be set to null."""
+    """`PATCH /users/me`: any of these; email and username may not be set to null. Changing
+    the email or username also needs `current_password`."""
 
     model_config = ConfigDict(extra="forbid")
 
     email: Email | None = None
     username: Username | None = None
     full_name: FullName | None = None
+    current_password: CurrentPassword = None
 
     @model_validator(mode="after")
     def _required_fields_not_null(self) -> Self:
@@ -93,6 +104,14 @@ class PasswordChange(BaseModel):
 
     current_password: str = Field(max_length=4096)
     new_password: Password
+
+
+class AccountDeletion(BaseModel):
+    """`DELETE /users/me` body: the caller's password, to confirm it is really them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=4096)
 
 
 class AdminUserUpdate(BaseModel):

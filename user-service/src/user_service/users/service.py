@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -9,11 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.outbox import Outbox
 
+from user_service.auth.errors import TooManyLoginFailures
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.throttle import LoginThrottle, account_key
 from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
+from user_service.security_log import security_event
 from user_service.users.errors import (
+    CurrentPasswordRequired,
     EmailTaken,
     SelfLockout,
     UsernameTaken,
@@ -85,45 +89,93 @@ class UserService:
         await self.events.registered(user)
         return user
 
-    async def update_profile(self, user: User, data: UserUpdate) -> User:
-        changes = data.model_dump(exclude_unset=True)
-        await self._ensure_available(
-            email=changes.get("email"), username=changes.get("username"), exclude_id=user.id
-        )
+    async def reauthenticate(
+        self, user: User, password: str | None, *, address: str, throttle: LoginThrottle
+    ) -> None:
+        """Check the signed-in caller's password before a sensitive change. Guessing it is
+        throttled exactly like a login (same counters: failures here delay logins too)."""
+        if password is None:
+            raise CurrentPasswordRequired()
+        try:
+            attempt = await throttle.attempt(
+                account=account_key(user.username, user), address=address
+            )
+        except TooManyLoginFailures:
+            security_event("login_throttled", user_id=user.id, address=address, during="reauth")
+            raise
+        if not await self.hasher.verify(password, user.hashed_password):
+            security_event("reauthentication_failed", user_id=user.id, address=address)
+            raise WrongCurrentPassword()
+        await throttle.succeeded(attempt)
+
+    async def update_profile(
+        self,
+        user: User,
+        data: UserUpdate,
+        *,
+        session_id: str | None,
+        address: str,
+        throttle: LoginThrottle,
+    ) -> User:
+        """Change name, email or username. A new email or username needs the current password;
+        a new email also ends every other session of the user (whoever controlled the old
+        address may have signed in elsewhere with it)."""
+        changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
         changed = {
             field: value for field, value in changes.items() if getattr(user, field) != value
         }
+        if "email" in changed or "username" in changed:
+            await self.reauthenticate(
+                user, data.current_password, address=address, throttle=throttle
+            )
+        await self._ensure_available(
+            email=changed.get("email"), username=changed.get("username"), exclude_id=user.id
+        )
         for field, value in changed.items():
             setattr(user, field, value)
         with _uniqueness_conflicts():
             await self.users.flush()
         if changed:
             await self.events.updated(user, revoke_tokens=False)
+        if "email" in changed:
+            await self._end_other_sessions(user.id, keep=session_id, reason="email_changed")
+            security_event("email_changed", user_id=user.id, address=address)
+        if "username" in changed:
+            security_event("username_changed", user_id=user.id, address=address)
         return user
 
     async def change_password(
-        self, user: User, *, current: str, new: str, throttle: LoginThrottle
+        self, user: User, *, current: str, new: str, address: str, throttle: LoginThrottle
     ) -> None:
         """Check the current password (guessing it is throttled like a login), set the new one
         and end every session: all refresh tokens of the user are revoked, and the access tokens
         issued so far stop working (`user.sessions_revoked`)."""
-        account = account_key(user.username, user)
-        await throttle.check_account(account)
-        if not await self.hasher.verify(current, user.hashed_password):
-            await throttle.record_failure(account=account, address=None)
-            raise WrongCurrentPassword()
+        await self.reauthenticate(user, current, address=address, throttle=throttle)
         user.hashed_password = await self.hasher.hash(new)
         await self.users.flush()
         await self.refresh_tokens.revoke_all_for_user(user.id)
         await self.events.sessions_revoked(user.id, reason="password_changed")
+        security_event("password_changed", user_id=user.id, address=address)
 
-    async def delete(self, user: User) -> None:
-        """Hard delete: the row and (by cascade) its refresh tokens go; ids are never reused.
-        Every token of the user stops working, and task-service removes their tasks
-        (`user.deleted`)."""
+    async def delete(
+        self, user: User, *, current_password: str, address: str, throttle: LoginThrottle
+    ) -> None:
+        """Hard delete, after the password check: the row and (by cascade) its refresh tokens
+        go; ids are never reused. Every token of the user stops working, and task-service
+        removes their tasks (`user.deleted`)."""
+        await self.reauthenticate(user, current_password, address=address, throttle=throttle)
         user_id = user.id
         await self.users.delete(user)
         await self.events.deleted(user_id)
+        security_event("account_deleted", user_id=user_id, address=address)
+
+    async def _end_other_sessions(self, user_id: int, *, keep: str | None, reason: str) -> None:
+        try:
+            kept = uuid.UUID(keep) if keep else None
+        except ValueError:
+            kept = None
+        for family_id in await self.refresh_tokens.revoke_other_families(user_id, keep=kept):
+            await self.events.logged_out(user_id, str(family_id), reason=reason)
 
     async def get(self, user_id: int) -> User:
         user = await self.users.get(user_id)
@@ -138,7 +190,9 @@ class UserService:
             q=q, skip=skip, limit=limit, include_inactive=include_inactive
         )
 
-    async def administer(self, actor: User, user_id: int, data: AdminUserUpdate) -> User:
+    async def administer(
+        self, actor: User, user_id: int, data: AdminUserUpdate, *, address: str | None = None
+    ) -> User:
         """Activate/deactivate or grant/revoke admin. Deactivation ends the user's sessions."""
         user = await self.get(user_id)
         changes = data.model_dump(exclude_unset=True)
@@ -159,6 +213,9 @@ class UserService:
             # either voids the tokens issued before it (the event is written after the row
             # lock is held, so a concurrent login's token is older than the event).
             await self.events.updated(user, revoke_tokens=True)
+            security_event(
+                "admin_changed_user", user_id=user.id, address=address, actor_id=actor.id, **changed
+            )
         return user
 
     async def make_admin(self, identifier: str) -> User:
@@ -172,6 +229,7 @@ class UserService:
         await self.users.flush()
         if changed:
             await self.events.updated(user, revoke_tokens=True)
+            security_event("admin_granted_from_cli", user_id=user.id, address=None)
         return user
 
     async def _ensure_available(

@@ -1,0 +1,314 @@
+"""The statements behind `GET /tasks/`, shaped so a page costs the same at any size and depth.
+
+- Visibility (owner or assignee) is a UNION ALL of the owned tasks and those assigned by someone
+  else, each branch ordered and limited on its own: the owned branch is a range of an index led
+  by owner_id, so a page reads `skip + limit + 1` index entries however many tasks the user has,
+  where an OR would read every visible row and sort them. (PostgreSQL does not merge an
+  unlimited UNION ALL in index order; limited branches it does.)
+- Each sort is one key with constants only (models.*_SQL), the very expression the index on
+  (owner_id, key, id) holds, compared as a row with the id: `(key, id) > (last key, last id)` is
+  where a keyset page starts, an index condition.
+- The page's ids are found first (from the index alone when it can), then only those rows are
+  read with their dependencies: rows skipped by `skip` are never fetched.
+- The total is the running counts of `task_tally` when the filter is one they keep (scope and
+  status/priority only), otherwise a count that stops after TOTAL_CAP matches.
+
+Statements are compiled once per shape of listing (which filters, which sort, a cursor or not);
+the values are parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
+from taskflow_kit.db import Statement, compile_statement
+from taskflow_kit.repository import like_pattern
+
+from task_service.aggregates.models import TaskTally
+from task_service.tasks.cursor import Position
+from task_service.tasks.models import (
+    DUE_ASC_SQL,
+    DUE_DESC_SQL,
+    NOT_DONE,
+    PRIORITY_RANK_SQL,
+    STATUS_RANK_SQL,
+    TITLE_KEY_SQL,
+    Task,
+    TaskStatus,
+)
+from task_service.tasks.schemas import TaskFilter
+
+# Counting stops here for filters the running counts do not keep (docs/api.md, "total").
+TOTAL_CAP = 1_000
+
+USER_ID = bindparam("user_id", type_=BigInteger)
+NOW = bindparam("now", type_=Task.due_date.type)
+_TIMESTAMP = Task.due_date.type
+
+
+def _key(sql: str) -> ColumnElement[Any]:
+    return literal_column(f"({sql.format(t='task.')})")
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """A sort's key as SQL, and the type of a cursor's key value compared with it."""
+
+    expression: ColumnElement[Any]
+    key_type: TypeEngine[Any]
+    # For a due date: what stands in for "no due date" in this direction (the cursor keeps
+    # the date itself, NULL for none).
+    infinity: str | None = None
+
+    def bound(self) -> ColumnElement[Any]:
+        value = bindparam("cursor_key", type_=self.key_type)
+        if self.infinity is None:
+            return value
+        return func.coalesce(
+            cast(value, _TIMESTAMP), literal_column(f"CAST('{self.infinity}' AS timestamptz)")
+        )
+
+
+_SORT_KEYS: dict[tuple[str, str], SortKey] = {
+    **{
+        (field, order): SortKey(getattr(Task, field).expression, _TIMESTAMP)
+        for field in ("created_at", "updated_at")
+        for order in ("asc", "desc")
+    },
+    # Tasks without a due date last in both directions: NULL reads as +infinity ascending and
+    # as -infinity descending (the indexes ix_task_owner_due_asc and ix_task_owner_due_desc).
+    ("due_date", "asc"): SortKey(_key(DUE_ASC_SQL), _TIMESTAMP, "infinity"),
+    ("due_date", "desc"): SortKey(_key(DUE_DESC_SQL), _TIMESTAMP, "-infinity"),
+    **{
+        (field, order): SortKey(_key(sql), key_type)
+        for field, sql, key_type in (
+            ("priority", PRIORITY_RANK_SQL, Integer()),
+            ("status", STATUS_RANK_SQL, Integer()),
+            ("title", TITLE_KEY_SQL, Text()),
+        )
+        for order in ("asc", "desc")
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ListShape:
+    """What decides the SQL of a task listing (the values are parameters)."""
+
+    scope: str
+    statuses: bool
+    priorities: bool
+    tags: bool
+    search: bool
+    assignee: bool
+    due_before: bool
+    due_after: bool
+    overdue: bool | None
+    sort_by: str
+    sort_order: str
+    cursor: bool
+
+    @classmethod
+    def of(cls, task_filter: TaskFilter) -> ListShape:
+        return cls(
+            scope=task_filter.scope,
+            statuses=bool(task_filter.statuses),
+            priorities=bool(task_filter.priorities),
+            tags=bool(task_filter.tags),
+            search=bool(task_filter.search),
+            assignee=task_filter.assignee_id is not None,
+            due_before=task_filter.due_before is not None,
+            due_after=task_filter.due_after is not None,
+            overdue=task_filter.overdue,
+            sort_by=task_filter.sort_by,
+            sort_order=task_filter.sort_order,
+            cursor=task_filter.cursor is not None,
+        )
+
+    @property
+    def descending(self) -> bool:
+        return self.sort_order == "desc"
+
+    @property
+    def sort_key(self) -> SortKey:
+        return _SORT_KEYS[(self.sort_by, self.sort_order)]
+
+    @property
+    def tallied(self) -> bool:
+        """Whether the running counts keep this filter's total (scope and status/priority)."""
+        return self.scope != "assigned" and not (
+            self.tags
+            or self.search
+            or self.assignee
+            or self.due_before
+            or self.due_after
+            or self.overdue is not None
+        )
+
+    def branches(self) -> list[list[ColumnElement[bool]]]:
+        """The conditions of each branch whose union is what the caller may list."""
+        if self.scope == "owned":
+            return [[Task.owner_id == USER_ID]]
+        if self.scope == "assigned":
+            return [[Task.assignee_id == USER_ID]]
+        return [[Task.owner_id == USER_ID], [Task.assignee_id == USER_ID, Task.owner_id != USER_ID]]
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The filters, written so the owner-led indexes serve them."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.statuses:
+            conditions.append(Task.status == any_(bindparam("statuses", type_=ARRAY(String))))
+        if self.priorities:
+            conditions.append(Task.priority == any_(bindparam("priorities", type_=ARRAY(String))))
+        if self.tags:
+            conditions.append(Task.tags.contains(bindparam("tags", type_=ARRAY(Text))))
+        if self.search:
+            pattern = bindparam("pattern", type_=Text)
+            conditions.append(
+                or_(
+                    Task.title.ilike(pattern, escape="\\"),
+                    Task.description.ilike(pattern, escape="\\"),
+                )
+            )
+        if self.assignee:
+            conditions.append(Task.assignee_id == bindparam("assignee_id", type_=BigInteger))
+        # `due_date < t` is `due key ascending < t` (no due date sorts at +infinity) and
+        # `due_date >= t` is `due key descending >= t`: the same rows, as ranges of the
+        # due-date indexes.
+        if self.due_before:
+            conditions.append(_key(DUE_ASC_SQL) < bindparam("due_before", type_=_TIMESTAMP))
+        if self.due_after:
+            conditions.append(_key(DUE_DESC_SQL) >= bindparam("due_after", type_=_TIMESTAMP))
+        if self.overdue is True:
+            conditions.append(and_(NOT_DONE, Task.due_date < NOW))
+        elif self.overdue is False:
+            conditions.append(
+                or_(Task.status == TaskStatus.DONE, Task.due_date.is_(None), Task.due_date >= NOW)
+            )
+        return conditions
+
+    def after_cursor(self) -> ColumnElement[bool]:
+        row = tuple_(self.sort_key.expression, Task.id)
+        last = tuple_(self.sort_key.bound(), bindparam("cursor_id", type_=BigInteger))
+        return row < last if self.descending else row > last
+
+    def page_ids(self) -> Select[Any]:
+        """Ids and sort keys of the page: `skip` rows passed over, `limit` rows (one more than
+        the page, to know whether another follows)."""
+        key = self.sort_key.expression
+        conditions = self.conditions()
+        if self.cursor:
+            conditions.append(self.after_cursor())
+        skip = bindparam("skip", type_=BigInteger)
+        limit = bindparam("limit", type_=BigInteger)
+        branches = [
+            select(Task.id.label("id"), key.label("sort_key"))
+            .where(*branch, *conditions)
+            .order_by(*self._ordered((key, Task.id)))
+            for branch in self.branches()
+        ]
+        if len(branches) == 1:
+            return branches[0].offset(skip).limit(limit)
+        branch_limit = bindparam("branch_limit", type_=BigInteger)
+        rows = union_all(*(branch.limit(branch_limit) for branch in branches)).subquery("visible")
+        return (
+            select(rows.c.id, rows.c.sort_key)
+            .order_by(*self._ordered((rows.c.sort_key, rows.c.id)))
+            .offset(skip)
+            .limit(limit)
+        )
+
+    def capped_count(self) -> Select[Any]:
+        """How many tasks match, counting no further than TOTAL_CAP + 1."""
+        conditions = self.conditions()
+        branches = [
+            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
+            for branch in self.branches()
+        ]
+        rows = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery("matching")
+        return select(func.count()).select_from(rows)
+
+    def tallied_count(self) -> Select[Any]:
+        """The exact total from the running counts (for a `tallied` shape)."""
+        conditions: list[ColumnElement[bool]] = [TaskTally.user_id == USER_ID]
+        if self.scope == "owned":
+            conditions.append(TaskTally.owned.is_(True))
+        if self.statuses:
+            conditions.append(TaskTally.status == any_(bindparam("statuses", type_=ARRAY(String))))
+        if self.priorities:
+            conditions.append(
+                TaskTally.priority == any_(bindparam("priorities", type_=ARRAY(String)))
+            )
+        return select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions)
+
+    def _ordered(self, columns: tuple[Any, ...]) -> list[Any]:
+        return [column.desc() if self.descending else column.asc() for column in columns]
+
+
+@lru_cache(maxsize=2048)
+def list_statements(shape: ListShape, read_columns: tuple[Any, ...]) -> tuple[Statement, Statement]:
+    """(page, total) of a listing shape, compiled once per shape. The page is `read_columns`
+    of each row, then its sort key; its rows come in the listing's order."""
+    page = shape.page_ids().subquery("page")
+    statement = (
+        select(*read_columns, page.c.sort_key)
+        .join_from(Task, page, page.c.id == Task.id)
+        .order_by(*shape._ordered((page.c.sort_key, page.c.id)))
+    )
+    total = shape.tallied_count() if shape.tallied else shape.capped_count()
+    return compile_statement(statement), compile_statement(total)
+
+
+def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[str, Any]:
+    """The parameters of a listing's statements."""
+    position = task_filter.position()
+    return {
+        "user_id": user_id,
+        "statuses": [str(status) for status in task_filter.statuses],
+        "priorities": [str(priority) for priority in task_filter.priorities],
+        "tags": task_filter.tags,
+        "pattern": like_pattern(task_filter.search) if task_filter.search else None,
+        "assignee_id": task_filter.assignee_id,
+        "due_before": task_filter.due_before,
+        "due_after": task_filter.due_after,
+        "now": now,
+        "skip": task_filter.skip,
+        "limit": task_filter.limit + 1,
+        "branch_limit": task_filter.skip + task_filter.limit + 1,
+        "cursor_key": position.key if position else None,
+        "cursor_id": position.id if position else None,
+    }
+
+
+def next_position(
+    task_filter: TaskFilter, due_date: datetime | None, key: Any, task_id: int
+) -> Position:
+    """The cursor position after a page whose last row is `task_id` with sort key `key`."""
+    # A due-date key is ±infinity for a task without one: the cursor keeps the date itself.
+    if task_filter.sort_by == "due_date":
+        key = due_date
+    return Position(task_filter.sort_by, task_filter.sort_order, key, task_id)

@@ -1,0 +1,242 @@
+"""Every hot query's plan at a realistic size: a big user (150,000 tasks) and a small one (3,000)
+in one database, loaded by PostgreSQL itself and ANALYZEd.
+
+Each listing and aggregate query runs under `EXPLAIN (ANALYZE, FORMAT JSON)` for both users; the
+plan must read `task` through indexes only (never a sequential scan) and touch a bounded number
+of its rows, far fewer than the big user holds: a query's cost must not grow with the user's
+(or another user's) task count. The bounds are loose multiples of what a page needs, tight
+enough that a plan which reads the big user's rows wholesale (a sort of everything, an OR of
+owner and assignee, a GIN scan over every user) fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+# bulk_tasks sits in tests/, which the suite's conftest puts on the path.
+from bulk_tasks import (
+    BULK_INSERT,
+    COMMON_TAG,
+    COMMON_TERM,
+    RARE_TAG,
+    RARE_TERM,
+    bulk_insert_parameters,
+)
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from task_service.aggregates.repository import AggregateRepository
+from task_service.tasks import listing
+from task_service.tasks.cursor import encode_cursor
+from task_service.tasks.repository import READ_COLUMNS
+from task_service.tasks.schemas import TaskFilter
+from taskflow_kit.db import async_database_url, asyncpg_dsn
+from taskflow_kit.testing import migrated_database
+
+ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+BIG, SMALL = 1, 2
+SIZES = {BIG: 150_000, SMALL: 3_000}
+# Rows of `task` a listing may touch: a page of 20 and its lookups, a skip of 1,000, the rare
+# tag's and term's matches; a count stops at listing.TOTAL_CAP + 1 matches, which takes
+# reading the cap divided by how dense the matches are (1/16 for the common term).
+PAGE_BUDGET = 3_000
+COUNT_BUDGET = 20 * (listing.TOTAL_CAP + 1)
+
+LISTINGS: dict[str, dict[str, Any]] = {
+    "first page": {},
+    "skip 1000": {"skip": 1000},
+    "status": {"statuses": ["done"]},
+    "priority": {"priorities": ["urgent", "high"]},
+    "overdue": {"overdue": True},
+    "not overdue": {"overdue": False},
+    "due before": {"due_before": datetime.now(UTC) - timedelta(days=300)},
+    "due after": {"due_after": datetime.now(UTC) + timedelta(days=300)},
+    "common tag": {"tags": [COMMON_TAG]},
+    "rare tag": {"tags": [RARE_TAG]},
+    "common term": {"search": COMMON_TERM},
+    "rare term": {"search": RARE_TERM},
+    "owned": {"scope": "owned"},
+    "assigned": {"scope": "assigned"},
+    "assignee filter": {"assignee_id": 105},
+    **{
+        f"sort {field} {order}": {"sort_by": field, "sort_order": order}
+        for field in ("created_at", "updated_at", "due_date", "priority", "title", "status")
+        for order in ("asc", "desc")
+    },
+}
+
+
+RARE = {"rare tag", "rare term"}
+
+
+@dataclass
+class Plan:
+    """What a plan read: its nodes' types and the rows of `task` its scans returned."""
+
+    nodes: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, explained: Any) -> Plan:
+        nodes: list[dict[str, Any]] = []
+
+        def walk(node: dict[str, Any]) -> None:
+            nodes.append(node)
+            for child in node.get("Plans", ()):
+                walk(child)
+
+        walk(json.loads(explained)[0]["Plan"])
+        return cls(nodes)
+
+    def scans_of_task(self) -> list[dict[str, Any]]:
+        return [node for node in self.nodes if node.get("Relation Name") == "task"]
+
+    @property
+    def sequential(self) -> bool:
+        return any(node["Node Type"] == "Seq Scan" for node in self.scans_of_task())
+
+    @property
+    def task_rows(self) -> int:
+        """Rows of `task` the scans returned, and those their filters threw away."""
+        return sum(
+            int(node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+            for node in self.scans_of_task()
+        )
+
+
+@pytest.fixture(scope="module")
+async def plans_database_url() -> AsyncIterator[str]:
+    async with migrated_database("tf_plans", ALEMBIC_INI) as url:
+        engine = create_async_engine(async_database_url(url))
+        async with engine.begin() as connection:
+            for owner, count in SIZES.items():
+                parameters = bulk_insert_parameters(owner=owner, count=count, assignee_base=100)
+                await connection.execute(text(BULK_INSERT), parameters)
+            # A few of the big user's tasks are assigned to the small one: both branches
+            # of visibility have rows.
+            await connection.execute(
+                text("UPDATE task SET assignee_id = :small WHERE owner_id = :big AND id % 997 = 0"),
+                {"small": SMALL, "big": BIG},
+            )
+        async with engine.connect() as connection:
+            await connection.execute(text("COMMIT"))
+            await connection.execute(text("VACUUM ANALYZE"))
+        await engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def connection(plans_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
+    # JIT compiles expressions for costly-looking plans: seconds of noise, no plan change.
+    await connection.execute("SET jit = off")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def explain(connection: asyncpg.Connection, sql: str, args: list[Any]) -> Plan:
+    explained = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+    return Plan.of(explained)
+
+
+USERS = [pytest.param(BIG, id="big user"), pytest.param(SMALL, id="small user")]
+
+
+def check(plan: Plan, user: int, budget: int, what: str) -> None:
+    """Within the row budget; and for the small user, never a sequential scan (it would read
+    the big user's rows). The big user's may be one that stops early (a count up to the cap
+    of a filter most rows match): the budget bounds it."""
+    assert plan.task_rows <= budget, (what, plan.task_rows)
+    if user == SMALL:
+        assert not plan.sequential, what
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("name", list(LISTINGS))
+async def test_listing_reads_an_index_range_not_the_users_tasks(
+    connection: asyncpg.Connection, user: int, name: str
+) -> None:
+    task_filter = TaskFilter(**LISTINGS[name])
+    shape = listing.ListShape.of(task_filter)
+    page, total = listing.list_statements(shape, READ_COLUMNS)
+    values = listing.list_values(task_filter, user, datetime.now(UTC))
+
+    page_plan = await explain(connection, page.sql, page.args(values))
+    budget = PAGE_BUDGET + task_filter.skip
+    if name in RARE:
+        # The planner may walk the sort index instead of the GIN one (its estimate of a rare
+        # substring comes from a random sample): a page then reads rows until 21 match, a cost
+        # set by the rarity (1 in 1,000), not by how many tasks the user has.
+        budget = 25 * 1_000
+    check(page_plan, user, budget, f"{name}: page")
+    total_plan = await explain(connection, total.sql, total.args(values))
+    check(total_plan, user, COUNT_BUDGET, f"{name}: total")
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("sort", ["created_at", "due_date", "priority", "title"])
+async def test_a_page_deep_by_cursor_costs_what_the_first_does(
+    connection: asyncpg.Connection, user: int, sort: str
+) -> None:
+    now = datetime.now(UTC)
+    deep = TaskFilter(sort_by=sort, sort_order="asc", skip=2_000)
+    page, _ = listing.list_statements(listing.ListShape.of(deep), READ_COLUMNS)
+    rows = await connection.fetch(page.sql, *page.args(listing.list_values(deep, user, now)))
+    last = rows[deep.limit - 1]
+    position = listing.next_position(deep, last["due_date"], last["sort_key"], last["id"])
+    after = TaskFilter(sort_by=sort, sort_order="asc", cursor=encode_cursor(position))
+    page, _ = listing.list_statements(listing.ListShape.of(after), READ_COLUMNS)
+    plan = await explain(connection, page.sql, page.args(listing.list_values(after, user, now)))
+    check(plan, user, 200, f"cursor after 2,000 by {sort}")
+
+
+class Recording:
+    """An asyncpg connection that remembers every statement run on it, with its arguments."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.connection, name)
+
+        async def recorded(sql: str, *args: Any) -> Any:
+            self.statements.append((sql, args))
+            return await method(sql, *args)
+
+        return recorded
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_aggregates_read_counts_and_index_ranges(
+    connection: asyncpg.Connection, user: int
+) -> None:
+    recording = Recording(connection)
+    repository = AggregateRepository(recording)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    counts = await repository.counts(user, now)
+    since = now.date() - timedelta(days=29)
+    await repository.created_per_day(user, since)
+    await repository.completed_per_day(user, since)
+    assert counts["total"] == SIZES[user] + (SIZES[BIG] // 997 if user == SMALL else 0)
+
+    assert len(recording.statements) >= 5
+    for sql, args in recording.statements:
+        plan = await explain(connection, sql, list(args))
+        # The windows hold a few thousand of the big user's rows; the overdue count is the
+        # one that grows with the user (an index-only range of their open, dated tasks).
+        check(plan, user, SIZES[BIG] // 4, sql)
+
+
+async def test_every_execution_is_planned_for_its_values(connection: asyncpg.Connection) -> None:
+    """A prepared statement's generic plan (PostgreSQL's choice after five runs) serves one
+    user's tag or term with the plan of another, 20x slower: the database forbids it."""
+    assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"

@@ -1,0 +1,146 @@
+"""Tokens issued while an account changes, and logout with only an access token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+from fastapi import FastAPI
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from user_service.models import User
+
+PASSWORD = "correct horse battery staple"
+
+
+def claims(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+async def until(check: Callable[[], Awaitable[bool]], *, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def demotion_in_progress(app: FastAPI, user_id: int) -> AsyncIterator[AsyncConnection]:
+    """An admin demotion that has updated the row (holding its lock) and not yet committed;
+    it commits when the block ends."""
+    async with app.state.engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(update(User).where(User.id == user_id).values(is_superuser=False))
+        yield connection
+        await transaction.commit()
+
+
+async def finished_or_blocked(request: asyncio.Task[Any], app: FastAPI) -> bool:
+    """The request has finished, or waits for a row lock (the demotion's)."""
+    if request.done():
+        return True
+    async with app.state.engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
+
+
+async def test_login_racing_a_demotion_never_claims_the_old_admin_right(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    admin = await api.account(username="root", admin=True)
+    assert claims(admin.tokens["access_token"])["is_superuser"] is True
+
+    async with demotion_in_progress(app, admin.id):
+        login = asyncio.create_task(
+            client.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD})
+        )
+        # The login either finished (reading the row as it was: the hole) or waits for the
+        # demotion's row lock; only then does the demotion commit.
+        await until(
+            lambda: finished_or_blocked(login, app),
+            what="the login to finish or to wait for the demotion",
+        )
+    response = await login
+    assert response.status_code == 200, response.text
+    assert claims(response.json()["access_token"])["is_superuser"] is False
+
+
+async def test_refresh_racing_a_demotion_never_claims_the_old_admin_right(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    admin = await api.account(username="root", admin=True)
+
+    async with demotion_in_progress(app, admin.id):
+        refresh = asyncio.create_task(
+            client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": admin.tokens["refresh_token"]}
+            )
+        )
+        await until(
+            lambda: finished_or_blocked(refresh, app),
+            what="the refresh to finish or to wait for the demotion",
+        )
+    response = await refresh
+    assert response.status_code == 200, response.text
+    assert claims(response.json()["access_token"])["is_superuser"] is False
+
+
+async def test_logout_with_only_the_access_token_ends_that_session(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    account = await api.account(username="alice")
+    other = await api.login(username="alice")  # a second session of the same user
+
+    response = await client.post("/api/v1/auth/logout", headers=account.headers)
+
+    assert response.status_code == 204, response.text
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account.tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    async with app.state.sessionmaker() as session:
+        family = claims(account.tokens["access_token"])["sid"]
+        revoked = await session.scalar(
+            text("SELECT count(*) FROM refresh_token WHERE family_id = :f AND revoked_at IS NULL"),
+            {"f": family},
+        )
+    assert revoked == 0
+
+    async def access_refused() -> bool:
+        me = await client.get("/api/v1/auth/me", headers=account.headers)
+        return me.status_code == 401
+
+    await until(access_refused, what="the session's access token to be refused")
+    still = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}
+    )
+    assert still.status_code == 200, "the other session goes on"
+
+
+async def test_logout_without_a_body_or_a_token_is_401(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/auth/logout")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_logout_with_a_refresh_token_ignores_a_stale_access_token(
+    client: httpx.AsyncClient, api
+) -> None:
+    """A client sending its expired access token beside the refresh token still logs out."""
+    account = await api.account(username="alice")
+    response = await client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": account.tokens["refresh_token"]},
+        headers={"Authorization": "Bearer not-a-token"},
+    )
+    assert response.status_code == 204
