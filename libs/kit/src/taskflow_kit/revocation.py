@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from taskflow_kit.background import wait_for_up_to
+from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
 from taskflow_kit.consumer import StreamTail
 from taskflow_kit.errors import ServiceUnavailable
 from taskflow_kit.events import USER_STREAM, Event, epoch_key, stream_key
@@ -269,3 +269,8 @@ class RevocationListener:
                     await self.store.prune(self.revocations.max_token_age)
             except (RedisError, OSError) as exc:
                 logger.debug("revocations_reload_failed", error=str(exc))
+            finally:
+                # A cancellation that landed inside a Redis command may come out as a RedisError
+                # (redis/redis-py#2028): without this the loop, and the shutdown awaiting it,
+                # would never end.
+                stop_if_cancelled()
