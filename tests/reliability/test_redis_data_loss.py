@@ -109,7 +109,13 @@ def test_redis_losing_its_data_forgets_no_revocation_and_no_event(loss_rig: Loss
     client = redis.Redis.from_url(rig.redis.url)
     prefix = f"{rig.suite.redis_prefix}loss:"
     try:
-        assert http.delete(f"{rig.user.url}{API}/users/me", headers=bob).status_code == 204
+        deleted = http.request(
+            "DELETE",
+            f"{rig.user.url}{API}/users/me",
+            headers=bob,
+            json={"current_password": PASSWORD},  # deletion re-authenticates (issue 21)
+        )
+        assert deleted.status_code == 204
 
         def deletion_published() -> bool:
             entries = client.xrange(f"{prefix}events:user")
