@@ -102,6 +102,18 @@ class Profile:
     rounds: int
 
 
+# Every route straight to its service, in both profiles (the quick one trims only the gateway's).
+DIRECT_ROUTES = (
+    "list",
+    "filtered",
+    "read",
+    "create",
+    "update",
+    "complete",
+    "churn",
+    "stats",
+    "me",
+)
 QUICK = Profile(
     accounts=32,
     tasks_per_account=25,
@@ -114,17 +126,7 @@ QUICK = Profile(
     login_seconds=5,
     login_background_rate=40,
     gateway_routes=("list", "read", "create", "stats", "me"),
-    direct_routes=(
-        "list",
-        "filtered",
-        "read",
-        "create",
-        "update",
-        "complete",
-        "churn",
-        "stats",
-        "me",
-    ),
+    direct_routes=DIRECT_ROUTES,
     rounds=1,
 )
 FULL = Profile(
@@ -139,17 +141,7 @@ FULL = Profile(
     login_seconds=15,
     login_background_rate=60,
     gateway_routes=("list", "filtered", "read", "create", "update", "complete", "stats", "me"),
-    direct_routes=(
-        "list",
-        "filtered",
-        "read",
-        "create",
-        "update",
-        "complete",
-        "churn",
-        "stats",
-        "me",
-    ),
+    direct_routes=DIRECT_ROUTES,
     rounds=3,
 )
 
