@@ -68,6 +68,45 @@ async def test_events_reach_the_owner_and_assignee_and_a_removed_assignee_learns
     assert drained(stranger) == []
 
 
+async def test_a_project_event_reaches_its_audience_and_a_removed_member_learns_it() -> None:
+    live = hub()
+    owner, member, removed, stranger = (connect(live, n) for n in (1, 2, 3, 4))
+    # A project task: its members see it, though only 1 owns it and nobody is assigned.
+    await live.deliver(
+        Event(
+            type="task.updated",
+            producer="task-service",
+            subject_id="9",
+            data={"task": {"id": 9}, "owner_id": 1, "assignee_id": None, "audience": [1, 2, 3]},
+        )
+    )
+    assert [len(drained(c)) for c in (owner, member, removed, stranger)] == [1, 1, 1, 0]
+    await live.deliver(
+        Event(
+            type="project.member_removed",
+            producer="task-service",
+            subject_id="5",
+            data={"project_id": 5, "user_id": 3, "reason": "removed", "audience": [1, 2, 3]},
+        )
+    )
+    for connection in (owner, member):
+        assert [m["type"] for m in drained(connection)] == ["project.member_removed"]
+    told = drained(removed)
+    assert [m["type"] for m in told] == ["project.member_removed", "project.access_lost"]
+    assert (told[1]["project_id"], told[1]["reason"]) == (5, "removed")
+    assert drained(stranger) == []
+    # Later events of the project name the members left: the removed one gets nothing.
+    await live.deliver(
+        Event(
+            type="task.updated",
+            producer="task-service",
+            subject_id="9",
+            data={"task": {"id": 9}, "owner_id": 1, "assignee_id": None, "audience": [1, 2]},
+        )
+    )
+    assert [len(drained(c)) for c in (owner, member, removed)] == [1, 1, 0]
+
+
 async def test_a_client_that_falls_behind_is_closed_with_1013_not_buffered() -> None:
     live = hub()
     slow = connect(live, 1)

@@ -67,3 +67,22 @@ async def create_task(
     assert response.status_code == expect, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+async def create_project(
+    client: httpx.AsyncClient, *, owner: int = 1, name: str = "Launch", members: Any = ()
+) -> dict[str, Any]:
+    """A project owned by `owner`; `members` are added with role `member` (ids) or as given
+    ((id, role) pairs)."""
+    response = await client.post("/api/v1/projects/", json={"name": name}, headers=auth(owner))
+    assert response.status_code == 201, response.text
+    project: dict[str, Any] = response.json()
+    for member in members:
+        user_id, role = member if isinstance(member, tuple) else (member, "member")
+        added = await client.post(
+            f"/api/v1/projects/{project['id']}/members",
+            json={"user_id": user_id, "role": role},
+            headers=auth(owner),
+        )
+        assert added.status_code == 201, added.text
+    return project

@@ -4,10 +4,12 @@ Protocol (docs/api.md, "Live updates"):
 - authenticate with `?token=<access token>` or a first message `{"token": "..."}` within
   `auth_timeout` seconds; a missing, invalid, expired or revoked token closes the socket with
   1008 before any event is sent;
-- the server sends `{"type": "ready", "user_id": ...}`, then every `task.*` event envelope of a
-  task the user owns or is assigned to, `{"type": "task.access_lost", ...}` to an assignee who
-  was removed, and `{"type": "heartbeat"}` every `heartbeat` seconds; `{"type": "ping"}` from
-  the client is answered `{"type": "pong"}`;
+- the server sends `{"type": "ready", "user_id": ...}`, then every `task.*` and `project.*`
+  event envelope meant for the user (the event's `audience`: a project's members, or a personal
+  task's owner and assignee), `{"type": "task.access_lost", ...}` to an assignee who was removed,
+  `{"type": "project.access_lost", ...}` to a member removed from a project, and
+  `{"type": "heartbeat"}` every `heartbeat` seconds; `{"type": "ping"}` from the client is
+  answered `{"type": "pong"}`;
 - a client that falls `queue_size` messages behind is closed with 1013 (reconnect and
   re-sync) instead of growing the gateway's memory; token expiry or revocation closes with
   1008; shutdown closes with 1001.
@@ -24,7 +26,9 @@ import datetime as dt
 import json
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from fastapi.routing import APIWebSocketRoute
@@ -88,8 +92,20 @@ class LiveConnection:
         self.wake.set()
 
 
+def recipients(data: Mapping[str, Any]) -> set[int]:
+    """Who an event is for. task-service computes the `audience` in the transaction that made
+    the change (a project's members as it left them; a personal task's owner and assignee), so
+    deciding needs no lookup here; an event from before audiences existed falls back to the
+    task's owner and assignee."""
+    audience = data.get("audience")
+    if isinstance(audience, list):
+        return {int(user_id) for user_id in audience}
+    return {int(value) for name in ("owner_id", "assignee_id") if (value := data.get(name))}
+
+
 class LiveHub:
-    """Follows the task stream and routes each event to the sockets of the users it concerns."""
+    """Follows the task stream and routes each event to the sockets of the users it concerns
+    (a project's members, a personal task's owner and assignee)."""
 
     def __init__(
         self,
@@ -135,10 +151,10 @@ class LiveHub:
             self.close_all(CLOSE_GOING_AWAY, "gateway shutting down")
 
     async def deliver(self, event: Event) -> None:
-        if not event.type.startswith("task."):
+        if not event.type.startswith(("task.", "project.")):
             return
         data = event.data
-        audience = {int(value) for name in ("owner_id", "assignee_id") if (value := data.get(name))}
+        audience = recipients(data)
         message = json.dumps(event.envelope(), separators=(",", ":"))
         for user_id in audience:
             self._send(user_id, message, event.type)
@@ -151,6 +167,15 @@ class LiveHub:
                 "occurred_at": event.occurred_at.isoformat(),
             }
             self._send(int(previous), json.dumps(lost), "task.access_lost")
+        if event.type == "project.member_removed" and data.get("user_id") is not None:
+            left: dict[str, Any] = {
+                "type": "project.access_lost",
+                "id": event.id,
+                "project_id": data.get("project_id"),
+                "reason": data.get("reason"),
+                "occurred_at": event.occurred_at.isoformat(),
+            }
+            self._send(int(data["user_id"]), json.dumps(left), "project.access_lost")
 
     def revoked(self, revocation: Revocation) -> None:
         """A revocation was read (RevocationListener callback): close the sockets it voids."""

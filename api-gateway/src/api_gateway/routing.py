@@ -15,6 +15,7 @@ ROUTES: dict[str, str] = {
     "/api/v1/auth": "user-service",
     "/api/v1/users": "user-service",
     "/api/v1/tasks": "task-service",
+    "/api/v1/projects": "task-service",
     "/api/v1/stats": "stats-service",
 }
 

@@ -5,6 +5,7 @@ import { activityChart, completionRing } from "./chart.js";
 import { LiveConnection } from "./live.js";
 import { People } from "./people.js";
 import { openProfile } from "./profile.js";
+import { ROLE_LABELS, canManage, memberDirectory, openMembersDialog, openProjectForm } from "./projects.js";
 import {
   PRIORITIES,
   STATUSES,
@@ -52,10 +53,17 @@ const SCOPES = [
   { id: "assigned", label: "Assigned to me" },
 ];
 
+const PROJECT_SCOPES = [
+  { id: "", label: "All tasks" },
+  { id: "owned", label: "Created by me" },
+  { id: "assigned", label: "Assigned to me" },
+];
+
 const session = new Session();
 const people = new People(session);
 const root = document.getElementById("app");
 const known = new Map(); // task id → the latest task seen (for dependency titles)
+const memberIds = memberDirectory(session);
 
 let live = null;
 let state = freshState();
@@ -80,6 +88,8 @@ function freshState() {
     changedAt: 0,
     pendingDeletes: new Map(),
     flash: new Set(),
+    projects: [],
+    projectNotice: "",
   };
 }
 
@@ -96,7 +106,9 @@ function readFilters() {
   const params = new URLSearchParams(location.search);
   const pick = (value, allowed) => (allowed.includes(value) ? value : "");
   const page = Number.parseInt(params.get("page") || "1", 10);
+  const project = Number.parseInt(params.get("project") || "", 10);
   return {
+    project: Number.isFinite(project) && project > 0 ? project : null,
     view: params.get("view") === "list" ? "list" : "board",
     q: (params.get("q") || "").slice(0, 200),
     status: split(params.get("status")).filter((s) => STATUSES.some((x) => x.id === s)),
@@ -112,6 +124,7 @@ function readFilters() {
 
 function filtersToSearch(filters) {
   const params = new URLSearchParams();
+  if (filters.project) params.set("project", String(filters.project));
   if (filters.view === "list") params.set("view", "list");
   if (filters.q) params.set("q", filters.q);
   if (filters.status.length) params.set("status", filters.status.join(","));
@@ -130,13 +143,24 @@ function setFilters(patch, { push = true } = {}) {
   const next = { ...state.filters, ...patch };
   if (!("page" in patch)) next.page = 1;
   if (next.view !== state.filters.view) state.loaded = false;
+  const switched = next.project !== state.filters.project;
+  if (switched) {
+    state.loaded = false;
+    state.stats = null;
+    state.activity = null;
+  }
   state.filters = next;
   const url = filtersToSearch(next);
   if (url !== location.search && !(url === location.pathname && !location.search)) {
     history[push ? "pushState" : "replaceState"](null, "", url);
   }
+  renderProjects();
   renderToolbar();
   loadTasks();
+  if (switched) {
+    renderInsights();
+    loadStats();
+  }
 }
 
 function hasFilters(filters = state.filters) {
@@ -147,6 +171,7 @@ function hasFilters(filters = state.filters) {
 
 function apiParams(filters) {
   const params = {
+    project_id: filters.project || undefined,
     search: filters.q || undefined,
     priority: filters.priority,
     tags: filters.tags.length ? filters.tags.join(",") : undefined,
@@ -262,11 +287,14 @@ let statsAttempt = 0;
 
 async function loadStats() {
   clearTimeout(statsRetry);
+  const project = state.filters.project;
   try {
+    const scope = query({ project_id: state.filters.project || undefined });
     const [stats, activity] = await Promise.all([
-      session.request("GET", "/stats/"),
-      session.get("/stats/activity?days=30"),
+      session.request("GET", `/stats/${scope}`),
+      session.get(`/stats/activity${query({ days: 30, project_id: state.filters.project || undefined })}`),
     ]);
+    if (project !== state.filters.project) return; // switched meanwhile: the new load renders
     state.stats = stats.data;
     state.activity = activity;
     state.statsError = "";
@@ -305,6 +333,9 @@ function taskContext() {
     me: state.me,
     titleOf,
     remember,
+    projectId: state.filters.project,
+    projectName: (id) => (projectById(id) || { name: `project ${id}` }).name,
+    memberIds,
     onSaved: () => resync(0),
     onDelete: (task) => deleteTask(task),
   };
@@ -441,6 +472,10 @@ function startLive() {
   });
   live.addEventListener("message", (event) => {
     const message = event.detail;
+    if (message.type.startsWith("project.")) {
+      projectEvent(message);
+      return;
+    }
     const taskId = Number(message.subject_id || (message.data && message.data.task && message.data.task.id));
     if (message.type === "task.deleted" || message.type === "task.access_lost") {
       known.delete(taskId);
@@ -453,6 +488,43 @@ function startLive() {
     resync();
   });
   live.start();
+}
+
+/** A project changed: re-read the list; a board the user lost is left with a clear message. */
+function projectEvent(message) {
+  const data = message.data || {};
+  const projectId = Number(message.project_id || data.project_id || message.subject_id);
+  memberIds.forget(projectId);
+  const name = (data.project && data.project.name) || (projectById(projectId) || {}).name || "this project";
+  const removedMe = message.type === "project.member_removed" && data.user_id === state.me.id;
+  const deleted = message.type === "project.deleted" && data.project && data.project.owner_id !== state.me.id;
+  if (removedMe || deleted || message.type === "project.access_lost") {
+    const why = deleted
+      ? `“${name}” was deleted by its owner`
+      : data.reason === "left"
+        ? `You left “${name}”`
+        : `You were removed from “${name}”`;
+    leaveBoard(projectId, `${why}, so its tasks are no longer on your screen.`);
+  } else if (message.type === "project.member_added" && data.member && data.member.user_id === state.me.id) {
+    toast(`You were added to “${name}”`, { kind: "success", timeout: 4000 });
+  }
+  loadProjects();
+  if (projectId === state.filters.project) resync();
+}
+
+/** Leave the board of `projectId` if it is on screen, saying why (once: the removal's event
+ * and the gateway's access_lost notice both lead here). */
+function leaveBoard(projectId, notice) {
+  const wasListed = Boolean(projectById(projectId));
+  state.projects = state.projects.filter((p) => p.id !== projectId);
+  if (state.filters.project === projectId) {
+    state.projectNotice = notice;
+    setFilters({ project: null });
+  } else if (wasListed) {
+    if (notice) toast(notice, { kind: "info", timeout: 6000 });
+    renderProjects();
+    resync();
+  }
 }
 
 let bannerTimer = null;
@@ -533,14 +605,97 @@ function mountApp() {
     h(
       "div",
       { class: "layout" },
-      h("main", { class: "main", id: "content", tabindex: "-1" }, h("div", { id: "toolbar", class: "toolbar" }), h("div", { id: "view" })),
+      h("main", { class: "main", id: "content", tabindex: "-1" }, h("div", { id: "projects", class: "project-bar" }), h("div", { id: "project-notice", class: "banner banner-warning project-notice", role: "alert", hidden: true }), h("div", { id: "toolbar", class: "toolbar" }), h("div", { id: "view" })),
       h("aside", { class: "insights", id: "insights", "aria-label": "Insights" }),
     ),
   );
   root.removeAttribute("aria-busy");
+  renderProjects();
   renderToolbar();
   renderContent();
   renderInsights();
+}
+
+// ---- projects -----------------------------------------------------------------------------
+
+function projectById(id) {
+  return state.projects.find((p) => p.id === id) || null;
+}
+
+async function loadProjects() {
+  try {
+    state.projects = (await session.get("/projects/")).projects;
+  } catch (error) {
+    toast(`Projects could not be loaded: ${error.message}`, { kind: "error" });
+    return;
+  }
+  const current = state.filters.project;
+  if (current && !projectById(current)) {
+    leaveBoard(current, "That project is not shared with you (any more), so you are back on your own tasks.");
+    return;
+  }
+  renderProjects();
+  renderInsights();
+}
+
+function renderProjects() {
+  const bar = document.getElementById("projects");
+  if (!bar) return;
+  const current = projectById(state.filters.project);
+  const switcher = h(
+    "label",
+    { class: "select-wrap project-switch" },
+    h("span", { class: "visually-hidden" }, "Board"),
+    icon("board", { size: 16 }),
+    h(
+      "select",
+      { class: "select", id: "project-switcher", onchange: (event) => setFilters({ project: Number(event.target.value) || null }) },
+      h("option", { value: "", selected: !state.filters.project }, "My tasks"),
+      state.projects.map((p) => h("option", { value: String(p.id), selected: p.id === state.filters.project }, p.name)),
+    ),
+  );
+  const onSaved = (project) => {
+    loadProjects().then(() => setFilters({ project: project.id }));
+  };
+  fill(
+    bar,
+    switcher,
+    current
+      ? h(
+          "div",
+          { class: "project-meta" },
+          h("span", { class: ["role-badge", `role-${current.role}`], id: "project-role" }, ROLE_LABELS[current.role]),
+          h("button", { type: "button", class: "button button-small", id: "project-members", onclick: () => openMembersDialog({ session, people, me: state.me, onChanged: () => loadProjects(), onLeft: (p) => leaveBoard(p.id, `You left “${p.name}”.`) }, current) }, icon("users", { size: 14 }), h("span", {}, `Members · ${current.member_count}`)),
+          canManage(current) ? h("button", { type: "button", class: "button button-ghost button-small", id: "rename-project", onclick: () => openProjectForm({ session, onSaved }, current) }, "Rename") : null,
+          current.role === "owner" ? h("button", { type: "button", class: "button button-ghost button-small", id: "delete-project", onclick: () => deleteProject(current) }, "Delete") : null,
+        )
+      : null,
+    h("button", { type: "button", class: "button button-ghost button-small", id: "new-project", "aria-label": "New project", title: "New project", onclick: () => openProjectForm({ session, onSaved }) }, icon("plus", { size: 14 }), h("span", { class: "label-wide" }, "New project")),
+  );
+  const notice = document.getElementById("project-notice");
+  if (notice) {
+    fill(notice, icon("alert", { size: 16 }), h("span", {}, state.projectNotice), h("button", { type: "button", class: "icon-button icon-button-small", "aria-label": "Dismiss", onclick: () => { state.projectNotice = ""; renderProjects(); } }, icon("x", { size: 14 })));
+    notice.hidden = !state.projectNotice;
+  }
+}
+
+async function deleteProject(project) {
+  const sure = await confirmDialog({
+    title: "Delete this project?",
+    message: `“${project.name}” and all its tasks will be deleted for every member. This cannot be undone.`,
+    confirmLabel: "Delete project",
+    danger: true,
+    requireText: project.name,
+  });
+  if (!sure) return;
+  try {
+    await session.request("DELETE", `/projects/${project.id}`);
+    toast(`Deleted “${project.name}”`, { kind: "success" });
+    leaveBoard(project.id, "");
+    loadProjects();
+  } catch (error) {
+    toast(error.message, { kind: "error" });
+  }
 }
 
 function updateAccountButton() {
@@ -650,7 +805,7 @@ function renderToolbar() {
       "div",
       { class: "toolbar-row" },
       viewSwitch,
-      h("div", { class: "toolbar-group" }, select("scope", "Whose tasks", SCOPES, f.scope, (value) => setFilters({ scope: value })), select("due", "Due date", DUE_FILTERS, f.due, (value) => setFilters({ due: value }))),
+      h("div", { class: "toolbar-group" }, select("scope", "Whose tasks", f.project ? PROJECT_SCOPES : SCOPES, f.scope, (value) => setFilters({ scope: value })), select("due", "Due date", DUE_FILTERS, f.due, (value) => setFilters({ due: value }))),
       sort,
     ),
     h(
@@ -768,6 +923,17 @@ async function loadMore(status) {
 }
 
 function welcome() {
+  const project = projectById(state.filters.project);
+  if (project) {
+    return h(
+      "div",
+      { class: "empty welcome" },
+      h("div", { class: "empty-icon" }, icon("board", { size: 24 })),
+      h("h2", { class: "empty-title" }, `“${project.name}” has no tasks yet`),
+      h("p", { class: "empty-text" }, "Tasks created here belong to the project: every member sees them, edits them and watches them change live."),
+      h("button", { class: "button button-primary", type: "button", onclick: () => newTask() }, icon("plus", { size: 16 }), "Add the first task"),
+    );
+  }
   return h(
     "div",
     { class: "empty welcome" },
@@ -795,7 +961,7 @@ function card(task) {
     {
       class: ["card", `priority-${task.priority}`, done && "card-done", task.blocked && "card-blocked", state.flash.has(task.id) && "flash"],
       dataset: { taskId: String(task.id) },
-      draggable: task.owner_id === state.me.id || task.assignee_id === state.me.id ? "true" : "false",
+      draggable: task.project_id || task.owner_id === state.me.id || task.assignee_id === state.me.id ? "true" : "false",
       ondragstart: (event) => {
         dragged = task;
         event.dataTransfer.effectAllowed = "move";
@@ -966,7 +1132,7 @@ function renderInsights() {
   const head = h(
     "div",
     { class: "insights-head" },
-    h("h2", { class: "insights-title" }, icon("chart", { size: 16 }), "Insights"),
+    h("h2", { class: "insights-title" }, icon("chart", { size: 16 }), "Insights", projectById(state.filters.project) ? h("span", { class: "insights-scope", id: "insights-scope" }, ` · ${projectById(state.filters.project).name}`) : null),
     state.statsAt ? h("span", { class: "muted small", title: state.statsAt.toLocaleString() }, stats && stats.stale ? "may be out of date" : "up to date") : null,
   );
   if (!stats && state.statsError) {
@@ -1162,6 +1328,7 @@ async function enterApp() {
   people.remember(state.me);
   mountApp();
   startLive();
+  loadProjects();
   loadTasks();
   loadStats();
   // Fill the directory cache once, for assignee names (a small team fits in one page).
@@ -1187,8 +1354,11 @@ session.addEventListener("ended", (event) => {
 window.addEventListener("popstate", () => {
   if (!state.me) return;
   const next = readFilters();
-  if (next.view !== state.filters.view) state.loaded = false;
+  if (next.view !== state.filters.view || next.project !== state.filters.project) state.loaded = false;
+  const switched = next.project !== state.filters.project;
   state.filters = next;
+  renderProjects();
+  if (switched) loadStats();
   const search = document.getElementById("search");
   if (search) search.value = state.filters.q;
   renderToolbar();

@@ -1,7 +1,8 @@
 // The live socket (`/api/v1/ws`): task events as they happen, reconnection with backoff.
 //
 // Events dispatched:
-//   "message"  detail: a task.* envelope or a task.access_lost notice
+//   "message"  detail: a task.* or project.* envelope, or a task.access_lost /
+//              project.access_lost notice
 //   "status"   detail: {state: "connecting" | "open" | "down", reconnected: bool, resync: bool}
 //   "auth"     the server refused the token (close 1008): refresh it, then call reconnect()
 
@@ -107,7 +108,7 @@ export class LiveConnection extends EventTarget {
         this.#setState("open");
       } else if (message.type === "heartbeat" || message.type === "pong") {
         // the watchdog was fed above
-      } else if (typeof message.type === "string" && message.type.startsWith("task.")) {
+      } else if (typeof message.type === "string" && (message.type.startsWith("task.") || message.type.startsWith("project."))) {
         this.dispatchEvent(new CustomEvent("message", { detail: message }));
       }
     });

@@ -131,7 +131,9 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   }
 
   // ---- form state --------------------------------------------------------------------------
-  const owner = !editing || task.owner_id === ctx.me.id;
+  // A project's task belongs to the board: every member edits every field.
+  const projectId = editing ? task.project_id || null : ctx.projectId || null;
+  const owner = !editing || task.owner_id === ctx.me.id || projectId !== null;
   let tags = editing ? [...task.tags] : [];
   let assignee = editing && task.assignee_id ? ctx.people.byId.get(task.assignee_id) || { id: task.assignee_id, username: ctx.people.name(task.assignee_id) } : null;
   let dependencies = depTasks.map((dep) => ({ id: dep.id, title: dep.title, status: dep.status }));
@@ -198,7 +200,13 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     label: "Assignee",
     placeholder: "Search people by name or email…",
     disabled: !owner,
-    search: async (q) => (await ctx.people.search(q)).filter((u) => u.is_active !== false),
+    search: async (q) => {
+      const people = (await ctx.people.search(q)).filter((u) => u.is_active !== false);
+      // A project's task goes to one of the project's members.
+      if (projectId === null || !ctx.memberIds) return people;
+      const members = await ctx.memberIds(projectId);
+      return people.filter((u) => members.has(u.id));
+    },
     option: (user) => [avatar(user), h("span", { class: "option-name" }, user.full_name || user.username), h("span", { class: "option-sub" }, `@${user.username}`)],
     choose: (user) => {
       assignee = user;
@@ -228,12 +236,14 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
   const depPicker = picker({
     id: "task-deps",
     label: "Depends on",
-    placeholder: "Search your tasks…",
+    placeholder: projectId === null ? "Search your tasks…" : "Search this project's tasks…",
     disabled: !owner,
     search: async (q) => {
-      const found = await ctx.session.get(`/tasks/${query({ scope: "owned", search: q, limit: 8, sort_by: "updated_at", sort_order: "desc" })}`);
+      // Dependencies link tasks of one project, or personal tasks.
+      const params = projectId === null ? { scope: "owned" } : { project_id: projectId };
+      const found = await ctx.session.get(`/tasks/${query({ ...params, search: q, limit: 8, sort_by: "updated_at", sort_order: "desc" })}`);
       for (const item of found.tasks) ctx.remember(item);
-      return found.tasks.filter((t) => t.id !== taskId && !dependencies.some((d) => d.id === t.id));
+      return found.tasks.filter((t) => t.id !== taskId && (t.project_id || null) === projectId && !dependencies.some((d) => d.id === t.id));
     },
     option: (item) => [h("span", { class: ["status-dot", `status-${item.status}`], "aria-hidden": "true" }), h("span", { class: "option-name" }, item.title), h("span", { class: "option-sub" }, statusLabel(item.status))],
     choose: (item) => {
@@ -297,6 +307,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
     noticeBox,
     errorBox,
     !owner ? h("p", { class: "form-notice" }, `This task belongs to ${ctx.people.name(task.owner_id)}. As its assignee you can change its status only.`) : null,
+    projectId !== null && ctx.projectName ? h("p", { class: "form-notice project-notice", id: "task-project" }, icon("board", { size: 14 }), ` In ${ctx.projectName(projectId)} — every member sees and edits it.`) : null,
     field("task-title", "Title", title),
     field("task-description", "Description", description),
     h(
@@ -355,6 +366,7 @@ export async function openTaskDialog(ctx, { taskId, preset = {} } = {}) {
       assignee_id: assignee ? assignee.id : null,
       depends_on: dependencies.map((d) => d.id),
     };
+    if (projectId !== null) payload.project_id = projectId;
     try {
       const { data } = await ctx.session.request("POST", "/tasks/", { body: payload, headers: { "Idempotency-Key": idempotencyKey } });
       ctx.remember(data);

@@ -2,9 +2,12 @@
 
 - `user.registered` / `user.updated` keep the directory of known users (assignment checks answer
   from it, with no call to user-service);
-- `user.deleted` marks the user deleted, unassigns the tasks assigned to them and deletes the
-  tasks they own (the account is gone for good; see docs/decisions.md), publishing the
-  `task.*` event of each change.
+- `user.updated` with the account deactivated unassigns the project tasks assigned to them
+  (their memberships stay; docs/decisions.md §21);
+- `user.deleted` marks the user deleted, ends their project memberships (a project they owned
+  passes to its earliest admin or member, or is deleted when nobody is left), unassigns the
+  tasks assigned to them and deletes the personal tasks they own (the account is gone for good;
+  see docs/decisions.md), publishing the `task.*` / `project.*` event of each change.
 
 Each event is applied in one transaction together with its id in `processed_event`, so a
 redelivered event changes nothing (exactly once in effect).
@@ -25,6 +28,7 @@ from taskflow_kit.outbox import Outbox
 from taskflow_kit.resilience import ResilientClient
 
 from task_service.database import Base
+from task_service.projects.service import ProjectService
 from task_service.tasks.service import TaskService
 from task_service.users.repository import KnownUserRepository
 
@@ -79,10 +83,17 @@ class UserEventHandler:
                 deleted=False,
                 event_at=event.occurred_at,
             )
+            if event.type == "user.updated" and user.get("is_active") is False:
+                projects = ProjectService(
+                    connection, user_client=self.user_client, outbox=self.outbox
+                )
+                await projects.deactivated(int(user["id"]))
         elif event.type == "user.deleted":
             user_id = int(event.data["user_id"])
             await known.record(
                 user_id, username=None, is_active=False, deleted=True, event_at=event.occurred_at
             )
+            projects = ProjectService(connection, user_client=self.user_client, outbox=self.outbox)
+            await projects.remove_user(user_id)
             tasks = TaskService(connection, user_client=self.user_client, outbox=self.outbox)
             await tasks.remove_user(user_id)

@@ -25,6 +25,7 @@ from task_service.aggregates.router import compat_router as task_stats_router
 from task_service.aggregates.router import router as aggregates_router
 from task_service.config import SERVICE_NAME, Settings
 from task_service.events import CONSUMER_GROUP, UserEventHandler
+from task_service.projects.router import router as projects_router
 from task_service.tasks.events import OUTBOX, PRODUCER, make_outbox
 from task_service.tasks.router import router as tasks_router
 
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE_NAME,
         title="TaskFlow task-service",
         version=VERSION,
-        description="Tasks, assignment, dependencies, filtering and task aggregates.",
+        description=(
+            "Tasks, projects (shared boards and their members), assignment, dependencies, "
+            "filtering and task aggregates."
+        ),
         token_config=settings.token_config(),
         revocations=revocations,
         lifespan=lifespan,
@@ -113,5 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(database_and_redis_checks(app)))
     app.include_router(task_stats_router)  # before /tasks/{id}: "stats" is not a task id
     app.include_router(tasks_router)
+    app.include_router(projects_router)
     app.include_router(aggregates_router)
     return app

@@ -222,10 +222,10 @@ async def test_aggregates_read_counts_and_index_ranges(
     recording = Recording(connection)
     repository = AggregateRepository(recording)  # type: ignore[arg-type]
     now = datetime.now(UTC)
-    counts = await repository.counts(user, now)
+    counts = await repository.counts("user", now, user_id=user)
     since = now.date() - timedelta(days=29)
-    await repository.created_per_day(user, since)
-    await repository.completed_per_day(user, since)
+    await repository.created_per_day("user", since, user_id=user)
+    await repository.completed_per_day("user", since, user_id=user)
     assert counts["total"] == SIZES[user] + (SIZES[BIG] // 997 if user == SMALL else 0)
 
     assert len(recording.statements) >= 5

@@ -65,3 +65,30 @@ async def test_numbers_are_not_date_times(client: httpx.AsyncClient, value: obje
     assert created.status_code == 422
     listed = await client.get("/api/v1/tasks/", params={"due_before": str(value)}, headers=auth(1))
     assert listed.status_code == 422
+
+
+@pytest.mark.parametrize("value", [True, False, "2", 2.0])
+@pytest.mark.parametrize("field", ["assignee_id", "project_id", "depends_on"])
+async def test_ids_in_a_body_are_json_integers_not_coerced(
+    client: httpx.AsyncClient, field: str, value: object
+) -> None:
+    """`true` would otherwise become id 1 (schemathesis found `assignee_id: true` accepted)."""
+    body = {"title": "typed", field: [value] if field == "depends_on" else value}
+    created = await client.post("/api/v1/tasks/", json=body, headers=auth(1))
+    assert created.status_code == 422, created.text
+    assert created.json()["errors"][0]["loc"][:2] == ["body", field]
+    task = await create_task(client, owner=1, title="existing")
+    if field == "assignee_id":
+        patched = await client.patch(
+            f"/api/v1/tasks/{task['id']}", json={field: value}, headers=auth(1)
+        )
+        assert patched.status_code == 422
+    else:
+        linked = await client.post(
+            f"/api/v1/tasks/{task['id']}/dependencies",
+            json={"depends_on_id": value},
+            headers=auth(1),
+        )
+        assert linked.status_code == 422
+    listed = await client.get("/api/v1/tasks/", params={"assignee_id": "1"}, headers=auth(1))
+    assert listed.status_code == 200  # a query string's "1" is still an id

@@ -9,13 +9,23 @@ from taskflow_kit.auth import PrincipalDep, SuperuserClaimDep
 from taskflow_kit.errors import Forbidden, Unauthorized, UnprocessableEntity, problem_responses
 
 from stats_service.stats.dependencies import StatsServiceDep
-from stats_service.stats.errors import StatsUnavailable
+from stats_service.stats.errors import ProjectNotFound, StatsUnavailable
 from stats_service.stats.schemas import ActivityDay, OverviewRead, StatsRead
 from stats_service.stats.service import Served
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
 STALE_WARNING = '110 - "Response is Stale"'
+MAX_ID = 2**63 - 1
+
+ProjectIdQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="One project's tasks instead of yours (members only, 404 otherwise)",
+    ),
+]
 
 
 def _freshness_headers(response: Response, served: Served[Any]) -> None:
@@ -29,18 +39,22 @@ def _freshness_headers(response: Response, served: Served[Any]) -> None:
 @router.get(
     "/",
     response_model=StatsRead,
-    responses=problem_responses(Unauthorized, StatsUnavailable),
+    responses=problem_responses(Unauthorized, ProjectNotFound, StatsUnavailable),
 )
 async def read_stats(
-    principal: PrincipalDep, stats_service: StatsServiceDep, response: Response
+    principal: PrincipalDep,
+    stats_service: StatsServiceDep,
+    response: Response,
+    project_id: ProjectIdQuery = None,
 ) -> StatsRead:
-    """Statistics over the tasks you own or are assigned (each task counted once).
+    """Statistics over the tasks you can see (each task counted once), or, with
+    `project_id`, over one project's tasks (members only; 404 otherwise).
 
     Counts come from task-service's database and are cached for a few seconds. If
     task-service fails, the last known figures are returned with `stale: true` and a
     `Warning: 110` header; with nothing known, 503 with `Retry-After`.
     """
-    served = await stats_service.user_stats(principal)
+    served = await stats_service.user_stats(principal, project_id=project_id)
     _freshness_headers(response, served)
     return served.value
 
@@ -50,7 +64,7 @@ router.add_api_route(
     read_stats,
     methods=["GET"],
     response_model=StatsRead,
-    responses=problem_responses(Unauthorized, StatsUnavailable),
+    responses=problem_responses(Unauthorized, ProjectNotFound, StatsUnavailable),
     include_in_schema=False,
 )
 
@@ -58,13 +72,16 @@ router.add_api_route(
 @router.get(
     "/activity",
     response_model=list[ActivityDay],
-    responses=problem_responses(Unauthorized, UnprocessableEntity, StatsUnavailable),
+    responses=problem_responses(
+        Unauthorized, UnprocessableEntity, ProjectNotFound, StatsUnavailable
+    ),
 )
 async def read_activity(
     principal: PrincipalDep,
     stats_service: StatsServiceDep,
     response: Response,
     days: Annotated[int, Query(ge=1, le=365, description="Number of UTC days, up to today")] = 30,
+    project_id: ProjectIdQuery = None,
 ) -> list[ActivityDay]:
     """Tasks created and completed per UTC day over the last `days` days (today included),
     oldest first, one row per day even when nothing happened.
@@ -72,7 +89,7 @@ async def read_activity(
     If task-service fails, the last known series is returned with a `Warning: 110` header;
     with nothing known, 503 with `Retry-After`.
     """
-    served = await stats_service.user_activity(principal, days=days)
+    served = await stats_service.user_activity(principal, days=days, project_id=project_id)
     _freshness_headers(response, served)
     return served.value
 

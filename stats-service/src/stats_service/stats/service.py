@@ -108,6 +108,16 @@ def user_activity(aggregates: TaskAggregates, *, days: int) -> list[ActivityDay]
     return activity_series(aggregates.activity, today=today, days=days)
 
 
+def _user_scope(principal: Principal, project_id: int | None) -> str:
+    """The cache key's stem. A project's figures are cached per member (under the member's
+    invalidation scope, `user:<id>`): membership is checked by task-service on every miss, so a
+    copy is never served to someone who was not a member when it was computed, and the
+    `project.member_removed` event that names them invalidates it."""
+    if project_id is None:
+        return f"user:{principal.id}"
+    return f"user:{principal.id}:project:{project_id}"
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -128,28 +138,37 @@ class StatsService:
         self.clock = clock
         self._in_flight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
 
-    async def user_stats(self, principal: Principal) -> Served[StatsRead]:
-        key = f"user:{principal.id}:summary"
+    async def user_stats(
+        self, principal: Principal, *, project_id: int | None = None
+    ) -> Served[StatsRead]:
+        key = f"{_user_scope(principal, project_id)}:summary"
         served = await self._serve(
             key,
             "summary",
             _STATS,
-            self._fetcher(principal.token, system=False, activity_days=_SUMMARY_ACTIVITY_DAYS),
+            self._fetcher(
+                principal.token,
+                system=False,
+                activity_days=_SUMMARY_ACTIVITY_DAYS,
+                project_id=project_id,
+            ),
             user_stats,
             caller=principal.token,
         )
         return _mark_stale(served)
 
-    async def user_activity(self, principal: Principal, *, days: int) -> Served[list[ActivityDay]]:
+    async def user_activity(
+        self, principal: Principal, *, days: int, project_id: int | None = None
+    ) -> Served[list[ActivityDay]]:
         def build(aggregates: TaskAggregates) -> list[ActivityDay]:
             return user_activity(aggregates, days=days)
 
-        key = f"user:{principal.id}:activity:{days}"
+        key = f"{_user_scope(principal, project_id)}:activity:{days}"
         return await self._serve(
             key,
             "activity",
             _ACTIVITY,
-            self._fetcher(principal.token, system=False, activity_days=days),
+            self._fetcher(principal.token, system=False, activity_days=days, project_id=project_id),
             build,
             caller=principal.token,
         )
@@ -167,11 +186,15 @@ class StatsService:
         return _mark_stale(served)
 
     def _fetcher(
-        self, token: str, *, system: bool, activity_days: int
+        self, token: str, *, system: bool, activity_days: int, project_id: int | None = None
     ) -> Callable[[str | None], Awaitable[Fetched]]:
         async def fetch(tag: str | None) -> Fetched:
             return await self.upstream.fetch_if_changed(
-                token, system=system, activity_days=activity_days, tag=tag
+                token,
+                system=system,
+                activity_days=activity_days,
+                tag=tag,
+                project_id=project_id,
             )
 
         return fetch

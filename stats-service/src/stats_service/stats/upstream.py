@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from taskflow_kit.errors import Forbidden, Unauthorized
 from taskflow_kit.resilience import ResilientClient, UpstreamUnavailable
 
+from stats_service.stats.errors import ProjectNotFound
 from stats_service.stats.schemas import TaskAggregates
 
 AGGREGATES_PATH = "/internal/tasks/aggregates"
@@ -32,24 +33,37 @@ class TaskAggregatesClient:
     def __init__(self, client: ResilientClient) -> None:
         self._client = client
 
-    async def fetch(self, token: str, *, system: bool, activity_days: int) -> TaskAggregates:
-        """The caller's (or, for an administrator, every) task aggregates.
+    async def fetch(
+        self, token: str, *, system: bool, activity_days: int, project_id: int | None = None
+    ) -> TaskAggregates:
+        """The caller's (or one of their projects', or for an administrator every) task
+        aggregates.
 
         Raises `UpstreamUnavailable` when task-service is down, slow, failing or answers
-        something unusable; passes its 401/403 on unchanged in meaning.
+        something unusable; passes its 401/403, and 404 for a project, on unchanged in meaning.
         """
-        fetched = await self.fetch_if_changed(token, system=system, activity_days=activity_days)
+        fetched = await self.fetch_if_changed(
+            token, system=system, activity_days=activity_days, project_id=project_id
+        )
         assert fetched.aggregates is not None  # no tag sent: never "unchanged"
         return fetched.aggregates
 
     async def fetch_if_changed(
-        self, token: str, *, system: bool, activity_days: int, tag: str | None = None
+        self,
+        token: str,
+        *,
+        system: bool,
+        activity_days: int,
+        tag: str | None = None,
+        project_id: int | None = None,
     ) -> Fetched:
         """Like `fetch`, conditional on `tag` (task-service's ETag of aggregates held): None
         aggregates when nothing the caller sees has changed since."""
         params: dict[str, Any] = {"activity_days": activity_days}
         if system:
             params["scope"] = "system"
+        if project_id is not None:
+            params["project_id"] = project_id
         headers = {"Authorization": f"Bearer {token}"}
         if tag is not None:
             headers["If-None-Match"] = tag
@@ -62,6 +76,8 @@ class TaskAggregatesClient:
             raise Unauthorized(_problem_detail(response) or "Not authenticated")
         if response.status_code == 403:
             raise Forbidden(_problem_detail(response) or "Forbidden")
+        if response.status_code == 404 and project_id is not None:
+            raise ProjectNotFound(_problem_detail(response) or f"Project {project_id} not found")
         if response.status_code != 200:
             logger.warning("aggregates_unexpected_status", status=response.status_code)
             raise UpstreamUnavailable(f"task-service answered {response.status_code}")

@@ -1,35 +1,40 @@
 """Aggregate queries over tasks: every number is computed by PostgreSQL, none by counting a
 user's whole task list.
 
-Counts by status and priority come from `task_tally` (running counts the database keeps), the
-time-windowed ones from index ranges: a user with a million tasks costs what one with a
-hundred does, give or take the rows inside the windows. Compiled once per scope (one user's
-visible tasks, or every task) and executed on asyncpg, like every task-service query.
+Counts of personal tasks by status and priority come from `task_tally` (running counts the
+database keeps), those of projects' tasks are counted per project (GROUP BY over the project
+index), the time-windowed ones from index ranges: a user with a million personal tasks costs
+what one with a hundred does, give or take the rows inside the windows and their projects'
+tasks. Compiled once per scope (one user's visible tasks, one project's tasks as a member sees
+them, or every task) and executed on asyncpg, like every task-service query.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
     Date,
     Select,
+    any_,
     bindparam,
     cast,
     delete,
     func,
     insert,
     select,
+    union,
     union_all,
 )
 from taskflow_kit.db import Statement, compile_statement
 
 from task_service.aggregates.models import TaskTally
+from task_service.projects.repository import is_member, member_project_ids
 from task_service.tasks.models import NOT_DONE, Task, TaskPriority, TaskStatus, UserTaskVersion
-from task_service.tasks.repository import USER_ID
+from task_service.tasks.repository import PROJECT_ID, USER_ID
 
 WEEK = timedelta(days=7)
 NOW = bindparam("now", type_=Task.updated_at.type)
@@ -39,27 +44,48 @@ SINCE = bindparam("since", type_=Task.updated_at.type)
 # A user's tally rows are folded back into one per group once there are more than this.
 COMPACT_AFTER = 64
 
+# user: the caller's visible tasks; project: one project's tasks, counted only for a member (the
+# membership is part of the statement); system: every task.
+Scope = Literal["user", "project", "system"]
+SCOPES: tuple[Scope, ...] = ("user", "project", "system")
+
 
 def _utc_date(column: Any) -> ColumnElement[date]:
     return cast(func.timezone("UTC", column), Date)
 
 
-def _visible(system: bool, *columns: Any, where: Any = ()) -> Any:
-    """`columns` of the tasks the user can see (every task for `system`) matching `where`.
+def _projects(scope: Scope) -> list[ColumnElement[bool]]:
+    """Which projects' tasks the scope holds (the running counts keep none of them)."""
+    if scope == "system":
+        return [Task.project_id.is_not(None)]
+    if scope == "project":
+        return [Task.project_id == PROJECT_ID, is_member(PROJECT_ID, USER_ID)]
+    return [Task.project_id == any_(member_project_ids(USER_ID))]
 
-    Visibility (owner or assignee) is a UNION ALL of the owned tasks and those assigned by
-    someone else, so each branch is a range of an index led by its user column instead of an OR
-    that no index serves.
+
+def _visible(scope: Scope, *columns: Any, where: Any = ()) -> Any:
+    """`columns` of the scope's tasks matching `where`.
+
+    A user's visibility is a UNION ALL of their personal tasks, those assigned to them by
+    someone else and their projects' tasks, so each branch is a range of an index led by its
+    user or project column instead of an OR that no index serves.
     """
-    if system:
+    if scope == "system":
         return select(*columns).where(*where).subquery("visible")
-    owned = select(*columns).where(Task.owner_id == USER_ID, *where)
-    assigned = select(*columns).where(Task.assignee_id == USER_ID, Task.owner_id != USER_ID, *where)
-    return union_all(owned, assigned).subquery("visible")
+    projects = select(*columns).where(*_projects(scope), *where)
+    if scope == "project":
+        return projects.subquery("visible")
+    personal = Task.project_id.is_(None)
+    owned = select(*columns).where(Task.owner_id == USER_ID, personal, *where)
+    assigned = select(*columns).where(
+        Task.assignee_id == USER_ID, Task.owner_id != USER_ID, personal, *where
+    )
+    return union_all(owned, assigned, projects).subquery("visible")
 
 
 def _tallied(system: bool) -> Statement:
-    """Running counts by owned/assigned, status and priority (with how many rows hold them)."""
+    """Running counts of personal tasks by owned/assigned, status and priority (with how many
+    rows hold them)."""
     scope = TaskTally.owned.is_(True) if system else TaskTally.user_id == USER_ID
     return compile_statement(
         select(
@@ -74,10 +100,19 @@ def _tallied(system: bool) -> Statement:
     )
 
 
-def _windows(system: bool) -> Statement:
+def _project_groups(scope: Scope) -> Statement:
+    """The scope's projects' tasks by status and priority."""
+    return compile_statement(
+        select(Task.status, Task.priority, func.count().label("tasks"))
+        .where(*_projects(scope))
+        .group_by(Task.status, Task.priority)
+    )
+
+
+def _windows(scope: Scope) -> Statement:
     """Overdue and due in the next 7 days (open tasks), completed in the last 7 days."""
-    due = _visible(system, Task.due_date, where=(NOT_DONE, Task.due_date < WEEK_AHEAD))
-    completed = _visible(system, Task.id, where=(Task.completed_at >= WEEK_AGO,))
+    due = _visible(scope, Task.due_date, where=(NOT_DONE, Task.due_date < WEEK_AHEAD))
+    completed = _visible(scope, Task.id, where=(Task.completed_at >= WEEK_AGO,))
     return compile_statement(
         select(
             func.count().filter(due.c.due_date < NOW).label("overdue"),
@@ -87,29 +122,47 @@ def _windows(system: bool) -> Statement:
     )
 
 
-def _owners(system: bool) -> Statement:
-    """Distinct owners: for a user, of the tasks others assigned them (the user is added when
-    they own any); for the system, of every task (from the running counts)."""
-    if system:
-        owners = (
-            select(TaskTally.user_id)
+def _owners(scope: Scope) -> Statement:
+    """Distinct owners. For a user: `others`, the owners other than the user of the tasks
+    assigned to them and of their projects' tasks, and `own` whether the user owns any of their
+    projects' tasks (their personal ones are in the running counts). For the system: of every
+    task (the running counts' owners and the projects' tasks' owners). For a project: of its
+    tasks."""
+    if scope == "system":
+        owners = union(
+            select(TaskTally.user_id.label("owner_id"))
             .where(TaskTally.owned.is_(True))
             .group_by(TaskTally.user_id)
-            .having(func.sum(TaskTally.tasks) > 0)
-            .subquery()
+            .having(func.sum(TaskTally.tasks) > 0),
+            select(Task.owner_id).where(*_projects(scope)),
+        ).subquery()
+        return compile_statement(select(func.count().label("others")).select_from(owners))
+    if scope == "project":
+        return compile_statement(
+            select(func.count(func.distinct(Task.owner_id)).label("others")).where(
+                *_projects(scope)
+            )
         )
-        return compile_statement(select(func.count()).select_from(owners))
+    rows = union_all(
+        select(Task.owner_id).where(
+            Task.assignee_id == USER_ID, Task.owner_id != USER_ID, Task.project_id.is_(None)
+        ),
+        select(Task.owner_id).where(*_projects(scope)),
+    ).subquery()
     return compile_statement(
-        select(func.count(func.distinct(Task.owner_id))).where(
-            Task.assignee_id == USER_ID, Task.owner_id != USER_ID
+        select(
+            func.count(func.distinct(rows.c.owner_id))
+            .filter(rows.c.owner_id != USER_ID)
+            .label("others"),
+            func.coalesce(func.bool_or(rows.c.owner_id == USER_ID), False).label("own"),
         )
     )
 
 
-def _per_day(column: Any, system: bool) -> Statement:
+def _per_day(column: Any, scope: Scope) -> Statement:
     # A range on the timestamp itself (indexed per owner); the UTC day is computed on the rows
     # inside it. SINCE is midnight UTC of the first day.
-    rows = _visible(system, _utc_date(column).label("day"), where=(column >= SINCE,))
+    rows = _visible(scope, _utc_date(column).label("day"), where=(column >= SINCE,))
     statement: Select[Any] = select(rows.c.day, func.count().label("tasks")).group_by(rows.c.day)
     return compile_statement(statement)
 
@@ -135,13 +188,15 @@ def _compact() -> Statement:
     return compile_statement(insert(TaskTally).from_select(columns, sums))
 
 
-# Indexed by `system` (False: one user's visible tasks; True: every task).
+# Indexed by `system` (False: one user's personal tasks; True: every personal task).
 _TALLIED = (_tallied(False), _tallied(True))
-_WINDOWS = (_windows(False), _windows(True))
-_OWNERS = (_owners(False), _owners(True))
-_CREATED = (_per_day(Task.created_at, False), _per_day(Task.created_at, True))
-_COMPLETED = (_per_day(Task.completed_at, False), _per_day(Task.completed_at, True))
+_PROJECT_GROUPS = {scope: _project_groups(scope) for scope in SCOPES}
+_WINDOWS = {scope: _windows(scope) for scope in SCOPES}
+_OWNERS = {scope: _owners(scope) for scope in SCOPES}
+_CREATED = {scope: _per_day(Task.created_at, scope) for scope in SCOPES}
+_COMPLETED = {scope: _per_day(Task.completed_at, scope) for scope in SCOPES}
 _COMPACT = _compact()
+_IS_MEMBER = compile_statement(select(is_member(PROJECT_ID, USER_ID)))
 _VERSION = compile_statement(
     select(UserTaskVersion.version).where(UserTaskVersion.user_id == USER_ID)
 )
@@ -156,46 +211,63 @@ class AggregateRepository:
         found = await _VERSION.fetchval(self.connection, user_id=user_id)
         return int(found or 0)
 
-    async def counts(self, user_id: int | None, now: datetime) -> dict[str, int]:
+    async def is_member(self, project_id: int, user_id: int) -> bool:
+        return bool(
+            await _IS_MEMBER.fetchval(self.connection, project_id=project_id, user_id=user_id)
+        )
+
+    async def counts(
+        self, scope: Scope, now: datetime, *, user_id: int | None, project_id: int | None = None
+    ) -> dict[str, int]:
         """Totals by status and priority, overdue, due soon, recently completed, owners."""
-        system = user_id is None
+        values = {"user_id": user_id, "project_id": project_id}
         counts = dict.fromkeys(
             ["total"]
             + [f"status_{name}" for name in TaskStatus]
             + [f"priority_{name}" for name in TaskPriority],
             0,
         )
-        groups = await _TALLIED[system].fetch(self.connection, user_id=user_id)
-        for group in groups:
+        groups: list[asyncpg.Record] = []
+        if scope != "project":
+            system = scope == "system"
+            groups = await _TALLIED[system].fetch(self.connection, user_id=user_id)
+            if not system and sum(group["rows"] for group in groups) > COMPACT_AFTER:
+                await _COMPACT.execute(self.connection, user_id=user_id)
+        in_projects = await _PROJECT_GROUPS[scope].fetch(self.connection, **values)
+        for group in [*groups, *in_projects]:
             tasks = int(group["tasks"])
             counts["total"] += tasks
             counts[f"status_{group['status']}"] += tasks
             counts[f"priority_{group['priority']}"] += tasks
-        if user_id is not None and sum(group["rows"] for group in groups) > COMPACT_AFTER:
-            await _COMPACT.execute(self.connection, user_id=user_id)
-        windows = await _WINDOWS[system].fetchrow(
-            self.connection, user_id=user_id, now=now, week_ahead=now + WEEK, week_ago=now - WEEK
+        windows = await _WINDOWS[scope].fetchrow(
+            self.connection, **values, now=now, week_ahead=now + WEEK, week_ago=now - WEEK
         )
         assert windows is not None  # a SELECT of scalar subqueries returns one row
         counts["overdue"] = windows["overdue"]
         counts["due_next_7_days"] = windows["due_next_7_days"]
         counts["completed_last_7_days"] = windows["completed"]
-        owners = int(await _OWNERS[system].fetchval(self.connection, user_id=user_id))
-        owns_any = any(group["owned"] and group["tasks"] > 0 for group in groups)
-        counts["owners"] = owners + int(not system and owns_any)
+        owners = await _OWNERS[scope].fetchrow(self.connection, **values)
+        assert owners is not None  # an aggregate without GROUP BY returns one row
+        owns_personal = any(group["owned"] and group["tasks"] > 0 for group in groups)
+        owns_any = scope == "user" and (owns_personal or bool(owners["own"]))
+        counts["owners"] = int(owners["others"]) + int(owns_any)
         return counts
 
-    async def created_per_day(self, user_id: int | None, since: date) -> dict[date, int]:
-        return await self._per_day(_CREATED, user_id, since)
+    async def created_per_day(
+        self, scope: Scope, since: date, *, user_id: int | None, project_id: int | None = None
+    ) -> dict[date, int]:
+        return await self._per_day(_CREATED[scope], since, user_id, project_id)
 
-    async def completed_per_day(self, user_id: int | None, since: date) -> dict[date, int]:
-        return await self._per_day(_COMPLETED, user_id, since)
+    async def completed_per_day(
+        self, scope: Scope, since: date, *, user_id: int | None, project_id: int | None = None
+    ) -> dict[date, int]:
+        return await self._per_day(_COMPLETED[scope], since, user_id, project_id)
 
     async def _per_day(
-        self, statements: tuple[Statement, Statement], user_id: int | None, since: date
+        self, statement: Statement, since: date, user_id: int | None, project_id: int | None
     ) -> dict[date, int]:
         midnight = datetime(since.year, since.month, since.day, tzinfo=UTC)
-        rows = await statements[user_id is None].fetch(
-            self.connection, user_id=user_id, since=midnight
+        rows = await statement.fetch(
+            self.connection, user_id=user_id, project_id=project_id, since=midnight
         )
         return {row["day"]: row["tasks"] for row in rows}

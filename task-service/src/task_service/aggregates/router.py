@@ -13,6 +13,8 @@ from taskflow_kit.errors import Unauthorized, problem_response, problem_response
 from task_service.aggregates.repository import AggregateRepository
 from task_service.aggregates.schemas import AggregateScope, TaskAggregates, TaskStatsSummary
 from task_service.aggregates.service import AggregateService, SystemScopeForbidden
+from task_service.projects.errors import ProjectNotFound
+from task_service.tasks.schemas import MAX_ID
 
 router = APIRouter(prefix="/internal/tasks", tags=["internal"])
 # Included before the tasks router, so `stats` is this route and never read as a task id.
@@ -33,7 +35,7 @@ def _entity_tags(header: str | None) -> frozenset[str]:
     response_model=TaskAggregates,
     responses={
         304: {"description": "Unchanged since the `If-None-Match` version (user scope)"},
-        **problem_responses(Unauthorized, SystemScopeForbidden),
+        **problem_responses(Unauthorized, SystemScopeForbidden, ProjectNotFound),
     },
 )
 async def task_aggregates(
@@ -44,6 +46,10 @@ async def task_aggregates(
         AggregateScope, Query(description="user: the caller's visible tasks; system: all (admin)")
     ] = "user",
     activity_days: Annotated[int, Query(ge=1, le=365)] = 30,
+    project_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="One project's tasks (members only, else 404)"),
+    ] = None,
     if_none_match: Annotated[
         str | None,
         Header(
@@ -61,7 +67,11 @@ async def task_aggregates(
     figures (overdue, the last 7 days): a holder keeps an answer only as long as it would have
     cached it anyway."""
     found = await aggregate_service.aggregates_if_changed(
-        principal, scope, activity_days, known_tags=_entity_tags(if_none_match)
+        principal,
+        scope,
+        activity_days,
+        known_tags=_entity_tags(if_none_match),
+        project_id=project_id,
     )
     if found.aggregates is None:
         assert found.tag is not None

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from taskflow_kit.auth import Principal
 from taskflow_kit.errors import Forbidden
 
-from task_service.aggregates.repository import AggregateRepository
+from task_service.aggregates.repository import AggregateRepository, Scope
 from task_service.aggregates.schemas import (
     ActivityDay,
     AggregateScope,
@@ -18,6 +18,7 @@ from task_service.aggregates.schemas import (
     TaskAggregates,
     TaskStatsSummary,
 )
+from task_service.projects.errors import ProjectNotFound
 from task_service.tasks.models import TaskPriority, TaskStatus
 
 
@@ -26,9 +27,13 @@ class SystemScopeForbidden(Forbidden):
         super().__init__("System-wide aggregates are for administrators")
 
 
-def version_tag(user_id: int, version: int) -> str:
-    """The `ETag` of a user's aggregates at `version` of their tasks."""
-    return f'W/"{user_id}.{version}"'
+def version_tag(user_id: int, version: int, project_id: int | None = None) -> str:
+    """The `ETag` of a user's aggregates (or of one of their projects', as they see it) at
+    `version` of their tasks: every change to a project's task is a new version for each
+    member."""
+    if project_id is None:
+        return f'W/"{user_id}.{version}"'
+    return f'W/"{user_id}.{version}.p{project_id}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,30 +62,48 @@ class AggregateService:
         activity_days: int,
         *,
         known_tags: frozenset[str] = frozenset(),
+        project_id: int | None = None,
     ) -> Aggregated:
         """The aggregates, unless the caller already holds them: one of `known_tags` is the
         current tag of the caller's tasks. The version is read before the counts, so a change
         committed in between makes the tag older than the counts, never newer: the next
-        conditional read computes them again."""
+        conditional read computes them again. A project's figures are for its members only
+        (404 before any tag is compared)."""
         if scope == "system":
             return Aggregated(await self.aggregates(principal, scope, activity_days), None)
-        tag = version_tag(principal.id, await self.repository.version(principal.id))
+        if project_id is not None and not await self.repository.is_member(project_id, principal.id):
+            raise ProjectNotFound(project_id)
+        version = await self.repository.version(principal.id)
+        tag = version_tag(principal.id, version, project_id)
         if tag in known_tags:
             return Aggregated(None, tag)
-        return Aggregated(await self.aggregates(principal, scope, activity_days), tag)
+        aggregates = await self.aggregates(principal, scope, activity_days, project_id=project_id)
+        return Aggregated(aggregates, tag)
 
     async def aggregates(
-        self, principal: Principal, scope: AggregateScope, activity_days: int
+        self,
+        principal: Principal,
+        scope: AggregateScope,
+        activity_days: int,
+        *,
+        project_id: int | None = None,
     ) -> TaskAggregates:
+        """The counts of every task (`system`, administrators), of one project (a member's,
+        404 for anyone else), or of the caller's visible tasks."""
         if scope == "system" and not principal.is_superuser:
             raise SystemScopeForbidden()
-        user_id = None if scope == "system" else principal.id
+        if project_id is not None and not await self.repository.is_member(project_id, principal.id):
+            raise ProjectNotFound(project_id)
+        counted: Scope = "system" if scope == "system" else "user"
+        if project_id is not None and counted == "user":
+            counted = "project"
+        where = {"user_id": principal.id, "project_id": project_id}
         now = self.clock()
         today = now.astimezone(UTC).date()
         first_day = today - timedelta(days=activity_days - 1)
-        counts = await self.repository.counts(user_id, now)
-        created = await self.repository.created_per_day(user_id, first_day)
-        completed = await self.repository.completed_per_day(user_id, first_day)
+        counts = await self.repository.counts(counted, now, **where)
+        created = await self.repository.created_per_day(counted, first_day, **where)
+        completed = await self.repository.completed_per_day(counted, first_day, **where)
         days = [first_day + timedelta(days=offset) for offset in range(activity_days)]
         return TaskAggregates(
             total=counts["total"],
@@ -101,7 +124,7 @@ class AggregateService:
 
     async def summary(self, principal: Principal) -> TaskStatsSummary:
         """The caller's visible tasks in the tasktracker API's shape (see `TaskStatsSummary`)."""
-        counts = await self.repository.counts(principal.id, self.clock())
+        counts = await self.repository.counts("user", self.clock(), user_id=principal.id)
         done = counts[f"status_{TaskStatus.DONE}"]
         return TaskStatsSummary(
             total=counts["total"],

@@ -75,8 +75,16 @@ async def get_task_filter(
         str | None, Query(description="Case-insensitive substring of title or description")
     ] = None,
     assignee_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    project_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="One project's tasks (members only, 404 otherwise)"),
+    ] = None,
     scope: Annotated[
-        Scope, Query(description="all: owned or assigned to me; owned; assigned")
+        Scope,
+        Query(
+            description="all: every task I can see (mine, assigned to me, my projects'); "
+            "owned: created by me; assigned: assigned to me"
+        ),
     ] = "all",
     due_before: Annotated[
         QueryDatetime | None, Query(description="due_date < this (naive = UTC)")
@@ -110,6 +118,7 @@ async def get_task_filter(
             tags=(tags or "").split(","),
             search=(search or "").strip() or None,
             assignee_id=assignee_id,
+            project_id=project_id,
             scope=scope,
             due_before=due_before,
             due_after=due_after,

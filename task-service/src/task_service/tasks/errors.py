@@ -94,3 +94,40 @@ class IdempotencyKeyReused(UnprocessableEntity):
         super().__init__(
             "This Idempotency-Key was already used with a different request body",
         )
+
+
+class AssigneeNotMember(UnprocessableEntity):
+    """A project's task may only be assigned to a member of the project."""
+
+    def __init__(self, user_id: int, project_id: int) -> None:
+        super().__init__(
+            f"User {user_id} is not a member of project {project_id}",
+            extra={
+                "errors": [
+                    {
+                        "loc": ["body", "assignee_id"],
+                        "msg": "not a member of the task's project",
+                        "type": "value_error",
+                    }
+                ]
+            },
+        )
+
+
+class DependencyOutsideProject(UnprocessableEntity):
+    """Dependencies link tasks of one project, or personal tasks: never across that line."""
+
+    def __init__(self, depends_on_id: int, field: str) -> None:
+        super().__init__(
+            f"Task {depends_on_id} is not in the same project: dependencies link tasks of one "
+            "project, or personal tasks",
+            extra={
+                "errors": [
+                    {
+                        "loc": ["body", field],
+                        "msg": "task in another project",
+                        "type": "value_error",
+                    }
+                ]
+            },
+        )

@@ -11,6 +11,7 @@ from taskflow_kit.auth import Principal
 from task_service.tasks.errors import (
     DependencyCycle,
     DependencyNotFound,
+    DependencyOutsideProject,
     OwnerOnly,
     SelfDependency,
     TaskNotFound,
@@ -57,13 +58,14 @@ class DependencyService:
     async def add_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
     ) -> TaskRead:
-        task = await self.tasks.get_visible(principal, task_id)
-        if task.owner_id != principal.id:
-            raise OwnerOnly("change its dependencies")
+        task = await self._editable(principal, task_id)
         if depends_on_id == task_id:
             raise SelfDependency()
-        if not await self.tasks.repository.visible_ids([depends_on_id], principal.id):
+        visible = await self.tasks.repository.visible_ids([depends_on_id], principal.id)
+        if depends_on_id not in visible:
             raise TaskNotFound(depends_on_id)
+        if visible[depends_on_id] != task.project_id:
+            raise DependencyOutsideProject(depends_on_id, "depends_on_id")
         await self.graph.lock_for_new_edge(task_id, depends_on_id)
         # Under the lock, the graph searched here is the graph the new edge joins. The search
         # runs in the database; the edges are loaded only to name the cycle.
@@ -82,13 +84,21 @@ class DependencyService:
     async def remove_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
     ) -> None:
-        task = await self.tasks.get_visible(principal, task_id)
-        if task.owner_id != principal.id:
-            raise OwnerOnly("change its dependencies")
+        task = await self._editable(principal, task_id)
         if not await self.graph.remove_edge(task_id, depends_on_id):
             raise DependencyNotFound(task_id, depends_on_id)
         changed = await self.tasks.repository.update(task.id, {"updated_at": self.tasks.clock()})
         await self.tasks.events.record(TASK_UPDATED, changed)
+
+    async def _editable(self, principal: Principal, task_id: int) -> TaskRead:
+        """The task whose edges the caller may change: a personal task's owner, any member of
+        a project task's project."""
+        task = await self.tasks.get_visible(principal, task_id)
+        if task.project_id is not None:
+            await self.tasks.member_access(principal, task.project_id, task_id=task.id)
+        elif task.owner_id != principal.id:
+            raise OwnerOnly("change its dependencies")
+        return task
 
     async def dependencies(
         self, principal: Principal, task_id: int, *, limit: int = DEPENDENCIES_DEFAULT_LIMIT
@@ -118,10 +128,15 @@ class DependencyService:
             children.setdefault(source, []).append(target)
         node_ids = sorted({root.id, *children, *(t for ts in children.values() for t in ts)})
         tasks = {task.id: task for task in await self.tasks.repository.get_many(node_ids)}
+        in_projects = any(task.project_id is not None for task in tasks.values())
+        projects = await self.tasks.projects.project_ids_of(principal.id) if in_projects else set()
 
         def build(node_id: int, level: int) -> DependencyTreeNode:
             task = tasks[node_id]
-            visible = principal.id in (task.owner_id, task.assignee_id)
+            if task.project_id is None:
+                visible = principal.id in (task.owner_id, task.assignee_id)
+            else:
+                visible = task.project_id in projects
             expand = visible and level < depth
             return DependencyTreeNode(
                 id=task.id,

@@ -19,7 +19,11 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 def request_fingerprint(data: TaskCreate) -> str:
     """A stable hash of the normalised creation body (same meaning → same hash)."""
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    body = data.model_dump(mode="json")
+    if body.get("project_id") is None:
+        # A personal task hashes as before projects existed: keys remembered then still match.
+        body.pop("project_id", None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

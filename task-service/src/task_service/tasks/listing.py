@@ -1,17 +1,24 @@
 """The statements behind `GET /tasks/`, shaped so a page costs the same at any size and depth.
 
-- Visibility (owner or assignee) is a UNION ALL of the owned tasks and those assigned by someone
-  else, each branch ordered and limited on its own: the owned branch is a range of an index led
-  by owner_id, so a page reads `skip + limit + 1` index entries however many tasks the user has,
+- Visibility is a UNION ALL of the personal tasks the caller owns, the personal tasks assigned
+  to them by someone else, and the tasks of the projects they are a member of (issue 19), each
+  branch ordered and limited on its own: the owned branch is a range of an index led by
+  owner_id, so a page reads `skip + limit + 1` index entries however many tasks the user has,
   where an OR would read every visible row and sort them. (PostgreSQL does not merge an
-  unlimited UNION ALL in index order; limited branches it does.)
+  unlimited UNION ALL in index order; limited branches it does.) The projects' branch is a
+  LATERAL join over the caller's memberships, each project an ordered, limited range of its
+  project-led index, so a member of a 100k-task board reads a page of it, not the board.
+  `?project_id=N` is one branch,
+  a range of an index led by project_id, with the membership a one-time condition.
 - Each sort is one key with constants only (models.*_SQL), the very expression the index on
   (owner_id, key, id) holds, compared as a row with the id: `(key, id) > (last key, last id)` is
   where a keyset page starts, an index condition.
 - The page's ids are found first (from the index alone when it can), then only those rows are
   read with their dependencies: rows skipped by `skip` are never fetched.
-- The total is the running counts of `task_tally` when the filter is one they keep (scope and
-  status/priority only), otherwise a count that stops after TOTAL_CAP matches.
+- The total is the running counts of `task_tally` (personal tasks) plus the projects' tasks
+  counted up to TOTAL_CAP when the filter is one they keep (scope and status/priority only),
+  otherwise a count that stops after TOTAL_CAP matches; one project's list is always counted
+  up to TOTAL_CAP.
 
 Statements are compiled once per shape of listing (which filters, which sort, a cursor or not);
 the values are parameters.
@@ -40,6 +47,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     tuple_,
     union_all,
 )
@@ -49,6 +57,8 @@ from taskflow_kit.db import Statement, compile_statement
 from taskflow_kit.repository import like_pattern
 
 from task_service.aggregates.models import TaskTally
+from task_service.projects.models import ProjectMember
+from task_service.projects.repository import is_member, member_project_ids
 from task_service.tasks.cursor import Position
 from task_service.tasks.models import (
     DUE_ASC_SQL,
@@ -66,6 +76,7 @@ from task_service.tasks.schemas import TaskFilter
 TOTAL_CAP = 1_000
 
 USER_ID = bindparam("user_id", type_=BigInteger)
+PROJECT_ID = bindparam("project_id", type_=BigInteger)
 NOW = bindparam("now", type_=Task.due_date.type)
 _TIMESTAMP = Task.due_date.type
 
@@ -120,6 +131,7 @@ class ListShape:
     """What decides the SQL of a task listing (the values are parameters)."""
 
     scope: str
+    project: bool
     statuses: bool
     priorities: bool
     tags: bool
@@ -136,6 +148,7 @@ class ListShape:
     def of(cls, task_filter: TaskFilter) -> ListShape:
         return cls(
             scope=task_filter.scope,
+            project=task_filter.project_id is not None,
             statuses=bool(task_filter.statuses),
             priorities=bool(task_filter.priorities),
             tags=bool(task_filter.tags),
@@ -159,9 +172,11 @@ class ListShape:
 
     @property
     def tallied(self) -> bool:
-        """Whether the running counts keep this filter's total (scope and status/priority)."""
+        """Whether the running counts keep the personal part of this filter's total (scope and
+        status/priority; the projects' part is counted)."""
         return self.scope != "assigned" and not (
-            self.tags
+            self.project
+            or self.tags
             or self.search
             or self.assignee
             or self.due_before
@@ -170,12 +185,29 @@ class ListShape:
         )
 
     def branches(self) -> list[list[ColumnElement[bool]]]:
-        """The conditions of each branch whose union is what the caller may list."""
+        """The conditions of each branch whose union is what the caller may list: personal
+        tasks by owner or assignee, then those of the caller's projects (the last branch)."""
+        scoped = self.scoped()
+        if self.project:
+            # A non-member gets an empty page (and the service a 404 for the project).
+            return [[Task.project_id == PROJECT_ID, is_member(PROJECT_ID, USER_ID), *scoped]]
+        personal = Task.project_id.is_(None)
+        projects = [Task.project_id == any_(member_project_ids(USER_ID)), *scoped]
+        if self.scope != "all":
+            return [[personal, *scoped], projects]
+        return [
+            [Task.owner_id == USER_ID, personal],
+            [Task.assignee_id == USER_ID, Task.owner_id != USER_ID, personal],
+            projects,
+        ]
+
+    def scoped(self) -> list[ColumnElement[bool]]:
+        """`scope=owned|assigned` on a project's tasks."""
         if self.scope == "owned":
-            return [[Task.owner_id == USER_ID]]
+            return [Task.owner_id == USER_ID]
         if self.scope == "assigned":
-            return [[Task.assignee_id == USER_ID]]
-        return [[Task.owner_id == USER_ID], [Task.assignee_id == USER_ID, Task.owner_id != USER_ID]]
+            return [Task.assignee_id == USER_ID]
+        return []
 
     def conditions(self) -> list[ColumnElement[bool]]:
         """The filters, written so the owner-led indexes serve them."""
@@ -234,7 +266,13 @@ class ListShape:
         if len(branches) == 1:
             return branches[0].offset(skip).limit(limit)
         branch_limit = bindparam("branch_limit", type_=BigInteger)
-        rows = union_all(*(branch.limit(branch_limit) for branch in branches)).subquery("visible")
+        # The projects' branch (the last) is read project by project, each an ordered, limited
+        # range of its project-led index: `project_id = ANY(...)` over several projects comes
+        # out of the index unordered, and a member of a 100k-task board would sort it all.
+        rows = union_all(
+            *(branch.limit(branch_limit) for branch in branches[:-1]),
+            self._per_project(key, conditions, branch_limit),
+        ).subquery("visible")
         return (
             select(rows.c.id, rows.c.sort_key)
             .order_by(*self._ordered((rows.c.sort_key, rows.c.id)))
@@ -242,18 +280,51 @@ class ListShape:
             .limit(limit)
         )
 
-    def capped_count(self) -> Select[Any]:
-        """How many tasks match, counting no further than TOTAL_CAP + 1."""
-        conditions = self.conditions()
-        branches = [
-            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
-            for branch in self.branches()
-        ]
-        rows = (union_all(*branches) if len(branches) > 1 else branches[0]).subquery("matching")
-        return select(func.count()).select_from(rows)
+    def _per_project(
+        self, key: ColumnElement[Any], conditions: list[ColumnElement[bool]], limit: Any
+    ) -> Select[Any]:
+        """The first `limit` matching tasks of each of the caller's projects, in order."""
+        mine = (
+            select(ProjectMember.project_id)
+            .where(ProjectMember.user_id == USER_ID)
+            .subquery("mine")
+        )
+        in_project = (
+            select(Task.id.label("id"), key.label("sort_key"))
+            .where(Task.project_id == mine.c.project_id, *self.scoped(), *conditions)
+            .order_by(*self._ordered((key, Task.id)))
+            .limit(limit)
+            .lateral("in_project")
+        )
+        return (
+            select(in_project.c.id, in_project.c.sort_key)
+            .select_from(mine)
+            .join(in_project, true())
+        )
 
-    def tallied_count(self) -> Select[Any]:
-        """The exact total from the running counts (for a `tallied` shape)."""
+    def capped_count(self, branches: list[list[ColumnElement[bool]]]) -> ColumnElement[Any]:
+        """How many tasks of `branches` match, counting no further than TOTAL_CAP + 1 each."""
+        conditions = self.conditions()
+        counted = [
+            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
+            for branch in branches
+        ]
+        rows = (union_all(*counted) if len(counted) > 1 else counted[0]).subquery("matching")
+        return select(func.count()).select_from(rows).scalar_subquery()
+
+    def total(self) -> Select[Any]:
+        """`tallied`: the personal tasks' exact total from the running counts (0 when the shape
+        is not `tallied`); `counted`: the rest, counted no further than TOTAL_CAP + 1."""
+        branches = self.branches()
+        if not self.tallied:
+            return select(literal(0).label("tallied"), self.capped_count(branches).label("counted"))
+        return select(
+            self.tallied_count().label("tallied"),
+            self.capped_count(branches[-1:]).label("counted"),
+        )
+
+    def tallied_count(self) -> ColumnElement[Any]:
+        """The personal tasks' exact total from the running counts (for a `tallied` shape)."""
         conditions: list[ColumnElement[bool]] = [TaskTally.user_id == USER_ID]
         if self.scope == "owned":
             conditions.append(TaskTally.owned.is_(True))
@@ -263,7 +334,9 @@ class ListShape:
             conditions.append(
                 TaskTally.priority == any_(bindparam("priorities", type_=ARRAY(String)))
             )
-        return select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions)
+        return (
+            select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions).scalar_subquery()
+        )
 
     def _ordered(self, columns: tuple[Any, ...]) -> list[Any]:
         return [column.desc() if self.descending else column.asc() for column in columns]
@@ -279,8 +352,7 @@ def list_statements(shape: ListShape, read_columns: tuple[Any, ...]) -> tuple[St
         .join_from(Task, page, page.c.id == Task.id)
         .order_by(*shape._ordered((page.c.sort_key, page.c.id)))
     )
-    total = shape.tallied_count() if shape.tallied else shape.capped_count()
-    return compile_statement(statement), compile_statement(total)
+    return compile_statement(statement), compile_statement(shape.total())
 
 
 def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[str, Any]:
@@ -288,6 +360,7 @@ def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[st
     position = task_filter.position()
     return {
         "user_id": user_id,
+        "project_id": task_filter.project_id,
         "statuses": [str(status) for status in task_filter.statuses],
         "priorities": [str(priority) for priority in task_filter.priorities],
         "tags": task_filter.tags,

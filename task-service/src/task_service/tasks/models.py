@@ -96,6 +96,26 @@ class Task(Base):
             "id",
             postgresql_where=text("assignee_id IS NOT NULL"),
         ),
+        # The same sort keys led by project_id: one project's page in any order is a range of
+        # one index, however many tasks the project or anyone else holds (migration 0004_h19).
+        *(
+            Index(
+                f"ix_task_project_{name}",
+                "project_id",
+                key,
+                "id",
+                postgresql_where=text("project_id IS NOT NULL"),
+            )
+            for name, key in (
+                ("created", "created_at"),
+                ("updated", "updated_at"),
+                ("due_asc", text(index_sql(DUE_ASC_SQL))),
+                ("due_desc", text(index_sql(DUE_DESC_SQL))),
+                ("priority", text(index_sql(PRIORITY_RANK_SQL))),
+                ("status", text(index_sql(STATUS_RANK_SQL))),
+                ("title", text(index_sql(TITLE_KEY_SQL))),
+            )
+        ),
         # With btree_gin and pg_trgm (the migration falls back without them): tags and text
         # search scoped by owner inside the GIN index, so one user's rows never cost another.
         Index("ix_task_owner_tags", "owner_id", "tags", postgresql_using="gin"),
@@ -118,6 +138,10 @@ class Task(Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     owner_id: Mapped[int] = mapped_column(BigInteger)
     assignee_id: Mapped[int | None] = mapped_column(BigInteger)
+    # NULL: a personal task (seen by its owner and assignee); else every member of the project.
+    project_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("project.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

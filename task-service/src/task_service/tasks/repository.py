@@ -18,6 +18,7 @@ import asyncpg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    and_,
     any_,
     bindparam,
     delete,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
 from taskflow_kit.db import Statement, compile_statement
 
+from task_service.projects.repository import member_project_ids
 from task_service.tasks import listing
 from task_service.tasks.cursor import Position
 from task_service.tasks.models import Task, TaskDependency, TaskPriority, TaskStatus
@@ -39,11 +41,17 @@ from task_service.tasks.schemas import TaskFilter, TaskRead
 TASK_ID = bindparam("task_id", type_=BigInteger)
 USER_ID = bindparam("user_id", type_=BigInteger)
 TASK_IDS = bindparam("task_ids", type_=ARRAY(BigInteger))
+PROJECT_ID = bindparam("project_id", type_=BigInteger)
 NOW = bindparam("now", type_=Task.updated_at.type)
 
 
 def visible_to(user_id: ColumnElement[int] | int) -> ColumnElement[bool]:
-    return or_(Task.owner_id == user_id, Task.assignee_id == user_id)
+    """A personal task is visible to its owner and its assignee; a project's task to the
+    project's members, and only to them. Checked in every statement that reads a task."""
+    return or_(
+        and_(Task.project_id.is_(None), or_(Task.owner_id == user_id, Task.assignee_id == user_id)),
+        Task.project_id == any_(member_project_ids(user_id)),
+    )
 
 
 # Selected beside a task (correlated to the statement's `task` row), so a task and its
@@ -75,6 +83,7 @@ TASK_COLUMNS = (
     Task.tags,
     Task.owner_id,
     Task.assignee_id,
+    Task.project_id,
     Task.created_at,
     Task.updated_at,
     Task.completed_at,
@@ -107,7 +116,7 @@ _GET_MANY = compile_statement(
     select(*READ_COLUMNS).where(Task.id == any_(TASK_IDS)).order_by(Task.id)
 )
 _VISIBLE_IDS = compile_statement(
-    select(Task.id)
+    select(Task.id, Task.project_id)
     .where(Task.id == any_(TASK_IDS), visible_to(USER_ID))
     .with_for_update(read=True, key_share=True)
 )
@@ -122,6 +131,7 @@ _INSERT = compile_statement(
         tags=bindparam("v_tags"),
         owner_id=bindparam("v_owner_id"),
         assignee_id=bindparam("v_assignee_id"),
+        project_id=bindparam("v_project_id", type_=BigInteger),
         created_at=NOW,
         updated_at=NOW,
         completed_at=bindparam("v_completed_at"),
@@ -138,13 +148,24 @@ _DEPENDENT_IDS = compile_statement(
     .distinct()
     .order_by(TaskDependency.task_id)
 )
-_OWNED_IDS = compile_statement(select(Task.id).where(Task.owner_id == USER_ID).order_by(Task.id))
-_UNASSIGN = compile_statement(
-    update(Task)
-    .where(Task.assignee_id == USER_ID)
-    .values(assignee_id=None, updated_at=NOW, version=Task.version + 1)
-    .returning(*READ_COLUMNS)
+# Personal tasks only: a project's tasks belong to the project, whoever created them.
+_OWNED_IDS = compile_statement(
+    select(Task.id).where(Task.owner_id == USER_ID, Task.project_id.is_(None)).order_by(Task.id)
 )
+
+
+def _unassign(*conditions: ColumnElement[bool]) -> Statement:
+    return compile_statement(
+        update(Task)
+        .where(Task.assignee_id == USER_ID, *conditions)
+        .values(assignee_id=None, updated_at=NOW, version=Task.version + 1)
+        .returning(*READ_COLUMNS)
+    )
+
+
+_UNASSIGN = _unassign()
+_UNASSIGN_IN_PROJECT = _unassign(Task.project_id == PROJECT_ID)
+_UNASSIGN_FROM_PROJECTS = _unassign(Task.project_id.is_not(None))
 # Tasks that depend on deleted ones get a new version: their `depends_on` changes.
 _TOUCH_DEPENDENTS = compile_statement(
     update(Task)
@@ -211,7 +232,7 @@ class TaskRepository:
     async def get_visible(
         self, task_id: int, user_id: int, *, lock: bool = False
     ) -> TaskRead | None:
-        """The task (with its dependencies) if `user_id` owns it or is its assignee; `lock`
+        """The task (with its dependencies) if `user_id` may see it (`visible_to`); `lock`
         takes the task's row lock."""
         statement = _GET_VISIBLE_LOCKED if lock else _GET_VISIBLE
         row = await statement.fetchrow(self.connection, task_id=task_id, user_id=user_id)
@@ -221,11 +242,12 @@ class TaskRepository:
         rows = await _GET_MANY.fetch(self.connection, task_ids=list(task_ids))
         return [task_read(row) for row in rows]
 
-    async def visible_ids(self, task_ids: Sequence[int], user_id: int) -> set[int]:
-        """Which of `task_ids` the user may see, key-share locked so they cannot vanish
-        before this transaction's edges to them are committed."""
+    async def visible_ids(self, task_ids: Sequence[int], user_id: int) -> dict[int, int | None]:
+        """Which of `task_ids` the user may see, each with its project (None: personal),
+        key-share locked so they cannot vanish before this transaction's edges to them are
+        committed."""
         rows = await _VISIBLE_IDS.fetch(self.connection, task_ids=list(task_ids), user_id=user_id)
-        return {row[0] for row in rows}
+        return {row[0]: row[1] for row in rows}
 
     async def insert(self, values: Mapping[str, Any], now: datetime) -> TaskRead:
         """A new task (version 1) from column values; it has no dependencies yet."""
@@ -263,9 +285,22 @@ class TaskRepository:
     async def owned_ids(self, owner_id: int) -> list[int]:
         return [row[0] for row in await _OWNED_IDS.fetch(self.connection, user_id=owner_id)]
 
-    async def unassign(self, assignee_id: int, now: datetime) -> list[TaskRead]:
-        """Remove `assignee_id` from every task assigned to them (new versions)."""
-        rows = await _UNASSIGN.fetch(self.connection, user_id=assignee_id, now=now)
+    async def unassign(
+        self, assignee_id: int, now: datetime, *, project_id: int | None = None
+    ) -> list[TaskRead]:
+        """Remove `assignee_id` from every task assigned to them, or only from those of
+        `project_id` (new versions)."""
+        if project_id is None:
+            rows = await _UNASSIGN.fetch(self.connection, user_id=assignee_id, now=now)
+        else:
+            rows = await _UNASSIGN_IN_PROJECT.fetch(
+                self.connection, user_id=assignee_id, project_id=project_id, now=now
+            )
+        return [task_read(row) for row in rows]
+
+    async def unassign_from_projects(self, assignee_id: int, now: datetime) -> list[TaskRead]:
+        """Remove `assignee_id` from every project task assigned to them."""
+        rows = await _UNASSIGN_FROM_PROJECTS.fetch(self.connection, user_id=assignee_id, now=now)
         return [task_read(row) for row in rows]
 
     async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
@@ -286,9 +321,12 @@ class TaskRepository:
             )
         if not more and task_filter.skip == 0 and task_filter.cursor is None:
             return TaskPage(tasks, len(tasks), True, position)
-        counted = int(await total.fetchval(self.connection, **values))
-        if shape.tallied:
-            return TaskPage(tasks, counted, True, position)
+        row = await total.fetchrow(self.connection, **values)
+        assert row is not None  # a SELECT of scalar subqueries returns one row
+        counted = int(row["counted"])
         return TaskPage(
-            tasks, min(counted, listing.TOTAL_CAP), counted <= listing.TOTAL_CAP, position
+            tasks,
+            int(row["tallied"]) + min(counted, listing.TOTAL_CAP),
+            counted <= listing.TOTAL_CAP,
+            position,
         )

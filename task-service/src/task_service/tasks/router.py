@@ -9,6 +9,7 @@ from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
+from task_service.projects.errors import ProjectNotFound
 from task_service.tasks.dependencies import (
     DependencyReaderDep,
     DependencyWriterDep,
@@ -21,7 +22,9 @@ from task_service.tasks.dependencies import (
 )
 from task_service.tasks.errors import (
     AssigneeNotActive,
+    AssigneeNotMember,
     DependencyCycle,
+    DependencyOutsideProject,
     IdempotencyKeyReused,
     OwnerOnly,
     SelfDependency,
@@ -53,12 +56,14 @@ def _with_etag(response: Response, task: TaskRead) -> TaskRead:
     return task
 
 
-@router.get("/", summary="List tasks")
+@router.get("/", summary="List tasks", responses=problem_responses(ProjectNotFound))
 @router.get("", include_in_schema=False)
 async def list_tasks(
     principal: PrincipalDep, task_service: TaskReaderDep, task_filter: TaskFilterDep
 ) -> TaskList:
-    """Tasks the caller owns or is assigned to, filtered, sorted (ties broken by id) and paged."""
+    """Tasks the caller can see (owned, assigned, and the tasks of their projects), or with
+    `project_id` one project's tasks (members only: 404 otherwise), filtered, sorted (ties
+    broken by id) and paged."""
     return await task_service.list_tasks(principal, task_filter)
 
 
@@ -67,7 +72,14 @@ async def list_tasks(
     status_code=status.HTTP_201_CREATED,
     summary="Create a task",
     responses=problem_responses(
-        TaskNotFound, TaskBlocked, AssigneeNotActive, IdempotencyKeyReused, UpstreamUnavailable
+        TaskNotFound,
+        ProjectNotFound,
+        TaskBlocked,
+        AssigneeNotActive,
+        AssigneeNotMember,
+        DependencyOutsideProject,
+        IdempotencyKeyReused,
+        UpstreamUnavailable,
     ),
 )
 @router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
@@ -102,7 +114,13 @@ async def get_task(
 
 
 _UPDATE_ERRORS = problem_responses(
-    TaskNotFound, OwnerOnly, VersionMismatch, TaskBlocked, AssigneeNotActive, UpstreamUnavailable
+    TaskNotFound,
+    OwnerOnly,
+    VersionMismatch,
+    TaskBlocked,
+    AssigneeNotActive,
+    AssigneeNotMember,
+    UpstreamUnavailable,
 )
 
 
@@ -189,7 +207,9 @@ async def toggle_task(
     "/{task_id}/dependencies",
     status_code=status.HTTP_201_CREATED,
     summary="Add a dependency",
-    responses=problem_responses(TaskNotFound, OwnerOnly, SelfDependency, DependencyCycle),
+    responses=problem_responses(
+        TaskNotFound, OwnerOnly, SelfDependency, DependencyOutsideProject, DependencyCycle
+    ),
 )
 async def add_dependency(
     task_id: TaskIdPath,

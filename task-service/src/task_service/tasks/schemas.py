@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     StringConstraints,
     ValidationInfo,
@@ -99,8 +100,12 @@ Title = Annotated[
 Description = Annotated[str, Field(max_length=10_000), AfterValidator(no_nul)]
 Tag = Annotated[str, StringConstraints(max_length=50), AfterValidator(no_nul)]
 Tags = Annotated[list[Tag], Field(max_length=100), AfterValidator(normalise_tags)]
-UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
-TaskId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Ids in a JSON body are JSON integers: `true` or `"7"` is refused rather than coerced (`true` would
+# otherwise become user 1). Query strings are parsed from text, so the filter takes `IdParam`.
+UserId = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
+TaskId = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
+ProjectId = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
+IdParam = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def resolve_status(
@@ -137,6 +142,11 @@ class TaskCreate(BaseModel):
     due_date: UtcDatetime | None = None
     tags: Tags = Field(default_factory=list)
     assignee_id: UserId | None = None
+    project_id: ProjectId | None = Field(
+        default=None,
+        description="Create the task in this project (members only: 404 otherwise). It stays "
+        "there: a task does not move between projects.",
+    )
     depends_on: Annotated[
         list[TaskId], Field(max_length=MAX_DEPENDENCIES_ON_CREATE), AfterValidator(unique_ids)
     ] = Field(default_factory=list)
@@ -194,6 +204,10 @@ class TaskRead(BaseModel):
     tags: list[str]
     owner_id: int
     assignee_id: int | None
+    # Defaulted: a replayed answer stored before projects existed has no such key.
+    project_id: int | None = Field(
+        default=None, description="The project the task belongs to; null for a personal task"
+    )
     depends_on: list[int]
     blocked: bool
     created_at: datetime
@@ -265,7 +279,8 @@ class TaskFilter(BaseModel):
     priorities: list[TaskPriority] = Field(default_factory=list)
     tags: Tags = Field(default_factory=list)
     search: Annotated[str, Field(max_length=200), AfterValidator(no_nul)] | None = None
-    assignee_id: UserId | None = None
+    assignee_id: IdParam | None = None
+    project_id: IdParam | None = None
     scope: Scope = "all"
     due_before: UtcDatetime | None = None
     due_after: UtcDatetime | None = None

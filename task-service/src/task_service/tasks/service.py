@@ -13,9 +13,14 @@ from taskflow_kit.auth import Principal
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.resilience import ResilientClient
 
+from task_service.projects.errors import ProjectNotFound
+from task_service.projects.models import MANAGERS, ProjectRole
+from task_service.projects.repository import ProjectRepository
 from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.errors import (
     AssigneeNotActive,
+    AssigneeNotMember,
+    DependencyOutsideProject,
     OwnerOnly,
     TaskBlocked,
     TaskNotFound,
@@ -83,6 +88,7 @@ class TaskService:
             client=user_client, known=KnownUserRepository(connection)
         )
         self.events = TaskEvents(connection, outbox)
+        self.projects = ProjectRepository(connection)
         self.clock = clock
 
     # -- reading -----------------------------------------------------------------------------
@@ -90,7 +96,8 @@ class TaskService:
     async def get_visible(
         self, principal: Principal, task_id: int, *, lock: bool = False
     ) -> TaskRead:
-        """The task as the API shows it; 404 unless the caller owns it or is its assignee."""
+        """The task as the API shows it; 404 unless the caller may see it (a personal task's
+        owner or assignee, a project task's members)."""
         task = await self.repository.get_visible(task_id, principal.id, lock=lock)
         if task is None:
             raise TaskNotFound(task_id)
@@ -98,6 +105,15 @@ class TaskService:
 
     async def list_tasks(self, principal: Principal, task_filter: TaskFilter) -> TaskList:
         page = await self.repository.find_page(task_filter, principal.id, self.clock())
+        project_id = task_filter.project_id
+        # The listing checked membership itself; an empty answer is asked once more whether
+        # the project is one of the caller's, so that a non-member hears 404 as for a task.
+        if (
+            project_id is not None
+            and not page.tasks
+            and await self.projects.get_for_member(project_id, principal.id) is None
+        ):
+            raise ProjectNotFound(project_id)
         return TaskList.model_construct(
             tasks=page.tasks,
             total=page.total,
@@ -110,6 +126,8 @@ class TaskService:
     # -- creating ----------------------------------------------------------------------------
 
     async def create(self, principal: Principal, data: TaskCreate) -> TaskRead:
+        if data.project_id is not None:
+            await self.member_access(principal, data.project_id, data.assignee_id)
         if data.assignee_id is not None:
             await self._ensure_assignable(principal, data.assignee_id)
         if data.depends_on:
@@ -117,6 +135,9 @@ class TaskService:
             missing = [task_id for task_id in data.depends_on if task_id not in visible]
             if missing:
                 raise TaskNotFound(missing[0])
+            outside = [t for t in data.depends_on if visible[t] != data.project_id]
+            if outside:
+                raise DependencyOutsideProject(outside[0], "depends_on")
         now = self.clock()
         status = data.status or TaskStatus.TODO
         created = await self.repository.insert(
@@ -129,6 +150,7 @@ class TaskService:
                 "tags": data.tags,
                 "owner_id": principal.id,
                 "assignee_id": data.assignee_id,
+                "project_id": data.project_id,
                 "completed_at": now if status is TaskStatus.DONE else None,
             },
             now,
@@ -182,7 +204,12 @@ class TaskService:
         task = await self.get_visible(principal, task_id, lock=True)
         check_if_match(task, if_match)
         values = {name: value for name, value in fields.items() if getattr(task, name) != value}
-        if values and task.owner_id != principal.id:
+        if task.project_id is not None:
+            # Every member edits every field of a project's task.
+            await self.member_access(
+                principal, task.project_id, values.get("assignee_id"), task_id=task.id
+            )
+        elif values and task.owner_id != principal.id:
             raise OwnerOnly("change fields other than the status")
         if values.get("assignee_id") is not None:
             await self._ensure_assignable(principal, values["assignee_id"])
@@ -211,7 +238,11 @@ class TaskService:
 
     async def delete(self, principal: Principal, task_id: int, if_match: IfMatch) -> None:
         task = await self.get_visible(principal, task_id, lock=True)
-        if task.owner_id != principal.id:
+        if task.project_id is not None:
+            role = await self.member_access(principal, task.project_id, task_id=task.id)
+            if task.owner_id != principal.id and role not in MANAGERS:
+                raise OwnerOnly("delete it (or the project's owner or admins)")
+        elif task.owner_id != principal.id:
             raise OwnerOnly("delete it")
         check_if_match(task, if_match)
         dependents = await self.repository.delete([task.id], self.clock())
@@ -224,9 +255,43 @@ class TaskService:
             for changed in await self.repository.get_many(task_ids):
                 await self.events.record(TASK_UPDATED, changed)
 
+    async def member_access(
+        self,
+        principal: Principal,
+        project_id: int,
+        assignee_id: int | None = None,
+        *,
+        task_id: int | None = None,
+    ) -> ProjectRole:
+        """The caller's role in the project, for a write to one of its tasks: their membership
+        (and a new assignee's) is key-share locked until the transaction ends, so a removal
+        waits for this write and then sees it (and unassigns what it assigned). Not a member
+        (any more): 404 for the task, or for the project when creating."""
+        users = [principal.id] if assignee_id is None else [principal.id, assignee_id]
+        roles = await self.projects.lock_membership(project_id, users)
+        role = roles.get(principal.id)
+        if role is None:
+            raise TaskNotFound(task_id) if task_id is not None else ProjectNotFound(project_id)
+        if assignee_id is not None and assignee_id not in roles:
+            raise AssigneeNotMember(assignee_id, project_id)
+        return role
+
+    async def unassign_in_project(self, project_id: int, user_id: int, audience: list[int]) -> None:
+        """A member left `project_id`: its tasks assigned to them lose the assignee."""
+        for changed in await self.repository.unassign(user_id, self.clock(), project_id=project_id):
+            await self.events.record(
+                TASK_ASSIGNED, changed, previous_assignee_id=user_id, audience=audience
+            )
+
+    async def unassign_from_projects(self, user_id: int) -> None:
+        """A deactivated account: every project task assigned to it loses the assignee."""
+        for changed in await self.repository.unassign_from_projects(user_id, self.clock()):
+            await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=user_id)
+
     async def remove_user(self, user_id: int) -> None:
-        """A deleted account: their tasks go (edges too), tasks assigned to them lose the
-        assignee. Each change publishes its event like any other."""
+        """A deleted account: their personal tasks go (edges too), tasks assigned to them lose
+        the assignee. Each change publishes its event like any other. (Their memberships are
+        ended first, by `ProjectService.remove_user`.)"""
         now = self.clock()
         for changed in await self.repository.unassign(user_id, now):
             await self.events.record(TASK_ASSIGNED, changed, previous_assignee_id=user_id)

@@ -1,0 +1,124 @@
+"""The project list's plan: one project's page in every order comes straight from the
+project-led index of its sort key, with no sort of the project's tasks (the keys are the owner
+indexes' own expressions, listing.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from task_service.tasks.listing import ListShape, list_values
+from task_service.tasks.schemas import TaskFilter
+from taskflow_kit.db import compile_statement
+
+pytestmark = pytest.mark.usefixtures("client")
+
+
+INDEXES = {
+    "created_at": "ix_task_project_created",
+    "updated_at": "ix_task_project_updated",
+    "priority": "ix_task_project_priority",
+    "status": "ix_task_project_status",
+    "title": "ix_task_project_title",
+}
+
+
+@pytest.mark.parametrize(
+    ("sort_by", "sort_order", "index"),
+    [
+        *((field, order, index) for field, index in INDEXES.items() for order in ("asc", "desc")),
+        ("due_date", "asc", "ix_task_project_due_asc"),
+        ("due_date", "desc", "ix_task_project_due_desc"),
+    ],
+)
+async def test_a_projects_page_is_read_from_its_index_without_sorting(
+    client: httpx.AsyncClient, app: FastAPI, sort_by: str, sort_order: str, index: str
+) -> None:
+    async with app.state.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO project (name, owner_id, created_at, updated_at, version) "
+                "SELECT 'p' || g, 1, now(), now(), 1 FROM generate_series(1, 200) g"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO project_member (project_id, user_id, role, added_at) "
+                "SELECT id, 1, 'owner', now() FROM project"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO task (title, status, priority, tags, owner_id, project_id, "
+                "created_at, updated_at, version) SELECT 't' || g, 'todo', 'medium', '{}', 1, "
+                "1 + g % 200, now() - g * interval '1 second', now(), 1 "
+                "FROM generate_series(1, 40000) g"
+            )
+        )
+        await connection.execute(text("ANALYZE task"))
+        await connection.execute(text("ANALYZE project_member"))
+    task_filter = TaskFilter(project_id=1, sort_by=sort_by, sort_order=sort_order)
+    page = compile_statement(ListShape.of(task_filter).page_ids())
+    values = list_values(task_filter, 1, datetime.now(UTC))
+    async with app.state.pool.acquire() as connection:
+        plan = "\n".join(
+            row[0] for row in await connection.fetch("EXPLAIN " + page.sql, *page.args(values))
+        )
+    assert index in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def _most_rows(node: dict[str, Any]) -> int:
+    """The most rows any node of a plan produced."""
+    return max(
+        [int(node.get("Actual Rows", 0))] + [_most_rows(child) for child in node.get("Plans", [])]
+    )
+
+
+@pytest.mark.parametrize("sort_by", ["created_at", "priority", "due_date", "title"])
+async def test_a_members_whole_list_reads_a_page_per_project_not_the_board(
+    client: httpx.AsyncClient, app: FastAPI, sort_by: str
+) -> None:
+    async with app.state.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO project (name, owner_id, created_at, updated_at, version) "
+                "SELECT 'p' || g, 1, now(), now(), 1 FROM generate_series(1, 3) g"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO project_member (project_id, user_id, role, added_at) "
+                "SELECT id, 1, 'owner', now() FROM project"
+            )
+        )
+        # One board of 30,000 tasks, two small ones, and the member's own tasks.
+        await connection.execute(
+            text(
+                "INSERT INTO task (title, status, priority, tags, owner_id, project_id, "
+                "created_at, updated_at, version) SELECT 't' || g, 'todo', "
+                "(ARRAY['low', 'medium', 'high', 'urgent'])[1 + g % 4], '{}', 1 + g % 5, "
+                "CASE WHEN g <= 30000 THEN (SELECT min(id) FROM project) "
+                "WHEN g <= 30100 THEN (SELECT max(id) FROM project) END, "
+                "now() - g * interval '1 second', now(), 1 FROM generate_series(1, 30200) g"
+            )
+        )
+        await connection.execute(text("ANALYZE task"))
+        await connection.execute(text("ANALYZE project_member"))
+    task_filter = TaskFilter(sort_by=sort_by, sort_order="desc")
+    page = compile_statement(ListShape.of(task_filter).page_ids())
+    values = list_values(task_filter, 1, datetime.now(UTC))
+    async with app.state.pool.acquire() as connection:
+        [row] = await connection.fetch(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + page.sql, *page.args(values)
+        )
+    # The pool may decode json already (a codec) or not.
+    explained = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+    plan = explained[0]["Plan"]
+    # A page of 20 (+1) from each branch and each project: never the 30,000-task board.
+    assert _most_rows(plan) <= 200, json.dumps(plan, indent=1)
