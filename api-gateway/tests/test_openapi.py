@@ -84,6 +84,26 @@ def test_merge_keeps_public_paths_and_deduplicates_components() -> None:
     assert [tag["name"] for tag in merged["tags"]] == ["things"]
 
 
+def test_every_forwarded_operation_documents_what_the_gateway_itself_may_answer() -> None:
+    gateway = {
+        "openapi": "3.1.0",
+        "info": {"title": "gw", "version": "1"},
+        "paths": {"/api/status": {"get": {"operationId": "status", "responses": {}}}},
+    }
+    problem = {"type": "object", "properties": {"title": {"type": "string"}}}
+    tasks = {**TASKS, "components": {**TASKS["components"], "schemas": {"Problem": problem}}}
+    merged = merge_documents(gateway, {"task-service": tasks})
+    responses = merged["paths"]["/api/v1/tasks/"]["get"]["responses"]
+    # An unsafe path is refused with 400 before any service sees it (schemathesis found it
+    # undocumented); limits, and an unreachable or slow service, answer from the gateway too.
+    assert {"200", "400", "413", "429", "502", "503", "504"} <= set(responses)
+    assert responses["400"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    assert responses["200"]["description"] == "ok"  # the service's own entries are kept
+    assert merged["paths"]["/api/status"]["get"]["responses"] == {}  # not a forwarded route
+
+
 async def test_docs_are_served_merged_refreshed_and_kept_when_a_service_is_down(
     make_gateway: GatewayFactory, start_backend: BackendStarter
 ) -> None:

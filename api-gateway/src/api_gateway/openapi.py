@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from taskflow_kit.auth import TOKEN_URL
+from taskflow_kit.errors import PROBLEM_MEDIA_TYPE
 
 from api_gateway.client import UpstreamError
 from api_gateway.routing import upstream_for
@@ -33,6 +34,27 @@ BEARER_SCHEME: Document = {
     "type": "oauth2",
     "flows": {"password": {"scopes": {}, "tokenUrl": TOKEN_URL}},
 }
+
+
+# What the gateway itself may answer on any route it forwards, before or instead of the service:
+# documented on every merged operation so clients (and schemathesis) know them.
+GATEWAY_RESPONSES: Mapping[str, str] = {
+    "400": "Refused by the gateway: an unsafe request path (encoded slash, dot-segment, raw bytes)",
+    "413": "Refused by the gateway: the body is larger than it forwards",
+    "429": "Refused by the gateway: a rate limit was exceeded (see Retry-After)",
+    "502": "The service answered with something the gateway could not relay",
+    "503": "No replica of the service can take the request now (see Retry-After)",
+    "504": "The service did not answer in time",
+}
+
+
+def _add_gateway_responses(operation: Document, problem_schema: Document) -> None:
+    responses: Document = operation.setdefault("responses", {})
+    for status, description in GATEWAY_RESPONSES.items():
+        responses.setdefault(
+            status,
+            {"description": description, "content": {PROBLEM_MEDIA_TYPE: problem_schema}},
+        )
 
 
 def _service_tag(service: str) -> str:
@@ -76,6 +98,7 @@ def merge_documents(gateway: Document, services: Mapping[str, Document]) -> Docu
         if method in HTTP_METHODS
     }
 
+    forwarded: list[Document] = []
     for service in sorted(services):
         document = services[service]
         source_components: Document = document.get("components", {})
@@ -111,6 +134,17 @@ def merge_documents(gateway: Document, services: Mapping[str, Document]) -> Docu
                 for tag in operation.get("tags", []):
                     add_tag({"name": tag})
             paths[path] = item
+            forwarded.append(item)
+
+    problem_schema: Document = (
+        {"schema": {"$ref": "#/components/schemas/Problem"}}
+        if "Problem" in components.get("schemas", {})
+        else {}
+    )
+    for item in forwarded:
+        for method, operation in item.items():
+            if method in HTTP_METHODS and isinstance(operation, dict):
+                _add_gateway_responses(operation, problem_schema)
 
     # Swagger's Authorize posts the OAuth2 password form to user-service through the gateway.
     schemes = components.setdefault("securitySchemes", {})
