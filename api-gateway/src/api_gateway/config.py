@@ -79,8 +79,9 @@ class Settings(ServiceSettings):
     # Bearer token for `/metrics` and the detail of `/api/status` (monitoring); unset: `/metrics`
     # is not served on this port at all.
     metrics_token: SecretStr | None = Field(None, validation_alias=_env("METRICS_TOKEN"))
-    # Loopback clients see operational detail without a token; unset: everywhere but production.
-    trust_loopback: bool | None = Field(None, validation_alias=_env("TRUST_LOOPBACK"))
+    # Loopback clients see operational detail without a token: off in every environment (a
+    # reverse proxy on the same host would make every client loopback); `make run` opts in.
+    trust_loopback: bool = Field(False, validation_alias=_env("TRUST_LOOPBACK"))
 
     def upstream_urls(self) -> dict[str, list[str]]:
         return {
@@ -90,8 +91,6 @@ class Settings(ServiceSettings):
         }
 
     def loopback_is_trusted(self) -> bool:
-        if self.trust_loopback is None:
-            return self.environment != "production"
         return self.trust_loopback
 
     def monitoring_token(self) -> str | None:
