@@ -71,6 +71,10 @@ class Settings(ServiceSettings):
     ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
     # Messages a slow WebSocket client may fall behind before it is closed (1013).
     ws_queue_size: int = Field(256, ge=1, validation_alias=_env("WS_QUEUE_SIZE"))
+    # A client message over this closes the socket (1009); the protocol's are under 5 KiB.
+    ws_max_message_bytes: int = Field(8192, ge=1024, validation_alias=_env("WS_MAX_MESSAGE_BYTES"))
+    # Sockets one user may hold open on one replica (a tab holds one); more are refused (4429).
+    ws_max_sockets_per_user: int = Field(20, ge=1, validation_alias=_env("WS_MAX_SOCKETS_PER_USER"))
 
     openapi_refresh_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")
