@@ -418,6 +418,8 @@ class Suite:
             "GATEWAY_RATE_LIMIT_PER_USER": "100000",
             "GATEWAY_RATE_LIMIT_PER_IP": "100000",
             "GATEWAY_RATE_LIMIT_WINDOW_SECONDS": "60",
+            # The suite reads the status detail from loopback, as `make run` does (opt-in).
+            "GATEWAY_TRUST_LOOPBACK": "true",
         }
         env.update(overrides)
         return env

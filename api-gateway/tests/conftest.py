@@ -62,6 +62,8 @@ def gateway_settings(**overrides: Any) -> Settings:
         "deadline": 3.0,
         "retry_backoff_seconds": 0.001,
         "cors_origins": "http://localhost:3000",
+        # The tests read the status detail from loopback; the access tests turn this off.
+        "trust_loopback": True,
     }
     values.update(overrides)
     return Settings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -9,7 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from api_gateway.live import CLOSE_POLICY, CLOSE_TRY_AGAIN, LiveConnection, LiveHub
+from api_gateway.live import (
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNSUPPORTED,
+    LiveConnection,
+    LiveHub,
+)
 from api_gateway.main import create_app
 from conftest import TOKEN_CONFIG, access_token, gateway_settings
 from starlette.testclient import TestClient
@@ -140,7 +149,8 @@ def receive_until_closed(ws: Any) -> None:
 def test_a_socket_closes_when_its_token_expires() -> None:
     app = create_app(gateway_settings())
     token = access_token(7, ttl=timedelta(seconds=2))
-    with TestClient(app) as client, client.websocket_connect(f"/api/v1/ws?token={token}") as ws:
+    with TestClient(app) as client, client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_text(json.dumps({"token": token}))
         assert ws.receive_json() == {"type": "ready", "user_id": 7}
         started = time.monotonic()
         with pytest.raises(WebSocketDisconnect) as closed:
@@ -173,10 +183,9 @@ def test_a_socket_gets_a_request_id_an_access_line_and_metrics() -> None:
     token = access_token(7)
     with (
         TestClient(app) as client,
-        client.websocket_connect(
-            f"/api/v1/ws?token={token}", headers={"X-Request-ID": "live-42"}
-        ) as ws,
+        client.websocket_connect("/api/v1/ws", headers={"X-Request-ID": "live-42"}) as ws,
     ):
+        ws.send_text(json.dumps({"token": token}))
         assert ws.receive_json() == {"type": "ready", "user_id": 7}
         assert (b"x-request-id", b"live-42") in (ws.extra_headers or [])
         ws.close()
@@ -189,3 +198,80 @@ def test_a_socket_gets_a_request_id_an_access_line_and_metrics() -> None:
     assert "path=/api/v1/ws" in line
     assert "status=101" in line
     assert "request_id=live-42" in line
+
+
+def closed_with(ws: Any) -> tuple[int, str]:
+    """The close of a socket whose next message must be its close (nothing else arrives)."""
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    return closed.value.code, closed.value.reason
+
+
+def test_a_token_in_the_url_is_not_accepted() -> None:
+    """Issue 21 point 8: `?token=` is gone (URLs end up in logs); only the first message counts."""
+    app = create_app(gateway_settings())
+    token = access_token(7)
+    with TestClient(app) as client, client.websocket_connect(f"/api/v1/ws?token={token}") as ws:
+        ws.send_text(json.dumps({"type": "ping"}))  # a first message without a token
+        assert closed_with(ws)[0] == CLOSE_POLICY
+
+
+def test_an_oversized_message_closes_with_1009_before_and_after_authentication() -> None:
+    app = create_app(gateway_settings(ws_max_message_bytes=2048))
+    token = access_token(7)
+    with TestClient(app) as client:
+        with client.websocket_connect("/api/v1/ws") as ws:
+            ws.send_text(json.dumps({"token": token, "pad": "x" * 2048}))
+            code, reason = closed_with(ws)
+            assert code == CLOSE_TOO_BIG
+            assert "2048" in reason
+        with client.websocket_connect("/api/v1/ws") as ws:
+            ws.send_text(json.dumps({"token": token}))
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_text(json.dumps({"type": "ping"}))
+            assert ws.receive_json() == {"type": "pong"}
+            ws.send_text("é" * 1100)  # 1100 characters, 2200 bytes: bytes count
+            assert closed_with(ws)[0] == CLOSE_TOO_BIG
+
+
+def test_a_binary_frame_closes_with_1003() -> None:
+    app = create_app(gateway_settings())
+    with TestClient(app) as client, client.websocket_connect("/api/v1/ws") as ws:
+        ws.send_text(json.dumps({"token": access_token(7)}))
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(b"\x00" * 16)
+        assert closed_with(ws)[0] == CLOSE_UNSUPPORTED
+
+
+def test_a_user_may_hold_only_so_many_sockets_and_others_are_not_affected() -> None:
+    app = create_app(gateway_settings(ws_max_sockets_per_user=2))
+    with TestClient(app) as client, contextlib.ExitStack() as sockets:
+
+        def open_socket(user_id: int) -> Any:
+            ws = sockets.enter_context(client.websocket_connect("/api/v1/ws"))
+            ws.send_text(json.dumps({"token": access_token(user_id)}))
+            return ws
+
+        first, second = open_socket(7), open_socket(7)
+        for ws in (first, second):
+            assert ws.receive_json() == {"type": "ready", "user_id": 7}
+        third = open_socket(7)
+        code, reason = closed_with(third)
+        assert code == CLOSE_TOO_MANY_SOCKETS
+        assert "at most 2" in reason
+        other = open_socket(8)  # another user is not counted against user 7
+        assert other.receive_json() == {"type": "ready", "user_id": 8}
+        first.close()
+        deadline = time.monotonic() + 5
+        refusals: list[int] = []
+        while True:  # the closed socket's slot frees once the gateway has seen it go
+            assert time.monotonic() < deadline, refusals
+            again = open_socket(7)
+            try:
+                ready = again.receive_json()
+            except WebSocketDisconnect as refused:
+                refusals.append(refused.code)
+                continue
+            break
+        assert ready == {"type": "ready", "user_id": 7}
+        assert set(refusals) <= {CLOSE_TOO_MANY_SOCKETS}

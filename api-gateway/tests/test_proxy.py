@@ -222,6 +222,15 @@ async def test_gateway_health_and_docs_pages(make_gateway: GatewayFactory) -> No
         assert docs.status_code == 200
         assert "swagger" in docs.text.lower()
         assert (await gw.client.get("/redoc")).status_code == 200
+        # Served by the gateway itself (issue 21 point 3): no CDN, a policy that says so.
+        for page in ("/docs", "/redoc"):
+            html = await gw.client.get(page)
+            assert "script-src 'self';" in html.headers["content-security-policy"]
+            assert "http" not in html.text, html.text
+            bundle = "swagger-ui-bundle.js" if page == "/docs" else "redoc.standalone.js"
+            asset = await gw.client.get(f"/docs/assets/{bundle}")
+            assert asset.status_code == 200
+            assert asset.headers["content-type"] == "text/javascript; charset=utf-8"
 
 
 async def test_declared_oversize_body_is_refused_without_reading_it(

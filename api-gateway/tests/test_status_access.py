@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from conftest import BackendStarter, GatewayFactory, access_token
+import pytest
+from conftest import JWT_SECRET, BackendStarter, GatewayFactory, access_token
 from gateway_doubles import EMPTY_OPENAPI
 
 MONITORING = "monitoring-token-0123456789"
@@ -77,5 +78,32 @@ def test_an_empty_monitoring_token_configures_none() -> None:
     from conftest import gateway_settings
 
     assert gateway_settings(metrics_token="").monitoring_token() is None
-    assert gateway_settings(environment="production").loopback_is_trusted() is False
-    assert gateway_settings(environment="test").loopback_is_trusted() is True
+    # Production's default (off) is checked with the other environments' below.
+
+
+def test_loopback_is_not_trusted_by_default_in_any_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21 point 8: only `make run` opts in (devstack sets GATEWAY_TRUST_LOOPBACK)."""
+    from api_gateway.config import Settings
+
+    monkeypatch.delenv("GATEWAY_TRUST_LOOPBACK", raising=False)
+    for environment in ("development", "test", "production"):
+        settings = Settings(environment=environment, jwt_secret=JWT_SECRET)
+        assert settings.loopback_is_trusted() is False, environment
+    monkeypatch.setenv("GATEWAY_TRUST_LOOPBACK", "true")
+    assert Settings(environment="development", jwt_secret=JWT_SECRET).loopback_is_trusted()
+
+
+async def test_a_loopback_client_sees_only_the_summary_by_default(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    from api_gateway.config import Settings
+
+    _backend, server = await start_backend(openapi=EMPTY_OPENAPI)
+    urls = [server.url]
+    default = Settings.model_fields["trust_loopback"].default
+    async with make_gateway(users=urls, tasks=urls, stats=urls, trust_loopback=default) as gw:
+        public = (await gw.client.get("/api/status")).json()  # the client is 127.0.0.1
+        assert set(public) == {"status", "upstreams"}
+        assert (await gw.client.get("/metrics")).status_code == 404

@@ -357,7 +357,18 @@ def main() -> int:
     # The compose file has no default secrets (it refuses to start without them): this run's own.
     own_secrets = {
         name: secrets.token_urlsafe(48)
-        for name in ("JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+        for name in (
+            "JWT_SECRET",
+            "POSTGRES_PASSWORD",
+            "USERS_DB_MIGRATION_PASSWORD",
+            "USERS_DB_SERVICE_PASSWORD",
+            "TASKS_DB_MIGRATION_PASSWORD",
+            "TASKS_DB_SERVICE_PASSWORD",
+            "USER_SERVICE_REDIS_PASSWORD",
+            "TASK_SERVICE_REDIS_PASSWORD",
+            "STATS_SERVICE_REDIS_PASSWORD",
+            "GATEWAY_REDIS_PASSWORD",
+        )
     }
     stack.env = {
         **own_secrets,

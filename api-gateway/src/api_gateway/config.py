@@ -71,6 +71,10 @@ class Settings(ServiceSettings):
     ws_heartbeat_seconds: float = Field(20.0, gt=0, validation_alias=_env("WS_HEARTBEAT_SECONDS"))
     # Messages a slow WebSocket client may fall behind before it is closed (1013).
     ws_queue_size: int = Field(256, ge=1, validation_alias=_env("WS_QUEUE_SIZE"))
+    # A client message over this closes the socket (1009); the protocol's are under 5 KiB.
+    ws_max_message_bytes: int = Field(8192, ge=1024, validation_alias=_env("WS_MAX_MESSAGE_BYTES"))
+    # Sockets one user may hold open on one replica (a tab holds one); more are refused (4429).
+    ws_max_sockets_per_user: int = Field(20, ge=1, validation_alias=_env("WS_MAX_SOCKETS_PER_USER"))
 
     openapi_refresh_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")
@@ -79,8 +83,9 @@ class Settings(ServiceSettings):
     # Bearer token for `/metrics` and the detail of `/api/status` (monitoring); unset: `/metrics`
     # is not served on this port at all.
     metrics_token: SecretStr | None = Field(None, validation_alias=_env("METRICS_TOKEN"))
-    # Loopback clients see operational detail without a token; unset: everywhere but production.
-    trust_loopback: bool | None = Field(None, validation_alias=_env("TRUST_LOOPBACK"))
+    # Loopback clients see operational detail without a token: off in every environment (a
+    # reverse proxy on the same host would make every client loopback); `make run` opts in.
+    trust_loopback: bool = Field(False, validation_alias=_env("TRUST_LOOPBACK"))
 
     def upstream_urls(self) -> dict[str, list[str]]:
         return {
@@ -90,8 +95,6 @@ class Settings(ServiceSettings):
         }
 
     def loopback_is_trusted(self) -> bool:
-        if self.trust_loopback is None:
-            return self.environment != "production"
         return self.trust_loopback
 
     def monitoring_token(self) -> str | None:

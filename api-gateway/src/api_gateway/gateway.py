@@ -90,6 +90,8 @@ class Gateway:
             verifier=self.tokens.verifier,
             queue_size=settings.ws_queue_size,
             heartbeat=settings.ws_heartbeat_seconds,
+            max_message_bytes=settings.ws_max_message_bytes,
+            max_sockets_per_user=settings.ws_max_sockets_per_user,
         )
         self.revocation_listener = RevocationListener(
             self.stream_redis,

@@ -1,9 +1,12 @@
 """Live updates: the WebSocket `GET /api/v1/ws` and the hub that fans task events out to it.
 
 Protocol (docs/api.md, "Live updates"):
-- authenticate with `?token=<access token>` or a first message `{"token": "..."}` within
-  `auth_timeout` seconds; a missing, invalid, expired or revoked token closes the socket with
-  1008 before any event is sent;
+- authenticate with a first message `{"token": "..."}` within `auth_timeout` seconds (never in
+  the URL: URLs end up in access logs and browser history; `?token=` is ignored); a missing,
+  invalid, expired or revoked token closes the socket with 1008 before any event is sent;
+- a client message larger than `max_message_bytes` (the protocol's are under 5 KiB) closes the
+  socket with 1009, a binary one with 1003; a user with `max_sockets_per_user` sockets open on
+  this replica is refused another with 4429 (close one first: each tab holds one);
 - the server sends `{"type": "ready", "user_id": ...}`, then every `task.*` and `project.*`
   event envelope meant for the user (the event's `audience`: a project's members, or a personal
   task's owner and assignee), `{"type": "task.access_lost", ...}` to an assignee who was removed,
@@ -48,10 +51,25 @@ WS_PATH = "/api/v1/ws"
 CLOSE_POLICY = 1008  # bad, expired or revoked token
 CLOSE_TRY_AGAIN = 1013  # fell behind: reconnect and re-sync
 CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003  # a binary frame
+CLOSE_TOO_BIG = 1009  # a client message over the size cap
+CLOSE_TOO_MANY_SOCKETS = 4429  # the user already holds the most sockets allowed
 
 CONNECTIONS = Gauge("taskflow_ws_connections", "Open live-update WebSockets")
 MESSAGES = Counter("taskflow_ws_messages_total", "Messages queued to WebSockets", ["type"])
 DROPPED = Counter("taskflow_ws_slow_clients_total", "WebSockets closed for falling behind")
+REFUSED = Counter(
+    "taskflow_ws_refused_total", "WebSockets closed by a cap or a bad token", ["reason"]
+)
+
+
+class _Refused(Exception):
+    """A client message the protocol does not allow: close the socket with `code`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 def _now_iso() -> str:
@@ -116,8 +134,12 @@ class LiveHub:
         queue_size: int = 256,
         heartbeat: float = 20.0,
         auth_timeout: float = 10.0,
+        max_message_bytes: int = 8192,
+        max_sockets_per_user: int = 20,
     ) -> None:
         self.verifier = verifier
+        self.max_message_bytes = max_message_bytes
+        self.max_sockets_per_user = max_sockets_per_user
         self.queue_size = queue_size
         self.heartbeat = heartbeat
         self.auth_timeout = auth_timeout
@@ -213,6 +235,13 @@ class LiveHub:
         principal = await self._authenticate(websocket)
         if principal is None:
             return
+        if len(self.connections.get(principal.id, ())) >= self.max_sockets_per_user:
+            REFUSED.labels("too_many_sockets").inc()
+            await websocket.close(
+                CLOSE_TOO_MANY_SOCKETS,
+                f"at most {self.max_sockets_per_user} live sockets per user; close one first",
+            )
+            return
         connection = LiveConnection(principal, self.queue_size)
         self.connections[principal.id].add(connection)
         CONNECTIONS.inc()
@@ -236,16 +265,33 @@ class LiveHub:
                 del self.connections[principal.id]
             CONNECTIONS.dec()
 
+    async def _receive_text(self, websocket: WebSocket) -> str:
+        """The client's next message; `_Refused` for a binary or oversized one."""
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            raise _Refused(CLOSE_UNSUPPORTED, "text frames only")
+        if len(text) > self.max_message_bytes or len(text.encode()) > self.max_message_bytes:
+            raise _Refused(CLOSE_TOO_BIG, f"messages are at most {self.max_message_bytes} bytes")
+        return str(text)
+
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
-        token = websocket.query_params.get("token")
-        if not token:
+        try:
             token = await self._first_message_token(websocket)
+        except _Refused as refused:
+            REFUSED.labels("message").inc()
+            await websocket.close(refused.code, refused.reason)
+            return None
         if not token:
+            REFUSED.labels("token").inc()
             await websocket.close(CLOSE_POLICY, 'authenticate with {"token": ...} first')
             return None
         try:
             return self.verifier.principal(token)
         except Unauthorized as exc:
+            REFUSED.labels("token").inc()
             await websocket.close(CLOSE_POLICY, exc.detail[:120])
             return None
 
@@ -253,13 +299,13 @@ class LiveHub:
         received: list[str] = []
 
         async def first() -> None:
-            received.append(await websocket.receive_text())
+            received.append(await self._receive_text(websocket))
 
         try:
             if not await wait_for_up_to(first(), self.auth_timeout):
                 return None
             body = json.loads(received[0])
-        except (WebSocketDisconnect, ValueError, KeyError, RuntimeError):
+        except (WebSocketDisconnect, ValueError, RuntimeError):
             return None
         token = body.get("token") if isinstance(body, dict) else None
         return token if isinstance(token, str) and token else None
@@ -268,14 +314,15 @@ class LiveHub:
         """Reads the client's messages: pings are answered, a disconnect ends the socket."""
         try:
             while True:
-                text = await websocket.receive_text()
+                text = await self._receive_text(websocket)
                 with contextlib.suppress(ValueError, AttributeError):
                     if json.loads(text).get("type") == "ping":
                         connection.offer(json.dumps({"type": "pong"}))
         except (WebSocketDisconnect, RuntimeError):
             connection.close(1000, "client went away")
-        except KeyError:  # a binary frame: not part of the protocol
-            connection.close(1003, "text frames only")
+        except _Refused as refused:
+            REFUSED.labels("message").inc()
+            connection.close(refused.code, refused.reason)
 
     @staticmethod
     async def _send_loop(websocket: WebSocket, connection: LiveConnection) -> None:

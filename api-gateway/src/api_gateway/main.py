@@ -27,8 +27,9 @@ task-service and stats-service, under `/api/v1`. Sign in with **Authorize** (OAu
 flow against `/api/v1/auth/login`).
 
 **Live updates** — WebSocket `ws://<host>/api/v1/ws` (not an HTTP operation, so not listed
-below). Authenticate with `?token=<access token>` or a first message `{"token": "..."}` within
-10 s; a bad, expired or revoked token closes the socket with 1008. Messages (JSON):
+below). Authenticate with a first message `{"token": "..."}` within 10 s (not in the URL); a
+bad, expired or revoked token closes the socket with 1008, a message over 8 KiB with 1009, a
+user's 21st socket on one gateway with 4429. Messages (JSON):
 `{"type": "ready", "user_id"}`, then every task event of tasks you own or are assigned to —
 `{"id", "type": "task.created" | "task.updated" | "task.completed" | "task.assigned" |
 "task.deleted", "occurred_at", "producer", "subject_id", "data": {"task": Task, "owner_id",

@@ -4,8 +4,8 @@ The public sees whether the API is up and, per upstream, `up`, `degraded` or `do
 (replica addresses, their errors and requests in flight, Redis, the rate limiter, the docs) is
 for operators: a valid access token whose `is_superuser` claim is true, or the monitoring
 bearer token `GATEWAY_METRICS_TOKEN`. `/metrics` is served only with that token (404 without
-one configured). Outside production, clients on the loopback interface count as operators too
-(`GATEWAY_TRUST_LOOPBACK`), so `make run` and the whole-suite tests see everything. Who is an
+one configured). With `GATEWAY_TRUST_LOOPBACK=true` (set by `make run` only; off by default in
+every environment) clients on the loopback interface count as operators too. Who is an
 operator and what the document holds are the gateway's answers (`Gateway.is_operator`,
 `Gateway.status`); this module is their HTTP side.
 """

@@ -49,7 +49,25 @@ def test_only_the_gateway_publishes_a_port(compose: dict[str, object]) -> None:
     assert ports == ["${GATEWAY_BIND:-127.0.0.1}:${GATEWAY_PORT:-8000}:8000"]
 
 
-SECRET_VARIABLES = ("JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
+SECRET_VARIABLES = (
+    "JWT_SECRET",
+    "POSTGRES_PASSWORD",
+    "USERS_DB_MIGRATION_PASSWORD",
+    "USERS_DB_SERVICE_PASSWORD",
+    "TASKS_DB_MIGRATION_PASSWORD",
+    "TASKS_DB_SERVICE_PASSWORD",
+    "USER_SERVICE_REDIS_PASSWORD",
+    "TASK_SERVICE_REDIS_PASSWORD",
+    "STATS_SERVICE_REDIS_PASSWORD",
+    "GATEWAY_REDIS_PASSWORD",
+)
+# Each service's Redis ACL user (deploy/k8s) and the variable holding its password.
+REDIS_USERS = {
+    "user-service": "USER_SERVICE_REDIS_PASSWORD",
+    "task-service": "TASK_SERVICE_REDIS_PASSWORD",
+    "stats-service": "STATS_SERVICE_REDIS_PASSWORD",
+    "api-gateway": "GATEWAY_REDIS_PASSWORD",
+}
 
 
 def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> None:
@@ -61,13 +79,83 @@ def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> Non
         assert all(use.startswith(":?") for use in uses), (name, uses)
 
 
-def test_every_redis_client_in_compose_authenticates(compose: dict[str, object]) -> None:
+def test_each_service_is_its_own_redis_acl_user_as_in_kubernetes(
+    compose: dict[str, object],
+) -> None:
+    """Issue 21 point 7: compose follows deploy/k8s's Redis ACL users (each service writes only
+    its own keys and stream; the behaviour is tested on a real Redis in test_k8s_security)."""
     services = compose["services"]
     assert isinstance(services, dict)
-    assert "--requirepass" in services["redis"]["command"]
-    for name in SERVICES:
-        url = services[name]["environment"]["REDIS_URL"]
-        assert url.startswith("redis://:${REDIS_PASSWORD:?"), (name, url)
+    redis_spec = services["redis"]
+    assert redis_spec["entrypoint"] == ["/etc/taskflow/start.sh"]
+    assert "./deploy/compose/redis:/etc/taskflow:ro" in redis_spec["volumes"]
+    start = (ROOT / "deploy" / "compose" / "redis" / "start.sh").read_text()
+    assert "--aclfile" in start
+    assert "--requirepass" not in start
+    for user, variable in REDIS_USERS.items():
+        assert redis_spec["environment"][variable].startswith(f"${{{variable}:?"), variable
+        assert f"@{variable}@" in start
+        url = services[user]["environment"]["REDIS_URL"]
+        assert url.startswith(f"redis://{user}:${{{variable}:?"), (user, url)
+        assert url.endswith("@redis:6379/0"), url
+    # The healthcheck names a user: the default user is off.
+    assert redis_spec["healthcheck"]["test"][:4] == ["CMD", "redis-cli", "--user", "api-gateway"]
+
+    # The template is the manifests' ACL file, a placeholder in place of each password.
+    k8s = yaml.safe_load_all(
+        (ROOT / "deploy" / "k8s" / "base" / "20-secrets.example.yaml").read_text()
+    )
+    (secret,) = [doc for doc in k8s if doc["metadata"]["name"] == "taskflow-redis"]
+    template = (ROOT / "deploy" / "compose" / "redis" / "users.acl.in").read_text()
+    for user, variable in REDIS_USERS.items():
+        template = template.replace(
+            f"user {user} on >@{variable}@ ", f"user {user} on >replace-me "
+        )
+    assert template == secret["stringData"]["users.acl"]
+    assert "user default off" in template
+
+
+def test_services_use_least_privilege_database_roles_and_migrate_apart(
+    compose: dict[str, object],
+) -> None:
+    """Issue 21 point 7: no service connects as the superuser; a migration role owns the schema
+    and migrates in a one-off container the service waits for; the roles script is the
+    manifests' (deploy/k8s/base/30-datastores.yaml, taskflow-db-roles)."""
+    services = compose["services"]
+    assert isinstance(services, dict)
+    for service, database, role, secret in (
+        ("user-service", "users-db", "user_service", "USERS_DB"),
+        ("task-service", "tasks-db", "task_service", "TASKS_DB"),
+    ):
+        variable = f"{service.upper().replace('-', '_')}_DATABASE_URL"
+        url = services[service]["environment"][variable]
+        assert url.startswith(f"postgresql://{role}:${{{secret}_SERVICE_PASSWORD:?"), url
+        migrate = services[f"{service}-migrate"]
+        migration_url = migrate["environment"][variable]
+        assert migration_url.startswith(
+            f"postgresql://{role}_migration:${{{secret}_MIGRATION_PASSWORD:?"
+        ), migration_url
+        assert migrate["command"] == ["alembic", "-c", "alembic.ini", "upgrade", "head"]
+        assert migrate["image"] == services[service]["image"]
+        assert services[service]["depends_on"][f"{service}-migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert services[service]["environment"]["MIGRATE_ON_START"] == "false"
+        db = services[database]
+        assert db["environment"]["TASKFLOW_MIGRATION_ROLE"] == f"{role}_migration"
+        assert db["environment"]["TASKFLOW_SERVICE_ROLE"] == role
+        assert "./deploy/compose/postgres-initdb:/docker-entrypoint-initdb.d:ro" in db["volumes"]
+    for name, spec in services.items():
+        for key, value in spec.get("environment", {}).items():
+            assert "postgresql://postgres:" not in str(value), (name, key)
+
+    datastores = yaml.safe_load_all(
+        (ROOT / "deploy" / "k8s" / "base" / "30-datastores.yaml").read_text()
+    )
+    (roles,) = [doc for doc in datastores if doc and doc["metadata"]["name"] == "taskflow-db-roles"]
+    initdb = ROOT / "deploy" / "compose" / "postgres-initdb"
+    assert (initdb / "10-roles.sh").read_text() == roles["data"]["roles.sh"]
+    assert (initdb / "roles.sql.in").read_text() == roles["data"]["roles.sql"]
 
 
 def test_no_example_secret_in_deployment_files() -> None:
@@ -85,7 +173,9 @@ def test_every_container_restarts_by_itself(compose: dict[str, object]) -> None:
     services = compose["services"]
     assert isinstance(services, dict)
     for name, spec in services.items():
-        assert spec.get("restart") == "unless-stopped", name
+        # A one-off migration is retried until it succeeds, then stays done.
+        expected = "on-failure" if name.endswith("-migrate") else "unless-stopped"
+        assert spec.get("restart") == expected, name
 
 
 def test_each_database_service_has_its_own_database(compose: dict[str, object]) -> None:

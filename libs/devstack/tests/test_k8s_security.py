@@ -119,14 +119,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A throwaway Redis (never the shared one) running the manifests' ACL file."""
+COMPOSE_REDIS = ROOT / "deploy" / "compose" / "redis"
+COMPOSE_PASSWORDS = (
+    "USER_SERVICE_REDIS_PASSWORD",
+    "TASK_SERVICE_REDIS_PASSWORD",
+    "STATS_SERVICE_REDIS_PASSWORD",
+    "GATEWAY_REDIS_PASSWORD",
+)
+
+
+def compose_acl_file(folder: Path) -> str:
+    """The ACL file docker-compose.yml's Redis starts with: its start script run for real (the
+    image's entrypoint stubbed out), every password `test-password`."""
+    (folder / "docker-entrypoint.sh").write_text("#!/bin/sh\nexit 0\n")
+    (folder / "docker-entrypoint.sh").chmod(0o755)
+    env = {
+        "PATH": f"{folder}:/usr/bin:/bin",
+        "TASKFLOW_ACL_FILE": str(folder / "compose.acl"),
+        "TASKFLOW_ACL_TEMPLATE": str(COMPOSE_REDIS / "users.acl.in"),
+        **dict.fromkeys(COMPOSE_PASSWORDS, "test-password"),
+    }
+    subprocess.run(["sh", str(COMPOSE_REDIS / "start.sh")], env=env, check=True)
+    return (folder / "compose.acl").read_text()
+
+
+@pytest.fixture(scope="module", params=["k8s", "compose"])
+def acl_redis(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[int]:
+    """A throwaway Redis (never the shared one) running the manifests' ACL file, or the one
+    docker-compose.yml renders from its template: every ACL test runs against both."""
     server = redis_7_server()
     if server is None:
         pytest.skip("no redis-server 7 binary")
     folder = tmp_path_factory.mktemp("redis-acl")
-    (folder / "users.acl").write_text(acl_file().replace(">replace-me", ">test-password"))
+    if request.param == "compose":
+        rendered = compose_acl_file(folder)
+    else:
+        rendered = acl_file().replace(">replace-me", ">test-password")
+    (folder / "users.acl").write_text(rendered)
     port = free_port()
     process = subprocess.Popen(
         [

@@ -40,3 +40,12 @@ def test_without_settings_the_stack_is_the_usual_one(
 
     assert [stack.port(s) for s in SERVICES] == [8001, 8002, 8003, 8000]
     assert stack.data == tmp_path / ".data"
+
+
+def test_make_run_opts_into_loopback_trust_and_a_setting_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GATEWAY_TRUST_LOOPBACK", raising=False)
+    assert Stack(tmp_path).env["GATEWAY_TRUST_LOOPBACK"] == "true"
+    monkeypatch.setenv("GATEWAY_TRUST_LOOPBACK", "false")
+    assert Stack(tmp_path).env["GATEWAY_TRUST_LOOPBACK"] == "false"

@@ -67,6 +67,9 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.env = dict(os.environ)
+        # Loopback clients see the gateway's status detail and /metrics without a token: opted
+        # in here only (`make run` on a developer's machine); the gateway's default is off.
+        self.env.setdefault("GATEWAY_TRUST_LOOPBACK", "true")
         self.data = Path(self.env.get("TASKFLOW_DATA_DIR") or root / ".data")
         self.port_offset = int(self.env.get("TASKFLOW_PORT_OFFSET", "0"))
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from taskflow_kit.auth import TokenVerifier
+from taskflow_kit.docs import install_docs_pages
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import metrics_router
@@ -28,12 +29,15 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with problem+json errors, request ids, access logs and `/metrics`."""
+    """A FastAPI app with problem+json errors, request ids, access logs, `/metrics`, and
+    `/docs` and `/redoc` served from the service itself (`taskflow_kit.docs`)."""
     app = FastAPI(
         title=title,
         version=version,
         description=description,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their files from a CDN: ours below do not
+        redoc_url=None,
         **fastapi_kwargs,
     )
     # The kit's own key: written here, read only by `taskflow_kit.auth.current_principal`.
@@ -42,6 +46,7 @@ def create_service_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(metrics_router)
+    install_docs_pages(app)
     _document_validation_errors_as_problems(app)
     return app
 
