@@ -44,10 +44,13 @@ def ws_url(gateway: ServiceProcess) -> str:
 
 
 @contextmanager
-def live(gateway: ServiceProcess, user: User) -> Iterator[ClientConnection]:
-    """A socket authenticated by its first message (the only form: no token in the URL)."""
-    with connect(ws_url(gateway), open_timeout=5, close_timeout=2) as socket:
-        socket.send(json.dumps({"token": user.token}))
+def live(
+    gateway: ServiceProcess, user: User, *, first_message: bool = False
+) -> Iterator[ClientConnection]:
+    url = ws_url(gateway) if first_message else f"{ws_url(gateway)}?token={user.token}"
+    with connect(url, open_timeout=5, close_timeout=2) as socket:
+        if first_message:
+            socket.send(json.dumps({"token": user.token}))
         ready = json.loads(socket.recv(timeout=5))
         assert ready == {"type": "ready", "user_id": user.id}
         yield socket
@@ -97,7 +100,7 @@ def test_a_socket_sees_a_created_task_within_a_second(
 def test_first_message_authentication_and_every_change_type(
     client: httpx.Client, gateway: ServiceProcess, user: User
 ) -> None:
-    with live(gateway, user) as socket:
+    with live(gateway, user, first_message=True) as socket:
         task = create_task(client, user)
         assert next_event(socket)["type"] == "task.created"
         url = f"{API}/tasks/{task['id']}"

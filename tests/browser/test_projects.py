@@ -140,10 +140,15 @@ def test_the_project_bar_fits_a_phone(
     # "New project" sits beside the switcher, not alone on a row of its own.
     switcher = page.locator("#project-switcher").bounding_box()
     new_project = page.locator("#new-project").bounding_box()
-    assert switcher is not None and new_project is not None
-    assert abs(
-        (switcher["y"] + switcher["height"] / 2) - (new_project["y"] + new_project["height"] / 2)
-    ) < switcher["height"] / 2
+    assert switcher is not None
+    assert new_project is not None
+    assert (
+        abs(
+            (switcher["y"] + switcher["height"] / 2)
+            - (new_project["y"] + new_project["height"] / 2)
+        )
+        < switcher["height"] / 2
+    )
     page.screenshot(path=str(screenshots / "project-mobile.png"))
     page.locator("#project-members").click()
     box = members_dialog(page).bounding_box()

@@ -75,6 +75,8 @@ class Settings(ServiceSettings):
     ws_max_message_bytes: int = Field(8192, ge=1024, validation_alias=_env("WS_MAX_MESSAGE_BYTES"))
     # Sockets one user may hold open on one replica (a tab holds one); more are refused (4429).
     ws_max_sockets_per_user: int = Field(20, ge=1, validation_alias=_env("WS_MAX_SOCKETS_PER_USER"))
+    # `?token=` on the live socket: the published contract lists it beside the first message.
+    ws_query_token: bool = Field(True, validation_alias=_env("WS_QUERY_TOKEN"))
 
     openapi_refresh_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")

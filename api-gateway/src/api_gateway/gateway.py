@@ -92,6 +92,7 @@ class Gateway:
             heartbeat=settings.ws_heartbeat_seconds,
             max_message_bytes=settings.ws_max_message_bytes,
             max_sockets_per_user=settings.ws_max_sockets_per_user,
+            query_token=settings.ws_query_token,
         )
         self.revocation_listener = RevocationListener(
             self.stream_redis,

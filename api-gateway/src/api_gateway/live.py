@@ -1,9 +1,12 @@
 """Live updates: the WebSocket `GET /api/v1/ws` and the hub that fans task events out to it.
 
 Protocol (docs/api.md, "Live updates"):
-- authenticate with a first message `{"token": "..."}` within `auth_timeout` seconds (never in
-  the URL: URLs end up in access logs and browser history; `?token=` is ignored); a missing,
-  invalid, expired or revoked token closes the socket with 1008 before any event is sent;
+- authenticate with a first message `{"token": "..."}` within `auth_timeout` seconds; `?token=`
+  still works while `query_token` is on (the published contract lists it, so existing clients
+  keep working; a URL can end up in a proxy's log or a browser's history, which is why the web
+  app never uses it, our access log records the path without the query, and operators whose
+  clients all send the first message turn it off); a missing, invalid, expired or revoked token
+  closes the socket with 1008 before any event is sent;
 - a client message larger than `max_message_bytes` (the protocol's are under 5 KiB) closes the
   socket with 1009, a binary one with 1003; a user with `max_sockets_per_user` sockets open on
   this replica is refused another with 4429 (close one first: each tab holds one);
@@ -136,8 +139,10 @@ class LiveHub:
         auth_timeout: float = 10.0,
         max_message_bytes: int = 8192,
         max_sockets_per_user: int = 20,
+        query_token: bool = True,
     ) -> None:
         self.verifier = verifier
+        self.query_token = query_token
         self.max_message_bytes = max_message_bytes
         self.max_sockets_per_user = max_sockets_per_user
         self.queue_size = queue_size
@@ -278,8 +283,10 @@ class LiveHub:
         return str(text)
 
     async def _authenticate(self, websocket: WebSocket) -> Principal | None:
+        token = websocket.query_params.get("token") if self.query_token else None
         try:
-            token = await self._first_message_token(websocket)
+            if not token:
+                token = await self._first_message_token(websocket)
         except _Refused as refused:
             REFUSED.labels("message").inc()
             await websocket.close(refused.code, refused.reason)
