@@ -299,3 +299,19 @@ async def test_an_unexpected_error_is_a_problem_with_the_request_id(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["request_id"] == response.headers["x-request-id"]
         assert "bug" not in response.text
+
+
+async def test_while_serving_the_start_up_heap_is_frozen_and_young_collections_are_rarer(
+    make_gateway: GatewayFactory,
+) -> None:
+    import gc
+
+    from api_gateway.main import GC_YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    async with make_gateway():
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    # Undone at shutdown: a process that builds many apps collects them as usual.
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -27,6 +27,7 @@ from taskflow_kit.revocation import RevocationList, RevocationListener
 from api_gateway.client import UpstreamClient
 from api_gateway.config import Settings
 from api_gateway.exchange import RetryPolicy
+from api_gateway.forwarded import TrustedProxies
 from api_gateway.forwarding import Forwarder
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.live import LiveHub
@@ -104,6 +105,7 @@ class Gateway:
             backoff=settings.retry_backoff_seconds,
             eject_after_5xx=settings.eject_after_5xx,
         )
+        proxies = TrustedProxies(settings.trusted_proxy_networks())
         self.forwarders = {
             name: Forwarder(
                 upstream,
@@ -111,6 +113,7 @@ class Gateway:
                 limits=self.limits,
                 max_body_bytes=settings.max_body_bytes,
                 policy=policy,
+                proxies=proxies,
             )
             for name, upstream in self.upstreams.items()
         }
