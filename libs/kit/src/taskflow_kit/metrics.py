@@ -52,13 +52,13 @@ class _RequestCollector(Collector):
             "HTTP request latency",
             labels=["service", "method", "route"],
         )
-        for labels, observed in list(_latencies.items()):
+        for series, observed in list(_latencies.items()):
             cumulative = 0.0
             buckets = []
-            for bound, count in zip((*BUCKETS, float("inf")), observed, strict=False):
-                cumulative += count
+            for bound, observations in zip((*BUCKETS, float("inf")), observed, strict=False):
+                cumulative += observations
                 buckets.append((_bound(bound), cumulative))
-            latency.add_metric(labels, buckets, observed[-1])
+            latency.add_metric(series, buckets, observed[-1])
         yield latency
 
 
