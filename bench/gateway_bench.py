@@ -518,8 +518,15 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.strip()
+        paths = ["api-gateway/src", "libs/kit/src"]
+        has_web = subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{revision}:api-gateway/web"],
+            capture_output=True,
+        )
+        if has_web.returncode == 0:  # the web app's files, which the gateway loads at start
+            paths.append("api-gateway/web")
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "api-gateway/src", "libs/kit/src"],
+            ["git", "-C", str(ROOT), "archive", revision, *paths],
             capture_output=True,
             check=True,
         ).stdout
