@@ -554,6 +554,7 @@ def main() -> None:
     }
     database: contextlib.ExitStack = contextlib.ExitStack()
     try:
+        asyncio.run(_mark_revocations_complete(redis_prefix))
         backend_port = free_port()
         backend = bench.start(
             "backend",
@@ -750,6 +751,20 @@ def main() -> None:
     print(report)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+async def _mark_revocations_complete(prefix: str) -> None:
+    """What user-service's relay does once its events are in Redis (no user-service runs here):
+    without the epoch key task-service answers 503 until it has a complete revocation map."""
+    from taskflow_kit.events import epoch_key
+    from taskflow_kit.redis_client import create_redis
+    from taskflow_kit.testing import test_redis_url
+
+    redis = create_redis(os.environ.get("REDIS_URL", test_redis_url()))
+    try:
+        await redis.set(epoch_key(prefix, "user-service"), "bench")
+    finally:
+        await redis.aclose()
 
 
 async def _clean_redis(prefix: str) -> None:
