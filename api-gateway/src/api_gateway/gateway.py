@@ -144,9 +144,12 @@ class Gateway:
         await self.redis.aclose()
 
     async def _probing(self) -> None:
-        """Every replica probed at once (each probe records its own failure), then every
-        `health_interval_seconds`."""
-        await self._probe_replicas()
+        """Every replica probed at once, then every `health_interval_seconds` (the kit's loop:
+        a failed round is logged and the next one happens)."""
+        try:
+            await self._probe_replicas()
+        except Exception:
+            logger.exception("periodic_job_failed", job="probe_replicas")
         await every(
             self.settings.health_interval_seconds, self._probe_replicas, name="probe_replicas"
         )

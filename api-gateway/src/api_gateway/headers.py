@@ -73,10 +73,9 @@ def upstream_request_headers(
     """The client's headers minus hop-by-hop ones, plus X-Forwarded-*, X-Request-ID and
     traceparent, as the upstream client takes them. `forwarded_for` replaces the client's
     X-Forwarded-For (api_gateway.forwarded: its last entry is the client the gateway vouches
-    for). Host is kept so upstreams build
-    client-facing URLs (Location). Content-Length is the gateway's own: the client library sets
-    it for a body read whole; a streamed body keeps the length the client declared
-    (`body_length`)."""
+    for). Host is kept so upstreams build client-facing URLs (Location). Content-Length is the
+    gateway's own: the client library sets it for a body read whole; a streamed body keeps the
+    length the client declared (`body_length`)."""
     connection_tokens = _connection_tokens(headers)
     host: bytes | None = None
     traceparent: str | None = None
