@@ -45,32 +45,44 @@ class StreamedBody:
     def __init__(self, receive: Receive, limit: int) -> None:
         self._receive = receive
         self._limit = limit
+        self._total = 0
         self.started = False
         # What went wrong on the client's side; the upstream client only sees a failed upload.
         self.error: ClientDisconnected | PayloadTooLarge | None = None
 
+    async def _next(self) -> tuple[bytes, bool]:
+        """The next piece of the body and whether more follows, counted against the limit."""
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.error = ClientDisconnected()
+            raise self.error
+        chunk: bytes = message.get("body", b"")
+        self._total += len(chunk)
+        if self._total > self._limit:
+            self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+            raise self.error
+        return chunk, message.get("more_body", False)
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self.started = True
-        total = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self.error = ClientDisconnected()
-                raise self.error
-            chunk: bytes = message.get("body", b"")
-            total += len(chunk)
-            if total > self._limit:
-                self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
-                raise self.error
+        more = True
+        while more:
+            chunk, more = await self._next()
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                return
 
     async def read(self) -> bytes:
-        """The whole body (the limit still applies)."""
-        chunks = [chunk async for chunk in self]
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        """The whole body (the limit still applies); one message (the usual case) is not
+        copied."""
+        self.started = True
+        chunk, more = await self._next()
+        if not more:
+            return chunk
+        chunks = [chunk]
+        while more:
+            chunk, more = await self._next()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 @dataclass(slots=True)
