@@ -55,4 +55,4 @@ EXPOSE ${PORT}
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/health\", timeout=2)"]
-CMD ["sh", "-c", "exec uvicorn \"$TASKFLOW_APP\" --factory --host 0.0.0.0 --port \"$PORT\" --no-access-log --no-proxy-headers --timeout-graceful-shutdown 20"]
+CMD ["sh", "-c", "exec uvicorn \"$TASKFLOW_APP\" --factory --host 0.0.0.0 --port \"$PORT\" --no-access-log --no-proxy-headers --ws-max-size 65536 --timeout-graceful-shutdown 20"]

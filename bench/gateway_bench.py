@@ -518,8 +518,15 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.strip()
+        paths = ["api-gateway/src", "libs/kit/src"]
+        has_web = subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{revision}:api-gateway/web"],
+            capture_output=True,
+        )
+        if has_web.returncode == 0:  # the web app's files, which the gateway loads at start
+            paths.append("api-gateway/web")
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision, "api-gateway/src", "libs/kit/src"],
+            ["git", "-C", str(ROOT), "archive", revision, *paths],
             capture_output=True,
             check=True,
         ).stdout
@@ -547,6 +554,7 @@ def main() -> None:
     }
     database: contextlib.ExitStack = contextlib.ExitStack()
     try:
+        asyncio.run(_mark_revocations_complete(redis_prefix))
         backend_port = free_port()
         backend = bench.start(
             "backend",
@@ -743,6 +751,20 @@ def main() -> None:
     print(report)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+async def _mark_revocations_complete(prefix: str) -> None:
+    """What user-service's relay does once its events are in Redis (no user-service runs here):
+    without the epoch key task-service answers 503 until it has a complete revocation map."""
+    from taskflow_kit.events import epoch_key
+    from taskflow_kit.redis_client import create_redis
+    from taskflow_kit.testing import test_redis_url
+
+    redis = create_redis(os.environ.get("REDIS_URL", test_redis_url()))
+    try:
+        await redis.set(epoch_key(prefix, "user-service"), "bench")
+    finally:
+        await redis.aclose()
 
 
 async def _clean_redis(prefix: str) -> None:

@@ -200,3 +200,24 @@ def test_vary_is_merged_not_duplicated() -> None:
         (b"etag", b"x"),
         (b"vary", b"Accept, Cookie, Origin"),
     ]
+
+
+def test_one_bearer_parser_and_one_cache_of_verified_tokens() -> None:
+    """Issue 18: the status page's monitoring-token check and the token gate read the header
+    the same way, and a token's verification is remembered once, by the kit's verifier."""
+    from api_gateway.tokens import TokenGate, bearer_credentials
+
+    assert bearer_credentials(b"Bearer abc") == "abc"
+    assert bearer_credentials("bEaReR   abc  ") == "abc"
+    assert bearer_credentials("Basic abc") is None
+    assert bearer_credentials(None) is None
+
+    config = TokenConfig(secret=JWT_SECRET, issuer="taskflow", audience="taskflow")
+    gate = TokenGate(config)
+    token = access_token(7)
+    first = gate.principal(f"Bearer {token}".encode())
+    assert first is not None
+    assert first.id == 7
+    # The gate keeps no cache of its own: what it verified is the verifier's cached principal.
+    assert set(vars(gate)) == {"config", "verifier"}
+    assert gate.verifier.principal(token) is first

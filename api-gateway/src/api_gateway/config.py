@@ -1,4 +1,5 @@
-"""Gateway settings: upstream replicas, timeouts, breaker, body limit, CORS and rate limits.
+"""Gateway settings: upstream replicas, timeouts, breaker, body limit, CORS, rate limits and
+the trusted proxies in front.
 
 Gateway knobs are read from `GATEWAY_*` variables; the shared ones (JWT_SECRET, REDIS_URL, ...)
 keep their unprefixed names from the kit's `ServiceSettings`.
@@ -6,9 +7,11 @@ keep their unprefixed names from the kit's `ServiceSettings`.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from taskflow_kit.settings import ServiceSettings
+
+from api_gateway.forwarded import Network, parse_networks
 
 
 def _env(name: str, *fallbacks: str) -> AliasChoices:
@@ -82,12 +85,26 @@ class Settings(ServiceSettings):
         30.0, gt=0, validation_alias=_env("OPENAPI_REFRESH_SECONDS")
     )
 
+    # Proxies in front of the gateway (load balancer, ingress) whose X-Forwarded-For is believed:
+    # comma-separated addresses or CIDRs. Empty: the connection's peer is the client.
+    # api_gateway.forwarded; docs/operations.md, "Behind a load balancer".
+    trusted_proxies: str = Field("", validation_alias=_env("TRUSTED_PROXIES"))
+
     # Bearer token for `/metrics` and the detail of `/api/status` (monitoring); unset: `/metrics`
     # is not served on this port at all.
     metrics_token: SecretStr | None = Field(None, validation_alias=_env("METRICS_TOKEN"))
     # Loopback clients see operational detail without a token: off in every environment (a
     # reverse proxy on the same host would make every client loopback); `make run` opts in.
     trust_loopback: bool = Field(False, validation_alias=_env("TRUST_LOOPBACK"))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(split_csv(value))  # ValueError names the bad entry: refused at start-up
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(split_csv(self.trusted_proxies))
 
     def upstream_urls(self) -> dict[str, list[str]]:
         return {

@@ -2,7 +2,7 @@
 retries elsewhere when the rules allow, within the deadline.
 
 Retry rule: a request that may have reached the upstream is repeated only when repeating cannot
-change the outcome (`UpstreamRequest.replayable`); a request known not to have been sent
+change the outcome (`replayable`); a request known not to have been sent
 (`FailureKind.unsent`) may always be repeated. Nothing is repeated after a timeout (the request
 may be running) or once a streamed body began to go out (it cannot be sent again).
 """

@@ -21,6 +21,7 @@ from taskflow_kit.logs import normalise_request_id
 from api_gateway.client import UpstreamError, UpstreamResponse
 from api_gateway.errors import BadGateway, PayloadTooLarge
 from api_gateway.exchange import RetryPolicy, UpstreamRequest, exchange
+from api_gateway.forwarded import ClientAddress, TrustedProxies
 from api_gateway.headers import RawHeaders, client_response_headers, upstream_request_headers
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.paths import UnsafePathError, check_raw_path, request_target
@@ -44,32 +45,44 @@ class StreamedBody:
     def __init__(self, receive: Receive, limit: int) -> None:
         self._receive = receive
         self._limit = limit
+        self._total = 0
         self.started = False
         # What went wrong on the client's side; the upstream client only sees a failed upload.
         self.error: ClientDisconnected | PayloadTooLarge | None = None
 
+    async def _next(self) -> tuple[bytes, bool]:
+        """The next piece of the body and whether more follows, counted against the limit."""
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.error = ClientDisconnected()
+            raise self.error
+        chunk: bytes = message.get("body", b"")
+        self._total += len(chunk)
+        if self._total > self._limit:
+            self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
+            raise self.error
+        return chunk, message.get("more_body", False)
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self.started = True
-        total = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self.error = ClientDisconnected()
-                raise self.error
-            chunk: bytes = message.get("body", b"")
-            total += len(chunk)
-            if total > self._limit:
-                self.error = PayloadTooLarge(f"The request body exceeds {self._limit} bytes")
-                raise self.error
+        more = True
+        while more:
+            chunk, more = await self._next()
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                return
 
     async def read(self) -> bytes:
-        """The whole body (the limit still applies)."""
-        chunks = [chunk async for chunk in self]
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        """The whole body (the limit still applies); one message (the usual case) is not
+        copied."""
+        self.started = True
+        chunk, more = await self._next()
+        if not more:
+            return chunk
+        chunks = [chunk]
+        while more:
+            chunk, more = await self._next()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 @dataclass(slots=True)
@@ -80,6 +93,7 @@ class _Inbound:
     chunked: bool = False
     authorization: bytes | None = None
     idempotency_key: bool = False
+    forwarded_for: bytes | None = None  # every X-Forwarded-For value, comma-joined
 
     @classmethod
     def scan(cls, headers: list[tuple[bytes, bytes]]) -> _Inbound:
@@ -96,6 +110,9 @@ class _Inbound:
                 inbound.authorization = value
             elif name == b"idempotency-key":
                 inbound.idempotency_key = True
+            elif name == b"x-forwarded-for":
+                previous = inbound.forwarded_for
+                inbound.forwarded_for = value if previous is None else previous + b", " + value
         return inbound
 
 
@@ -112,15 +129,17 @@ class Forwarder:
         limits: GatewayRateLimits,
         max_body_bytes: int,
         policy: RetryPolicy,
+        proxies: TrustedProxies,
     ) -> None:
         self.upstream = upstream
         self.tokens = tokens
         self.limits = limits
+        self.proxies = proxies
         self.max_body_bytes = max_body_bytes
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, inbound, rate_headers = await self._check(scope)
+        path, inbound, client, rate_headers = await self._check(scope)
 
         length = inbound.content_length
         streamed = StreamedBody(receive, self.max_body_bytes)
@@ -135,14 +154,13 @@ class Forwarder:
         except ClientDisconnected:
             return
 
-        client = scope.get("client")
         request = UpstreamRequest(
             method=scope["method"],
             path=path,
             target=request_target(path, scope["query_string"]),
             headers=upstream_request_headers(
                 scope["headers"],
-                client_host=client[0] if client else None,
+                forwarded_for=client.forwarded_for,
                 scheme=scope["scheme"],
                 request_id=current_request_id() or normalise_request_id(None),
                 # A streamed body goes out with the length the client declared (uvicorn
@@ -166,10 +184,11 @@ class Forwarder:
         finally:
             answer.finish()
 
-    async def _check(self, scope: Scope) -> tuple[str, _Inbound, RawHeaders]:
+    async def _check(self, scope: Scope) -> tuple[str, _Inbound, ClientAddress, RawHeaders]:
         """The refusals: 400 for an unsafe path or a bad Content-Length, 413 for a declared body
         over the limit, 401 for a bad token (TokenGate), 429 past a rate limit. Returns the
-        checked raw path, what the headers said and the `RateLimit-*` headers for the answer."""
+        checked raw path, what the headers said, who the client is (api_gateway.forwarded) and
+        the `RateLimit-*` headers for the answer."""
         try:
             path = check_raw_path(scope.get("raw_path") or scope["path"].encode())
         except UnsafePathError as exc:
@@ -178,12 +197,11 @@ class Forwarder:
         if inbound.content_length is not None and inbound.content_length > self.max_body_bytes:
             raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes")
         subject = self.tokens.subject(inbound.authorization)
-        client = scope.get("client")
-        decision = await self.limits.check(
-            client_ip=client[0] if client else "unknown", user_id=subject
-        )
+        peer = scope.get("client")
+        client = self.proxies.client(peer[0] if peer else None, inbound.forwarded_for)
+        decision = await self.limits.check(client_ip=client.address or "unknown", user_id=subject)
         if decision is None:
-            return path, inbound, []
+            return path, inbound, client, []
         headers = decision.headers()
         if not decision.allowed:
             raise TooManyRequests(
@@ -191,7 +209,7 @@ class Forwarder:
                 retry_after=decision.retry_after,
                 headers={name.decode(): value.decode() for name, value in headers},
             )
-        return path, inbound, headers
+        return path, inbound, client, headers
 
 
 async def _relay(

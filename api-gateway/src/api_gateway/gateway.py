@@ -11,12 +11,13 @@ import contextlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from taskflow_kit.background import every, running
 from taskflow_kit.consumer import events_report
 from taskflow_kit.events import TASK_STREAM, USER_STREAM
 from taskflow_kit.redis_client import create_redis, create_stream_redis
@@ -26,12 +27,13 @@ from taskflow_kit.revocation import RevocationList, RevocationListener
 from api_gateway.client import UpstreamClient
 from api_gateway.config import Settings
 from api_gateway.exchange import RetryPolicy
+from api_gateway.forwarded import TrustedProxies
 from api_gateway.forwarding import Forwarder
 from api_gateway.limits import GatewayRateLimits
 from api_gateway.live import LiveHub
 from api_gateway.openapi import Document, OpenAPIAggregator
 from api_gateway.replicas import ReplicaSet, Resolver, resolve_host
-from api_gateway.tokens import TokenGate
+from api_gateway.tokens import TokenGate, bearer_credentials
 from api_gateway.upstreams import Upstream
 
 logger = structlog.get_logger("api_gateway")
@@ -106,6 +108,7 @@ class Gateway:
             backoff=settings.retry_backoff_seconds,
             eject_after_5xx=settings.eject_after_5xx,
         )
+        proxies = TrustedProxies(settings.trusted_proxy_networks())
         self.forwarders = {
             name: Forwarder(
                 upstream,
@@ -113,48 +116,46 @@ class Gateway:
                 limits=self.limits,
                 max_body_bytes=settings.max_body_bytes,
                 policy=policy,
+                proxies=proxies,
             )
             for name, upstream in self.upstreams.items()
         }
-        self._tasks: list[asyncio.Task[None]] = []
-        self.started_at = time.time()
+        self._background = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        for upstream in self.upstreams.values():
-            await upstream.replicas.refresh_dns()
-        self._spawn(self._every(self.settings.dns_refresh_seconds, self._refresh_dns))
-        self._spawn(self._every(self.settings.health_interval_seconds, self._probe_replicas))
-        self._spawn(self.docs.run())
+        await self._refresh_dns()
         await self.revocation_listener.start()
         await self.live.start()
-        self._spawn(self.revocation_listener.run())
-        self._spawn(self.live.run())
+        jobs = [
+            every(self.settings.dns_refresh_seconds, self._refresh_dns, name="refresh_dns"),
+            self._probing(),
+            self.docs.run(),
+            self.revocation_listener.run(),
+            self.live.run(),
+        ]
         if self.limits.enabled:
-            self._spawn(self.limits.run_flusher())
+            jobs.append(self.limits.run_flusher())
+        # The kit's runner: cancelled at `aclose`, a stuck loop waited for at most a few seconds.
+        await self._background.enter_async_context(running(*jobs))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.aclose()
         for upstream in self.upstreams.values():
             await upstream.aclose()
         await self.limits.flush()
         await self.stream_redis.aclose()
         await self.redis.aclose()
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.create_task(coroutine))
-
-    @staticmethod
-    async def _every(interval: float, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        while True:
-            try:
-                await job()
-            except Exception:  # a background loop must outlive any one failure
-                logger.exception("background_job_failed", job=job.__name__)
-            await asyncio.sleep(interval)
+    async def _probing(self) -> None:
+        """Every replica probed at once, then every `health_interval_seconds` (the kit's loop:
+        a failed round is logged and the next one happens)."""
+        try:
+            await self._probe_replicas()
+        except Exception:
+            logger.exception("periodic_job_failed", job="probe_replicas")
+        await every(
+            self.settings.health_interval_seconds, self._probe_replicas, name="probe_replicas"
+        )
 
     async def _refresh_dns(self) -> None:
         for upstream in self.upstreams.values():
@@ -176,12 +177,13 @@ class Gateway:
         where loopback is trusted, or (with `admin_token_counts`) a valid administrator's
         access token (every check of the token gate applies: a bad token is 401)."""
         expected = self.settings.monitoring_token()
-        if authorization and expected is not None:
-            scheme, _, credentials = authorization.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                credentials.strip().encode(), expected.encode()
-            ):
-                return True
+        credentials = bearer_credentials(authorization)
+        if (
+            credentials is not None
+            and expected is not None
+            and hmac.compare_digest(credentials.encode(), expected.encode())
+        ):
+            return True
         if self.settings.loopback_is_trusted() and _is_loopback(client_host):
             return True
         if admin_token_counts and authorization:

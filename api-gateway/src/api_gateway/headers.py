@@ -26,6 +26,7 @@ HOP_BY_HOP = frozenset(
 # or handled by the gateway towards the client (Expect: 100-continue).
 _REPLACED_ON_REQUEST = frozenset(
     {
+        b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
@@ -64,27 +65,24 @@ def trace_headers(
 def upstream_request_headers(
     headers: RawHeaders,
     *,
-    client_host: str | None,
+    forwarded_for: str | None,
     scheme: str,
     request_id: str,
     body_length: int | None = None,
 ) -> list[tuple[str, str]]:
     """The client's headers minus hop-by-hop ones, plus X-Forwarded-*, X-Request-ID and
-    traceparent, as the upstream client takes them. Host is kept so upstreams build
-    client-facing URLs (Location). Content-Length is the gateway's own: the client library sets
-    it for a body read whole; a streamed body keeps the length the client declared
-    (`body_length`)."""
+    traceparent, as the upstream client takes them. `forwarded_for` replaces the client's
+    X-Forwarded-For (api_gateway.forwarded: its last entry is the client the gateway vouches
+    for). Host is kept so upstreams build client-facing URLs (Location). Content-Length is the
+    gateway's own: the client library sets it for a body read whole; a streamed body keeps the
+    length the client declared (`body_length`)."""
     connection_tokens = _connection_tokens(headers)
-    forwarded_for: bytes | None = None
     host: bytes | None = None
     traceparent: str | None = None
     tracestate: str | None = None
     out: list[tuple[str, str]] = []
     for name, value in headers:
         if name in HOP_BY_HOP or name in connection_tokens:
-            continue
-        if name == b"x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         if name in _REPLACED_ON_REQUEST:
             if name == b"traceparent":
@@ -97,11 +95,8 @@ def upstream_request_headers(
         if name == b"host":
             host = value
         out.append((name.decode("latin-1"), value.decode("latin-1")))
-    if client_host:
-        client = client_host.encode()
-        forwarded_for = forwarded_for + b", " + client if forwarded_for else client
     if forwarded_for:
-        out.append(("x-forwarded-for", forwarded_for.decode("latin-1")))
+        out.append(("x-forwarded-for", forwarded_for))
     out.append(("x-forwarded-proto", scheme))
     if host:
         out.append(("x-forwarded-host", host.decode("latin-1")))

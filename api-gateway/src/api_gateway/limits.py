@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from taskflow_kit.background import stop_if_cancelled
 from taskflow_kit.ratelimit import RateLimiter, RateLimitResult
 from taskflow_kit.resilience import BreakerState, CircuitBreaker
 
@@ -120,34 +121,48 @@ class GatewayRateLimits:
         """Count one request; None when limits are off."""
         if not self.enabled:
             return None
-        results = [await self._hit(f"ip:{client_ip}", self.per_ip)]
-        if user_id is not None:
-            results.append(await self._hit(f"user:{user_id}", self.per_user))
-        allowed = all(result.allowed for result in results)
+        by_ip = self._held(f"ip:{client_ip}", self.per_ip)
+        if by_ip is None:
+            by_ip = await self._hit(f"ip:{client_ip}", self.per_ip)
+        if user_id is None:
+            return Decision(by_ip.allowed, by_ip.limit, by_ip.remaining, by_ip.reset_after)
+        by_user = self._held(f"user:{user_id}", self.per_user)
+        if by_user is None:
+            by_user = await self._hit(f"user:{user_id}", self.per_user)
         # Report the limit closest to running out (or the one that refused).
-        tightest = min(results, key=lambda result: (result.allowed, result.remaining))
+        tightest = min(by_ip, by_user, key=lambda result: (result.allowed, result.remaining))
         return Decision(
-            allowed=allowed,
+            allowed=by_ip.allowed and by_user.allowed,
             limit=tightest.limit,
             remaining=tightest.remaining,
             reset_after=tightest.reset_after,
         )
 
+    def _held(self, key: str, limit: int) -> RateLimitResult | None:
+        """The decision for a key far from its limit, counted here and sent to Redis later (no
+        await: the common case); None when Redis must decide (`_hit`)."""
+        window = self._windows.get(key)
+        if window is None or self._redis_failed:
+            return None
+        now = time.monotonic()
+        if window.expires_at <= now:
+            return None
+        remaining = limit - (window.total + window.pending + 1)
+        if remaining < margin(limit) or window.pending >= max_unsent(limit):
+            return None
+        window.pending += 1
+        return RateLimitResult(
+            allowed=True, limit=limit, remaining=remaining, reset_after=window.expires_at - now
+        )
+
     async def _hit(self, key: str, limit: int) -> RateLimitResult:
+        held = self._held(key, limit)
+        if held is not None:
+            return held
         now = time.monotonic()
         window = self._windows.get(key)
         if window is not None and window.expires_at <= now:
             window = None  # the Redis window is over (its unsent hits were flushed or lost)
-        if window is not None and not self._redis_failed:
-            remaining = limit - (window.total + window.pending + 1)
-            if remaining >= margin(limit) and window.pending < max_unsent(limit):
-                window.pending += 1
-                return RateLimitResult(
-                    allowed=True,
-                    limit=limit,
-                    remaining=remaining,
-                    reset_after=window.expires_at - now,
-                )
         if window is None:
             window = self._windows[key] = _Window(total=0, pending=0, expires_at=now)
         # Close to the limit (or unknown): add this hit and the unsent ones, then decide.
@@ -227,8 +242,5 @@ class GatewayRateLimits:
                 except Exception:  # the flusher must outlive any one failure
                     logger.exception("rate_limit_flush_failed")
                 # A cancellation that lands inside a Redis command can come out of redis-py as a
-                # timeout, which `flush` treats as Redis being down: asked to stop, stop anyway
-                # (the shutdown waits for this task).
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError
+                # timeout, which `flush` treats as Redis being down: asked to stop, stop anyway.
+                stop_if_cancelled()

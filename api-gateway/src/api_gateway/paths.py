@@ -17,6 +17,11 @@ _AMBIGUOUS_ESCAPE = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 _NOT_PATH_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff#?]")
 # A "." or ".." segment, its dots possibly percent-encoded (%2e).
 _DOT_SEGMENT = re.compile(r"/(?:\.|%2e){1,2}(?=/|$)", re.IGNORECASE)
+# Any of the above at all (one scan for the common, safe path; the specific checks below only
+# run to name what is wrong).
+_ANY_UNSAFE = re.compile(
+    rb"[\x00-\x20\x7f-\xff#?\\]|%(?:2f|5c|00)|/(?:\.|%2e){1,2}(?=/|$)", re.IGNORECASE
+)
 _UNSAFE_QUERY_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
 _QUERY_SAFE = "!$&'()*+,-./:;=?@_~%[]"
 
@@ -34,6 +39,8 @@ def check_raw_path(raw_path: bytes) -> str:
     """
     if not raw_path.startswith(b"/") or raw_path.startswith(b"//"):
         raise UnsafePathError("the path must be an absolute path")
+    if _ANY_UNSAFE.search(raw_path) is None:
+        return raw_path.decode("ascii")
     if b"\\" in raw_path or _AMBIGUOUS_ESCAPE.search(raw_path):
         raise UnsafePathError("the path contains an encoded or backward slash")
     if _NOT_PATH_BYTE.search(raw_path):

@@ -1,13 +1,10 @@
-"""Which upstream serves a path: the route table, and the router entries that hand each public
+"""Which upstream serves a path: the route table, and the dispatch that hands each public
 prefix to its upstream's forwarder."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from starlette.datastructures import URLPath
-from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Public prefixes and the upstream behind each. `/internal/...` is deliberately absent.
@@ -18,6 +15,7 @@ ROUTES: dict[str, str] = {
     "/api/v1/projects": "task-service",
     "/api/v1/stats": "stats-service",
 }
+_COMMON = "/api/v1/"  # what every prefix starts with: other paths are not looked up
 
 
 def match_prefix(path: str) -> str | None:
@@ -39,28 +37,41 @@ def _under(path: str, prefix: str) -> bool:
     return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
-class ProxyRoute(BaseRoute):
-    """A route of the gateway's router: one public prefix (with or without trailing slash, and
-    everything below it), handed to the forwarder of that prefix's upstream. HTTP only: a
-    WebSocket or another scope type never matches."""
+class ProxyRoute:
+    """One public prefix (with or without trailing slash, and everything below it) and the
+    forwarder of its upstream. Put in the scope as `route`: its `path` is the metrics label
+    (bounded: a prefix, never the raw path)."""
+
+    __slots__ = ("forward", "path")
 
     def __init__(self, prefix: str, forward: ASGIApp) -> None:
-        self.path = prefix  # also the bounded metrics label
+        self.path = prefix
         self.forward = forward
-        self.name = f"proxy:{prefix}"
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and _under(scope["path"], self.path):
-            return Match.FULL, {"route": self}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.forward(scope, receive, send)
 
 
-def proxy_routes(forwarders: Mapping[str, ASGIApp]) -> list[ProxyRoute]:
-    """One route per public prefix, to the forwarder of its upstream (`forwarders` by name)."""
-    return [ProxyRoute(prefix, forwarders[upstream]) for prefix, upstream in ROUTES.items()]
+class ProxyDispatch:
+    """The innermost middleware of the gateway's app: an HTTP request under a public prefix
+    goes straight to its forwarder; anything else (the gateway's own routes, WebSockets)
+    continues to FastAPI's router.
+
+    Installed inside the middlewares every answer needs (security headers, CORS, request id,
+    trace context, access line, metrics, problem+json rendering), so a proxied request still
+    gets all of them, but skips what only FastAPI routes need: Starlette's exception
+    middleware, FastAPI's exit stack and the router's scan of every route."""
+
+    def __init__(self, app: ASGIApp, *, forwarders: Mapping[str, ASGIApp]) -> None:
+        self.app = app
+        self.routes = [
+            ProxyRoute(prefix, forwarders[upstream]) for prefix, upstream in ROUTES.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith(_COMMON):
+                for route in self.routes:
+                    if _under(path, route.path):
+                        scope["route"] = route
+                        await route.forward(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)

@@ -3,50 +3,46 @@
 Services still validate every token themselves (defence in depth); the gateway only spares
 them requests that cannot succeed, and learns the user id for per-user rate limits. A revoked
 token (deactivated, deleted, demoted, logged out) is refused here too, from the in-memory
-revocation list: no call per request.
+revocation list: no call per request. A token's signature is verified once: the kit's
+`TokenVerifier` remembers good tokens until they expire and checks revocation every time.
 """
 
 from __future__ import annotations
 
-import time
-
 from taskflow_kit.auth import Principal, TokenVerifier
-from taskflow_kit.errors import Unauthorized
 from taskflow_kit.revocation import RevocationList
 from taskflow_kit.tokens import TokenConfig
 
-_CACHE_SIZE = 10_000
+
+def bearer_credentials(authorization: bytes | str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer <credentials>` header (scheme matched
+    case-insensitively, surrounding spaces dropped); None for no header or another scheme. The
+    one place the gateway parses a bearer header."""
+    if authorization is None:
+        return None
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode("latin-1")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip()
 
 
 class TokenGate:
-    """Verifies access tokens, remembering recent good ones until they expire (a token's
-    signature is verified once, not on every request; revocation is checked every time)."""
+    """Who the bearer token of a request names, through the kit's `TokenVerifier` (which the
+    live updates share)."""
 
     def __init__(self, config: TokenConfig, revocations: RevocationList | None = None) -> None:
         self.config = config
         self.verifier = TokenVerifier(config, revocations)
-        self._valid: dict[str, Principal] = {}
 
     def principal(self, authorization: bytes | None) -> Principal | None:
         """The caller of a valid bearer token; None without one (the service decides);
         Unauthorized for a malformed, forged, expired, revoked or non-access token."""
-        token = _bearer(authorization)
+        token = bearer_credentials(authorization)
         if token is None:
             return None
-        cached = self._valid.get(token)
-        if cached is not None and cached.expires_at > time.time():
-            revocations = self.verifier.revocations
-            if revocations is not None and revocations.is_revoked(
-                cached.id, cached.issued_at, cached.session_id
-            ):
-                del self._valid[token]
-                raise Unauthorized("The token has been revoked; sign in again")
-            return cached
-        verified = self.verifier.principal(token)
-        if len(self._valid) >= _CACHE_SIZE:
-            self._valid.clear()
-        self._valid[token] = verified
-        return verified
+        return self.verifier.principal(token)
 
     def subject(self, authorization: bytes | None) -> str | None:
         """The user id of a valid bearer token (see `principal`)."""
@@ -58,12 +54,3 @@ class TokenGate:
         `is_superuser` claim is true."""
         principal = self.principal(authorization)
         return principal is not None and principal.is_superuser
-
-
-def _bearer(authorization: bytes | None) -> str | None:
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return credentials.strip()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from taskflow_devstack.processes import WS_MAX_SIZE, uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -199,6 +200,9 @@ def test_one_dockerfile_serves_every_service() -> None:
     assert 'TASKFLOW_APP="${PACKAGE}.main:create_app"' in dockerfile
     assert "EXPOSE ${PORT}" in dockerfile
     assert "--no-proxy-headers" in dockerfile, "uvicorn must not trust forged X-Forwarded-For"
+    # The WebSocket message bound is uvicorn's, the same in images as under make run and tests.
+    assert f"--ws-max-size {WS_MAX_SIZE} " in dockerfile
+    assert uvicorn_command("a:b", port=1)[-2:] == ["--ws-max-size", str(WS_MAX_SIZE)]
     assert re.search(r"^USER \w+", dockerfile, re.MULTILINE), "images must not run as root"
     # uvicorn, not a shell, must be PID 1 to receive SIGTERM.
     assert '"exec uvicorn ' in dockerfile

@@ -109,6 +109,42 @@ def test_text_lines_are_plain_key_values() -> None:
     assert "\x1b[" not in line  # no terminal colouring
 
 
+def test_the_text_access_line_reads_as_any_other_text_line() -> None:
+    """The access line is formatted in one step in text mode: the same line the text renderer
+    writes for the same fields."""
+    from taskflow_kit.logs import _text_line
+
+    configure_logging(service="logs-test", level="INFO", json=False)
+    out = io.StringIO()
+    access_log.writer = LineWriter(out)
+    access_log.line(
+        method="POST",
+        path="/api/v1/tasks/",
+        status=201,
+        duration_ms=1.25,
+        request_id="r",
+        trace_id="t",
+    )
+    access_log.writer.flush()
+    line = out.getvalue().strip()
+    timestamp = line.split(" ", 1)[0]
+    expected = _text_line(
+        {
+            "service": "logs-test",
+            "method": "POST",
+            "path": "/api/v1/tasks/",
+            "status": 201,
+            "duration_ms": 1.25,
+            "request_id": "r",
+            "trace_id": "t",
+            "event": "request",
+            "level": "info",
+            "timestamp": timestamp,
+        }
+    )
+    assert line == expected
+
+
 async def test_lines_of_one_loop_turn_go_out_in_one_write() -> None:
     class CountingStream(io.StringIO):
         writes = 0

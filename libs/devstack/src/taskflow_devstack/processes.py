@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+WS_MAX_SIZE = 65536  # bytes; the Dockerfile's command line says the same
+
 
 def uvicorn_command(
     app: str,
@@ -26,6 +28,8 @@ def uvicorn_command(
     `create_app`). Proxy headers are always off: the gateway is the edge and the services apply
     their own X-Forwarded-For rules, so uvicorn must not rewrite the client address from
     headers a client on this host can forge (it trusts them from 127.0.0.1 by default).
+    WebSocket messages are bounded at `WS_MAX_SIZE` by uvicorn itself (its default is 16 MiB),
+    before the gateway's own smaller per-message cap reads them.
     """
     command = [sys.executable, "-m", "uvicorn", app]
     if app_dir is not None:
@@ -36,6 +40,7 @@ def uvicorn_command(
     if not access_log:
         command.append("--no-access-log")
     command.append("--no-proxy-headers")
+    command += ["--ws-max-size", str(WS_MAX_SIZE)]
     if log_level is not None:
         command += ["--log-level", log_level]
     command += extra

@@ -14,7 +14,7 @@ import asyncio
 import atexit
 import json
 import logging
-import os
+import random
 import re
 import sys
 import time
@@ -151,6 +151,13 @@ class AccessLog:
         level = "debug" if path in QUIET_PATHS else "info"
         if not (self.debug_enabled if level == "debug" else self.info_enabled):
             return
+        if self.render is _text_line:  # the development default, formatted in one step
+            self.writer.write(
+                f"{utc_timestamp()} {level:<7} request service={self.service} method={method} "
+                f"path={path} status={status} duration_ms={duration_ms} "
+                f"request_id={request_id} trace_id={trace_id}"
+            )
+            return
         self.writer.write(
             self.render(
                 {
@@ -202,7 +209,9 @@ def normalise_request_id(value: str | None) -> str:
     """Keep a well-formed incoming id (so a trace spans services); otherwise make one."""
     if value and _VALID_REQUEST_ID.match(value):
         return value
-    return os.urandom(16).hex()  # 128 random bits, as uuid4 has, for less than half its cost
+    # 128 bits, as a uuid4 has: an id must be unique, not secret, so the process's generator
+    # (reseeded in a forked child) serves, without a system call per request as urandom makes.
+    return f"{random.getrandbits(128):032x}"
 
 
 class RequestContextMiddleware:
