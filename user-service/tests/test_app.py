@@ -83,7 +83,7 @@ async def test_migrations_match_the_models(app: FastAPI) -> None:
 async def test_migrate_on_start_creates_and_migrates_the_database(settings) -> None:
     from sqlalchemy.engine import make_url
     from taskflow_kit.migrations import drop_database
-    from taskflow_kit.testing import unique_name
+    from taskflow_kit.testing import serving, unique_name
 
     url = make_url(settings.database_url).set(database=unique_name("tf_users_start"))
     fresh_url = url.render_as_string(hide_password=False)
@@ -91,8 +91,8 @@ async def test_migrate_on_start_creates_and_migrates_the_database(settings) -> N
         settings.model_copy(update={"database_url": fresh_url, "migrate_on_start": True})
     )
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+        async with serving(app) as served:
+            transport = httpx.ASGITransport(app=served)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 ready = await client.get("/ready")
                 created = await client.post(

@@ -109,7 +109,7 @@ async def test_events_redis_lost_are_sent_again_and_every_consumer_catches_up(
     stream_redis = create_stream_redis(throwaway_redis.url)
     key = stream_key(prefix, STREAM)
     relay = relay_for_test(database, redis, prefix, "producer")
-    outbox = Outbox(OUTBOX, producer="producer", stream=STREAM, relay=relay)
+    outbox = Outbox(OUTBOX, producer="producer", stream=STREAM)
     handlers = {group: RecordingHandler(engine, group) for group in GROUPS}
     tailed: list[str] = []
 
@@ -231,7 +231,7 @@ async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked
     store = RevocationStore(redis, key_prefix=prefix)
     # user-service's relay: the revoking events' producer, with the hook writing the hashes.
     relay = relay_for_test(database, redis, prefix, REVOKING_PRODUCER, hooks=[store.record])
-    outbox = Outbox(OUTBOX, producer=REVOKING_PRODUCER, stream=USER_STREAM, relay=relay)
+    outbox = Outbox(OUTBOX, producer=REVOKING_PRODUCER, stream=USER_STREAM)
     deleted_user = access_token(token_config, 7, sid="s-7")
     logged_out = access_token(token_config, 8, sid="s-8")
     untouched = access_token(token_config, 9, sid="s-9")

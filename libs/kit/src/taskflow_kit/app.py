@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -25,7 +25,9 @@ def create_service_app(
     description: str,
     token_config: TokenConfig,
     revocations: RevocationList | None = None,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    | Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, Any]]]
+    | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, request ids, access logs and `/metrics`."""

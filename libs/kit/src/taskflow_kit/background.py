@@ -24,7 +24,7 @@ async def running(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[list[asynci
     finally:
         for task in tasks:
             task.cancel()
-        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT) if tasks else (set(), set())
         for task in stuck:
             logger.warning("background_job_did_not_stop", job=task.get_coro())
         for task in tasks:

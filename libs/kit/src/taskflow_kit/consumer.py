@@ -39,7 +39,6 @@ from taskflow_kit.events import (
     stream_key,
 )
 from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
-from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.consumer")
 
@@ -469,16 +468,24 @@ async def events_report(
 
 
 def consumer_for(
-    settings: ServiceSettings, redis: Redis, *, stream: str, group: str, handler: Handler
+    redis: Redis,
+    *,
+    stream: str,
+    group: str,
+    handler: Handler,
+    key_prefix: str,
+    claim_idle: float,
+    max_deliveries: int,
 ) -> StreamConsumer:
-    """A consumer of one stream (a short name, e.g. `TASK_STREAM`) configured from the kit's
-    shared settings (key prefix, claim idle time, deliveries before the dead letters)."""
+    """A consumer of one stream (a short name, e.g. `TASK_STREAM`) under `key_prefix`;
+    `claim_idle` seconds before a stuck delivery is claimed, `max_deliveries` before the dead
+    letters (a service passes its `ServiceSettings.consumer_options()`)."""
     return StreamConsumer(
         redis,
-        streams=[stream_key(settings.redis_prefix, stream)],
+        streams=[stream_key(key_prefix, stream)],
         group=group,
         handler=handler,
-        key_prefix=settings.redis_prefix,
-        claim_idle=settings.events_claim_idle_seconds,
-        max_deliveries=settings.events_max_deliveries,
+        key_prefix=key_prefix,
+        claim_idle=claim_idle,
+        max_deliveries=max_deliveries,
     )

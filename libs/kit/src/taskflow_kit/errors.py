@@ -30,18 +30,13 @@ logger = structlog.get_logger("taskflow.errors")
 
 
 class ProblemError(Exception):
-    """Base for every expected error; subclasses set the status code and title.
-
-    `commit = True` on a subclass (or `commit=True` per instance) makes the request's session
-    dependency commit what the handler flushed before it raised, instead of rolling back: for
-    an error whose side effect must stick, such as revoking a token family on refresh-token
-    reuse. The answer is still the error.
-    """
+    """Base for every expected error; subclasses set the status code and title. The request's
+    transaction is rolled back: an effect that must stick although the request fails is
+    committed by a named step of the route before it raises."""
 
     status_code: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
     type: ClassVar[str] = "about:blank"
-    commit: bool = False
 
     def __init__(
         self,
@@ -49,14 +44,11 @@ class ProblemError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
-        commit: bool | None = None,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
-        if commit is not None:
-            self.commit = commit
 
     def response(self) -> JSONResponse:
         """This error as a problem+json response (with the current request id)."""

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from taskflow_kit.events import epoch_key
 from taskflow_kit.migrations import drop_database, prepare_database
 from taskflow_kit.redis_client import create_redis
+from taskflow_kit.resources import STATE_KEY, ServiceResources, lifespan_state
 from taskflow_kit.revocation import REVOKING_PRODUCER
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -63,6 +68,47 @@ async def mark_revocations_complete(redis_url: str, key_prefix: str) -> None:
         await redis.set(epoch_key(key_prefix, REVOKING_PRODUCER), "test")
     finally:
         await redis.aclose()
+
+
+class WithState:
+    """`app` with `state` in every request's scope, as a server that ran the lifespan puts it
+    (httpx's `ASGITransport` runs no lifespan)."""
+
+    def __init__(self, app: Starlette, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "state": {**scope.get("state", {}), **self.state}}
+        await self.app(scope, receive, send)
+
+    def replace(self, **changes: Any) -> None:
+        """Serve the next requests with some fields of the service's state replaced (a test
+        double in place of a part)."""
+        service = self.state[STATE_KEY]
+        self.state[STATE_KEY] = dataclasses.replace(service, **changes)
+        for name, value in changes.items():
+            setattr(self.app.state, name, value)
+
+
+def with_state(app: Starlette, state: ServiceResources) -> WithState:
+    """`app` serving requests with `state`, without a lifespan (a tiny app in a kit test)."""
+    return WithState(app, lifespan_state(state))
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[WithState]:
+    """Run `app`'s lifespan and yield it as an ASGI app whose requests carry the state the
+    lifespan yielded. For tests that reach into the running service, the state's fields are
+    also set on `app.state` (`app.state.engine`, ...); service code never reads them there."""
+    async with app.router.lifespan_context(app) as yielded:
+        state = dict(yielded or {})
+        service = state.get(STATE_KEY)
+        if isinstance(service, ServiceResources):
+            for item in dataclasses.fields(service):
+                setattr(app.state, item.name, getattr(service, item.name))
+        yield WithState(app, state)
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests

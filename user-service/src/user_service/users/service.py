@@ -13,7 +13,6 @@ from taskflow_kit.outbox import Outbox
 from user_service.auth.errors import TooManyLoginFailures
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.throttle import LoginThrottle, account_key
-from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.security_log import security_event
 from user_service.users.errors import (
@@ -24,6 +23,7 @@ from user_service.users.errors import (
     UserNotFound,
     WrongCurrentPassword,
 )
+from user_service.users.events import UserEvents
 from user_service.users.models import EMAIL_UNIQUE_INDEX, USERNAME_UNIQUE_INDEX, User
 from user_service.users.repository import UserRepository
 from user_service.users.schemas import AdminUserUpdate, UserCreate, UserUpdate

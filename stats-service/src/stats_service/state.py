@@ -1,0 +1,28 @@
+"""stats-service's state: everything its requests need, built once by the lifespan
+(`stats_service.main`) and read by the dependencies through `request.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from taskflow_kit.consumer import StreamConsumer
+from taskflow_kit.resources import ServiceResources, service_state
+
+from stats_service.config import Settings
+from stats_service.stats.service import StatsService
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State(ServiceResources):
+    settings: Settings
+    stats_service: StatsService
+    consumer: StreamConsumer
+
+
+async def get_state(request: Request) -> State:
+    return service_state(request, State)
+
+
+StateDep = Annotated[State, Depends(get_state)]

@@ -1,0 +1,31 @@
+"""task-service's state: everything its requests need, built once by the lifespan
+(`task_service.main`) and read by the dependencies through `request.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from taskflow_kit.consumer import StreamConsumer
+from taskflow_kit.outbox import Outbox, OutboxRelay
+from taskflow_kit.resilience import ResilientClient
+from taskflow_kit.resources import ServiceResources, service_state
+
+from task_service.config import Settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State(ServiceResources):
+    settings: Settings
+    user_client: ResilientClient
+    outbox: Outbox
+    relay: OutboxRelay
+    consumer: StreamConsumer
+
+
+async def get_state(request: Request) -> State:
+    return service_state(request, State)
+
+
+StateDep = Annotated[State, Depends(get_state)]
