@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.dberrors import constraint_name
 from taskflow_kit.outbox import Outbox
 
 from user_service.auth.errors import TooManyLoginFailures
@@ -40,7 +41,7 @@ def _uniqueness_conflicts() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         # asyncpg's UniqueViolationError (the DBAPI error's cause) names the index.
-        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        constraint = constraint_name(exc)
         if constraint == EMAIL_UNIQUE_INDEX:
             raise EmailTaken() from exc
         if constraint == USERNAME_UNIQUE_INDEX:
