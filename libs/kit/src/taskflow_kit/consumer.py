@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -29,7 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskflow_kit.background import stop_if_cancelled
+from taskflow_kit.background import Supervised, stop_if_cancelled
 from taskflow_kit.events import (
     EVENT_FIELD,
     Event,
@@ -159,7 +158,7 @@ class StreamConsumer:
         self.batch_size = batch_size
         self.start_id = start_id
         self.dead_letters = dead_letter_key(key_prefix, group)
-        self.healthy = True
+        self._supervised = Supervised("consumer", failures=(RedisError, OSError), group=group)
         self._groups_ready = False
 
     async def ensure_groups(self) -> None:
@@ -171,34 +170,29 @@ class StreamConsumer:
                     raise
         self._groups_ready = True
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
-        backoff = 0.1
         last_report = 0.0
-        while True:
-            try:
-                if not self._groups_ready:
-                    await self.ensure_groups()
-                await self.claim_stuck()
-                await self.read_once()
-                stop_if_cancelled()
-                if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
-                    last_report = time.monotonic()
-                    await self.lag()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.healthy:
-                    logger.warning("consumer_redis_failing", group=self.group, error=str(exc))
-                self.healthy = False
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    self._groups_ready = False  # the stream was deleted: create the group again
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not self.healthy:
-                logger.info("consumer_recovered", group=self.group)
-            self.healthy = True
-            backoff = 0.1
+
+        async def round_() -> None:
+            nonlocal last_report
+            if not self._groups_ready:
+                await self.ensure_groups()
+            await self.claim_stuck()
+            await self.read_once()
+            stop_if_cancelled()
+            if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
+                last_report = time.monotonic()
+                await self.lag()
+
+        await self._supervised.run(round_, on_failure=self._failed)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+            self._groups_ready = False  # the stream was deleted: create the group again
 
     async def read_once(self) -> int:
         """Block up to `block` seconds for new entries and handle them; returns how many."""
@@ -372,7 +366,7 @@ class StreamTail:
         self.batch_size = batch_size
         self.name = name
         self.positions: dict[str, str] = {}
-        self.healthy = True
+        self._supervised = Supervised("stream_tail", failures=(RedisError, OSError), tail=name)
         self.remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
 
@@ -382,27 +376,18 @@ class StreamTail:
             last = await self.redis.xrevrange(stream, count=1)
             self.positions[stream] = _text(last[0][0]) if last else "0-0"
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                if len(self.positions) < len(self.streams):
-                    await self.start()
-                await self.read_once()
-                stop_if_cancelled()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.healthy:
-                    logger.warning("stream_tail_failing", tail=self.name, error=str(exc))
-                self.healthy = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not self.healthy:
-                logger.info("stream_tail_recovered", tail=self.name)
-            self.healthy = True
-            backoff = 0.1
+        async def round_() -> None:
+            if len(self.positions) < len(self.streams):
+                await self.start()
+            await self.read_once()
+            stop_if_cancelled()
+
+        await self._supervised.run(round_)
 
     async def read_once(self) -> int:
         response: Any = await self.redis.xread(

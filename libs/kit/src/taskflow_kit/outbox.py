@@ -59,7 +59,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
+from taskflow_kit.background import Supervised, stop_if_cancelled, wait_for_up_to
 from taskflow_kit.db import Statement, asyncpg_dsn, compile_statement
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, epoch_key, stream_key
 
@@ -218,34 +218,29 @@ class OutboxRelay:
         self.hooks = list(hooks)
         self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
         self.epoch_key = epoch_key(key_prefix, producer)
-        self.healthy = True
+        self._supervised = Supervised("outbox_relay", producer=producer)
         self._wake = asyncio.Event()
         self._last_prune = 0.0
         self._last_backlog = 0.0
 
     # -- the background task -----------------------------------------------------------------
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
-        backoff = 0.1
+
+        async def round_() -> None:
+            await wait_for_up_to(self._wake.wait(), self.poll_interval)
+            stop_if_cancelled()
+            self._wake.clear()
+            await self.drain()
+            await self._housekeeping()
+
         try:
-            while True:
-                await wait_for_up_to(self._wake.wait(), self.poll_interval)
-                stop_if_cancelled()
-                self._wake.clear()
-                try:
-                    await self.drain()
-                    await self._housekeeping()
-                except Exception as exc:
-                    self._failed(exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    self._wake.set()  # try again after the backoff, not only on the next commit
-                    continue
-                backoff = 0.1
-                if not self.healthy:
-                    logger.info("outbox_relay_recovered", producer=self.producer)
-                self.healthy = True
+            await self._supervised.run(round_, on_failure=self._failed)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -254,9 +249,7 @@ class OutboxRelay:
     def _failed(self, exc: Exception) -> None:
         reason = "redis" if isinstance(exc, RedisError | OSError) else type(exc).__name__
         RELAY_FAILURES.labels(self.producer, reason).inc()
-        if self.healthy:
-            logger.warning("outbox_relay_failing", producer=self.producer, error=str(exc))
-        self.healthy = False
+        self._wake.set()  # try again after the backoff, not only on the next commit
 
     async def drain(self) -> int:
         """Publish until nothing is pending (or another replica holds the relay lock)."""
