@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.auth import Principal, PrincipalDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
@@ -44,6 +45,7 @@ from task_service.tasks.schemas import (
     TaskRead,
     TaskUpdate,
 )
+from task_service.tasks.service import IfMatch, TaskService
 
 PREFIX = "/api/v1/tasks"
 router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=problem_responses(Unauthorized))
@@ -167,40 +169,60 @@ async def delete_task(
 _STATUS_ERRORS = problem_responses(TaskNotFound, VersionMismatch, TaskBlocked)
 
 
-@router.patch("/{task_id}/complete", summary="Mark done", responses=_STATUS_ERRORS)
-async def complete_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Move the task to `done` (409 listing `blocking_ids` while a dependency is not done)."""
-    return _with_etag(response, await task_service.complete(principal, task_id, if_match))
+StatusChange = Callable[[TaskService, Principal, int, IfMatch], Awaitable[TaskRead]]
 
 
-@router.patch("/{task_id}/incomplete", summary="Reopen", responses=_STATUS_ERRORS)
-async def reopen_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Move a done task back to `todo` (an unfinished task stays as it is)."""
-    return _with_etag(response, await task_service.reopen(principal, task_id, if_match))
+def _status_endpoint(change: StatusChange) -> Callable[..., Awaitable[TaskRead]]:
+    """One implementation behind the three status shortcuts (they differ only in the rule)."""
+
+    async def endpoint(
+        task_id: TaskIdPath,
+        principal: PrincipalDep,
+        task_service: TaskWriterDep,
+        if_match: IfMatchDep,
+        response: Response,
+    ) -> TaskRead:
+        return _with_etag(response, await change(task_service, principal, task_id, if_match))
+
+    return endpoint
 
 
-@router.post("/{task_id}/toggle", summary="Toggle done", responses=_STATUS_ERRORS)
-async def toggle_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Done → todo; anything else → done."""
-    return _with_etag(response, await task_service.toggle(principal, task_id, if_match))
+for _method, _path, _name, _summary, _change, _description in (
+    (
+        "PATCH",
+        "/{task_id}/complete",
+        "complete_task",
+        "Mark done",
+        TaskService.complete,
+        "Move the task to `done` (409 listing `blocking_ids` while a dependency is not done).",
+    ),
+    (
+        "PATCH",
+        "/{task_id}/incomplete",
+        "reopen_task",
+        "Reopen",
+        TaskService.reopen,
+        "Move a done task back to `todo` (an unfinished task stays as it is).",
+    ),
+    (
+        "POST",
+        "/{task_id}/toggle",
+        "toggle_task",
+        "Toggle done",
+        TaskService.toggle,
+        "Done → todo; anything else → done.",
+    ),
+):
+    router.add_api_route(
+        _path,
+        _status_endpoint(_change),
+        methods=[_method],
+        name=_name,
+        summary=_summary,
+        description=_description,
+        response_model=TaskRead,
+        responses=_STATUS_ERRORS,
+    )
 
 
 @router.post(
