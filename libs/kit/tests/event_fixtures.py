@@ -27,11 +27,12 @@ from redis.asyncio import Redis
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from taskflow_kit.consumer import DuplicateEvent, claim_event
+from taskflow_kit.consumer import DuplicateEvent
 from taskflow_kit.db import create_engine
 from taskflow_kit.events import EVENT_FIELD, Event
 from taskflow_kit.migrations import drop_database, ensure_database
 from taskflow_kit.outbox import create_outbox_v1
+from taskflow_kit.processed import claim_event
 from taskflow_kit.testing import test_database_server_url, unique_name
 
 T = TypeVar("T")

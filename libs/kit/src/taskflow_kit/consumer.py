@@ -5,8 +5,8 @@
   committed its effect. Entries a crashed or stuck consumer left pending are taken over with
   `XAUTOCLAIM` once idle for `claim_idle`; an entry that failed `max_deliveries` times, or that is
   not an event at all, is moved to the group's dead-letter stream and acknowledged.
-  Handlers must be idempotent (deduplicate by event id): see `claim_event` for a database-backed
-  consumer and `RedisDedupe` for a stateless one.
+  Handlers must be idempotent (deduplicate by event id): see `taskflow_kit.processed` for a
+  database-backed consumer and `RedisDedupe` for a stateless one.
 - `StreamTail`: every process reads every new entry (no group), for fan-out: the revocation list
   and the gateway's WebSocket push.
 """
@@ -24,9 +24,6 @@ import structlog
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskflow_kit.background import Supervised, stop_if_cancelled
 from taskflow_kit.events import (
@@ -61,38 +58,6 @@ LAG = Gauge(
 
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def processed_event_table(metadata: MetaData) -> Table:
-    """Event ids a database-backed consumer has applied (its deduplication record)."""
-    return Table(
-        "processed_event",
-        metadata,
-        Column("consumer", String(64), primary_key=True),
-        Column("event_id", Uuid, primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
-
-
-async def prune_processed(session: AsyncSession, table: Table, *, older_than: float) -> int:
-    """Forget applied event ids older than `older_than` seconds (longer than any redelivery:
-    the stream's retention bounds how late a duplicate can come)."""
-    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
-    result = await session.execute(table.delete().where(table.c.processed_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def claim_event(session: AsyncSession, table: Table, consumer: str, event: Event) -> bool:
-    """Record `event` as applied by `consumer` in the caller's transaction; False if it already
-    was (then the caller skips the effect). Concurrent claims of one id: one wins, the other
-    waits for it and gets False."""
-    statement = (
-        pg_insert(table)
-        .values(consumer=consumer, event_id=event.id)
-        .on_conflict_do_nothing()
-        .returning(table.c.event_id)
-    )
-    return (await session.execute(statement)).first() is not None
 
 
 class RedisDedupe:

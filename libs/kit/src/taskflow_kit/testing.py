@@ -1,4 +1,5 @@
-"""Test helpers shared by the services' suites: throwaway databases on a real PostgreSQL."""
+"""Test helpers shared by the services' suites: throwaway databases on a real PostgreSQL (those
+need the `[db]` extra, imported when used), a running app's state for in-process clients."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from taskflow_kit.events import epoch_key
-from taskflow_kit.migrations import drop_database, prepare_database
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.resources import STATE_KEY, ServiceResources, lifespan_state
 from taskflow_kit.revocation import REVOKING_PRODUCER
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -41,6 +42,10 @@ def unique_name(prefix: str) -> str:
 @asynccontextmanager
 async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str]:
     """A new database with every migration applied; dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    from taskflow_kit.migrations import drop_database, prepare_database
+
     url = make_url(test_database_server_url()).set(database=unique_name(prefix))
     database_url = url.render_as_string(hide_password=False)
     try:
@@ -52,6 +57,8 @@ async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str
 
 async def truncate_all(engine: AsyncEngine, metadata: MetaData) -> None:
     """Empty every table of `metadata` (the per-test reset for tests that really commit)."""
+    from sqlalchemy import text
+
     names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     if not names:
         return
