@@ -15,6 +15,7 @@ from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import ResilientClient
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener
+from taskflow_kit.tracing import configure_tracing
 
 from stats_service import __version__
 from stats_service.config import Settings
@@ -36,6 +37,9 @@ def create_app(
     """Build the app; `task_service_transport` lets tests route task-service calls in-process."""
     settings = settings or Settings()
     configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    configure_tracing(
+        service=settings.otel_service_name or SERVICE, endpoint=settings.otel_exporter_otlp_endpoint
+    )
 
     revocations = RevocationList()
 

@@ -19,6 +19,7 @@ from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener
+from taskflow_kit.tracing import configure_tracing
 
 from task_service.aggregates.router import compat_router as task_stats_router
 from task_service.aggregates.router import router as aggregates_router
@@ -38,6 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     user-service client."""
     settings = settings or Settings()
     configure_logging(service=SERVICE_NAME, level=settings.log_level, json=settings.log_json)
+    configure_tracing(
+        service=settings.otel_service_name or SERVICE_NAME,
+        endpoint=settings.otel_exporter_otlp_endpoint,
+    )
 
     revocations = RevocationList()
 

@@ -22,6 +22,7 @@ from taskflow_kit.ratelimit import RateLimiter
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
+from taskflow_kit.tracing import configure_tracing
 
 from user_service import __doc__ as service_doc
 from user_service.auth.budgets import RouteBudgets
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the lifespan opens the connections and builds the `State`."""
     settings = settings or Settings()
     configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    configure_tracing(
+        service=settings.otel_service_name or SERVICE, endpoint=settings.otel_exporter_otlp_endpoint
+    )
     revocations = RevocationList()
 
     async def start(stack: AsyncExitStack) -> Started[State]:

@@ -62,6 +62,9 @@ class ServiceSettings(BaseSettings):
     redis_prefix: str = "taskflow:"
     log_level: str = "INFO"
     log_json: bool = True
+    # OpenTelemetry (docs/operations.md): spans are exported over OTLP/HTTP only when set.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str | None = None
 
     # Events (outbox → Redis Streams → consumers); see docs/events.md.
     events_stream_maxlen: int = Field(default=100_000, ge=1000)
