@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from taskflow_kit.auth import TokenVerifier
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
@@ -46,6 +47,27 @@ def create_service_app(
     app.include_router(metrics_router)
     _document_validation_errors_as_problems(app)
     return app
+
+
+def add_slashless_aliases(router: APIRouter) -> APIRouter:
+    """Give every route of `router` whose path ends in `/` a twin without the slash, hidden
+    from the schema: clients written against either spelling work, and the route is written
+    once (call after the routes are declared)."""
+    for route in list(router.routes):
+        if not isinstance(route, APIRoute) or not route.path.endswith("/") or route.path == "/":
+            continue
+        router.add_api_route(
+            route.path[len(router.prefix) : -1],
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            status_code=route.status_code,
+            response_model=route.response_model,
+            response_class=route.response_class,
+            dependencies=route.dependencies[len(router.dependencies) :],
+            name=route.name,
+            include_in_schema=False,
+        )
+    return router
 
 
 def _document_validation_errors_as_problems(app: FastAPI) -> None:

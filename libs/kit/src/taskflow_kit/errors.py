@@ -96,11 +96,6 @@ class PreconditionFailed(ProblemError):
     title = "Precondition Failed"
 
 
-class PreconditionRequired(ProblemError):
-    status_code = 428
-    title = "Precondition Required"
-
-
 class UnprocessableEntity(ProblemError):
     status_code = 422
     title = "Unprocessable Entity"

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
+from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import Principal, PrincipalDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
@@ -59,7 +60,6 @@ def _with_etag(response: Response, task: TaskRead) -> TaskRead:
 
 
 @router.get("/", summary="List tasks", responses=problem_responses(ProjectNotFound))
-@router.get("", include_in_schema=False)
 async def list_tasks(
     principal: PrincipalDep, task_service: TaskReaderDep, task_filter: TaskFilterDep
 ) -> TaskList:
@@ -84,7 +84,6 @@ async def list_tasks(
         UpstreamUnavailable,
     ),
 )
-@router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def create_task(
     data: TaskCreate,
     principal: PrincipalDep,
@@ -300,3 +299,6 @@ async def dependency_tree(
     """What the task depends on, recursively, `depth` levels deep. Tasks the caller cannot see
     appear with their id and status only, and are not expanded."""
     return await dependency_service.dependency_tree(principal, task_id, depth)
+
+
+add_slashless_aliases(router)
