@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+from task_factories import FakeUserService
 from task_service.config import Settings
 from task_service.database import Base
 from task_service.main import create_app
@@ -22,10 +22,6 @@ from taskflow_kit.testing import (
     test_redis_url,
     truncate_all,
 )
-
-# The helpers module sits beside this file; its name is unique across the workspace's suites.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from task_factories import FakeUserService
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 USER_SERVICE_URL = "http://user-service.test"
