@@ -10,12 +10,10 @@ from taskflow_kit.app import create_service_app
 from taskflow_kit.consumer import RedisDedupe, consumer_for, deduplicated
 from taskflow_kit.events import TASK_STREAM, stream_key
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
-from taskflow_kit.redis_client import create_redis, create_stream_redis
+from taskflow_kit.redis_client import open_redis
 from taskflow_kit.resilience import ResilientClient
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener
-from taskflow_kit.tracing import configure_tracing
 
 from stats_service import __version__
 from stats_service.config import Settings
@@ -36,18 +34,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app; `task_service_transport` lets tests route task-service calls in-process."""
     settings = settings or Settings()
-    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
-    configure_tracing(
-        service=settings.otel_service_name or SERVICE, endpoint=settings.otel_exporter_otlp_endpoint
-    )
+    settings.configure_observability(SERVICE)
 
     revocations = RevocationList()
 
     async def start(stack: AsyncExitStack) -> Started[State]:
-        redis = create_redis(settings.redis_url)
-        stack.push_async_callback(redis.aclose)
-        stream_redis = create_stream_redis(settings.redis_url)
-        stack.push_async_callback(stream_redis.aclose)
+        redis, stream_redis = open_redis(stack, settings.redis_url)
         client = ResilientClient(
             name="task-service",
             base_url=settings.task_service_url,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from taskflow_kit.consumer import StreamConsumer
-from taskflow_kit.resources import ServiceResources, service_state
+from taskflow_kit.resources import ServiceResources, state_dependency
 
 from stats_service.config import Settings
 from stats_service.stats.service import StatsService
@@ -21,8 +21,5 @@ class State(ServiceResources):
     consumer: StreamConsumer
 
 
-async def get_state(request: Request) -> State:
-    return service_state(request, State)
-
-
+get_state = state_dependency(State)
 StateDep = Annotated[State, Depends(get_state)]

@@ -12,14 +12,12 @@ from taskflow_kit.consumer import consumer_for
 from taskflow_kit.db import create_engine, create_pool, create_sessionmaker
 from taskflow_kit.events import USER_STREAM
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import OutboxRelay
-from taskflow_kit.redis_client import create_redis, create_stream_redis
+from taskflow_kit.redis_client import open_redis
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener
-from taskflow_kit.tracing import configure_tracing
 
 from task_service.aggregates.router import compat_router as task_stats_router
 from task_service.aggregates.router import router as aggregates_router
@@ -38,11 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the lifespan migrates (if asked), then opens the database, Redis and the
     user-service client."""
     settings = settings or Settings()
-    configure_logging(service=SERVICE_NAME, level=settings.log_level, json=settings.log_json)
-    configure_tracing(
-        service=settings.otel_service_name or SERVICE_NAME,
-        endpoint=settings.otel_exporter_otlp_endpoint,
-    )
+    settings.configure_observability(SERVICE_NAME)
 
     revocations = RevocationList()
 
@@ -55,10 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stack.push_async_callback(engine.dispose)
         pool = await create_pool(settings.database_url)
         stack.push_async_callback(pool.close)
-        redis = create_redis(settings.redis_url)
-        stack.push_async_callback(redis.aclose)
-        stream_redis = create_stream_redis(settings.redis_url)
-        stack.push_async_callback(stream_redis.aclose)
+        redis, stream_redis = open_redis(stack, settings.redis_url)
         user_client = ResilientClient(
             name="user-service",
             base_url=settings.user_service_url,

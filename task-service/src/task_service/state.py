@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from taskflow_kit.consumer import StreamConsumer
 from taskflow_kit.outbox import Outbox, OutboxRelay
 from taskflow_kit.resilience import ResilientClient
-from taskflow_kit.resources import ServiceResources, service_state
+from taskflow_kit.resources import ServiceResources, state_dependency
 
 from task_service.config import Settings
 
@@ -24,8 +24,5 @@ class State(ServiceResources):
     consumer: StreamConsumer
 
 
-async def get_state(request: Request) -> State:
-    return service_state(request, State)
-
-
+get_state = state_dependency(State)
 StateDep = Annotated[State, Depends(get_state)]

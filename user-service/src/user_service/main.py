@@ -15,14 +15,12 @@ from taskflow_kit.app import create_service_app
 from taskflow_kit.background import every
 from taskflow_kit.db import create_engine, create_sessionmaker
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
 from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import OutboxRelay
 from taskflow_kit.ratelimit import RateLimiter
-from taskflow_kit.redis_client import create_redis, create_stream_redis
+from taskflow_kit.redis_client import open_redis
 from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener, RevocationStore
-from taskflow_kit.tracing import configure_tracing
 
 from user_service import __doc__ as service_doc
 from user_service.auth.budgets import RouteBudgets
@@ -53,10 +51,7 @@ async def recover_lost_events(relay: OutboxRelay) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the lifespan opens the connections and builds the `State`."""
     settings = settings or Settings()
-    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
-    configure_tracing(
-        service=settings.otel_service_name or SERVICE, endpoint=settings.otel_exporter_otlp_endpoint
-    )
+    settings.configure_observability(SERVICE)
     revocations = RevocationList()
 
     async def start(stack: AsyncExitStack) -> Started[State]:
@@ -68,10 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         stack.push_async_callback(engine.dispose)
-        redis = create_redis(settings.redis_url)
-        stack.push_async_callback(redis.aclose)
-        stream_redis = create_stream_redis(settings.redis_url)
-        stack.push_async_callback(stream_redis.aclose)
+        redis, stream_redis = open_redis(stack, settings.redis_url)
         sessionmaker = create_sessionmaker(engine)
         relay = OutboxRelay(
             engine=engine,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from taskflow_kit.outbox import Outbox, OutboxRelay
-from taskflow_kit.resources import ServiceResources, service_state
+from taskflow_kit.resources import ServiceResources, state_dependency
 
 from user_service.auth.budgets import RouteBudgets
 from user_service.auth.issuing import TokenIssuer
@@ -28,8 +28,5 @@ class State(ServiceResources):
     token_issuer: TokenIssuer
 
 
-async def get_state(request: Request) -> State:
-    return service_state(request, State)
-
-
+get_state = state_dependency(State)
 StateDep = Annotated[State, Depends(get_state)]

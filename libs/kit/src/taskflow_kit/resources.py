@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from taskflow_kit.background import running
 
@@ -80,6 +80,16 @@ def service_state(connection: HTTPConnection, kind: type[S]) -> S:
             "taskflow_kit.resources.lifespan_state(state) (see service_lifespan)"
         )
     return found
+
+
+def state_dependency(kind: type[S]) -> Callable[[Request], Awaitable[S]]:
+    """The request dependency that returns the service's `State` (`Depends(...)` it once, in
+    the service's `state.py`)."""
+
+    async def get_state(request: Request) -> S:
+        return service_state(request, kind)
+
+    return get_state
 
 
 def resources(connection: HTTPConnection) -> ServiceResources:

@@ -105,6 +105,17 @@ class ServiceSettings(BaseSettings):
             audience=self.jwt_audience,
         )
 
+    def configure_observability(self, service: str) -> None:
+        """Logging and tracing for the process of `service`, from these settings (the kit's
+        functions take the values; a service calls this once when it builds its app)."""
+        from taskflow_kit.logs import configure_logging
+        from taskflow_kit.tracing import configure_tracing
+
+        configure_logging(service=service, level=self.log_level, json=self.log_json)
+        configure_tracing(
+            service=self.otel_service_name or service, endpoint=self.otel_exporter_otlp_endpoint
+        )
+
     def relay_options(self) -> RelayOptions:
         """These settings as the values an `OutboxRelay` takes (the kit reads no settings)."""
         return RelayOptions(
