@@ -230,3 +230,14 @@ async def test_a_route_written_once_answers_with_and_without_its_trailing_slash(
     assert [(r.status_code, r.json()) for r in answers] == [(201, {"made": "yes"})] * 2
     assert calls == ["dependency", "dependency"]
     assert list(app.openapi()["paths"]) == ["/things/"]
+
+
+def test_the_token_verifier_is_a_typed_attribute_of_the_app_not_an_app_state_key(
+    token_config: TokenConfig,
+) -> None:
+    from taskflow_kit.auth import AuthenticatingApp
+
+    app = build_app(token_config)
+    assert isinstance(app, AuthenticatingApp)
+    assert app.token_verifier.config == token_config
+    assert getattr(app.state, "token_verifier", None) is None

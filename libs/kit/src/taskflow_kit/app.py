@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from taskflow_kit.auth import TokenVerifier
+from taskflow_kit.auth import AuthenticatingApp, TokenVerifier
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
 from taskflow_kit.metrics import metrics_router
@@ -32,16 +32,14 @@ def create_service_app(
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, request ids, access logs and `/metrics`."""
-    app = FastAPI(
+    app = AuthenticatingApp(
+        token_verifier=TokenVerifier(token_config, revocations),
         title=title,
         version=version,
         description=description,
         lifespan=lifespan,
         **fastapi_kwargs,
     )
-    # The kit's own key: written here, read only by `taskflow_kit.auth.current_principal`.
-    # What a service opens in its lifespan goes through `taskflow_kit.resources` instead.
-    app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(metrics_router)
