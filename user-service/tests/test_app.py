@@ -142,13 +142,7 @@ async def test_a_token_with_an_impossible_user_id_is_401(
 
 
 def test_service_code_reads_its_typed_state_never_app_state() -> None:
-    """One typed State built by the lifespan and read through `request.state` (StateDep): no
-    part of the service is looked up on `app.state` by name."""
-    from pathlib import Path
-
     import user_service
+    from taskflow_kit.testing import modules_reading_app_state
 
-    root = Path(user_service.__file__).parent
-    offenders = [str(path) for path in root.rglob("*.py") if "app.state" in path.read_text()]
-    assert offenders == []
-    assert (root / "state.py").exists()
+    assert modules_reading_app_state(user_service) == []

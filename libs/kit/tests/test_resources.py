@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +22,7 @@ from taskflow_kit.resources import (
     service_lifespan,
     service_state,
 )
-from taskflow_kit.testing import serving, with_state
+from taskflow_kit.testing import modules_reading_app_state, serving, with_state
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,3 +130,14 @@ async def test_readiness_checks_what_the_state_holds(redis: Redis) -> None:
     assert set(checks) == {"redis", "upstream"}
     assert checks["redis"]["status"] == "up"
     assert checks["upstream"] == {"status": "down", "error": "ConnectionError"}
+
+
+def test_modules_reading_app_state_are_found(tmp_path: Path) -> None:
+    package = tmp_path / "some_service"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "clean.py").write_text("def f(request):\n    return request.state\n")
+    (package / "dirty.py").write_text("def f(request):\n    return request.app.state.x\n")
+    module = types.ModuleType("some_service")
+    module.__file__ = str(package / "__init__.py")
+    assert modules_reading_app_state(module) == [str(package / "dirty.py")]

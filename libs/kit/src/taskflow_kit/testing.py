@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -116,6 +117,13 @@ async def serving(app: Starlette) -> AsyncIterator[WithState]:
             for item in dataclasses.fields(service):
                 setattr(app.state, item.name, getattr(service, item.name))
         yield WithState(app, state)
+
+
+def modules_reading_app_state(package: ModuleType) -> list[str]:
+    """The modules of `package` that look anything up on `app.state` (a service reads its typed
+    `State` through `request.state` instead; see `taskflow_kit.resources`)."""
+    root = Path(str(package.__file__)).parent
+    return sorted(str(path) for path in root.rglob("*.py") if "app.state" in path.read_text())
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests
