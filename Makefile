@@ -4,12 +4,14 @@ UV_VERSION := 0.13.9
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 SYNC := $(UV) sync --all-packages --frozen
+PACKAGES := libs/kit libs/devstack user-service task-service stats-service api-gateway
 
-.PHONY: help run seed test test-fast test-compose lint audit fmt migrate bench bench-full bench-gateway bench-size clean uv
+.PHONY: help run seed test test-fast test-without-db test-compose lint audit fmt migrate bench bench-full bench-gateway bench-size clean uv
 
 help:
 	@echo "make run      start gateway + services on 127.0.0.1 (embedded PostgreSQL/Redis unless configured)"
 	@echo "make test     run every test (unit, integration, whole-suite)"
+	@echo "make test-without-db  stats-service and the gateway in environments without the kit's [db] extra"
 	@echo "make test-compose  build the images and run the scaled compose stack with podman"
 	@echo "make lint     ruff + mypy + compose, Dockerfiles, workflow and Kubernetes manifests"
 	@echo "make audit    known vulnerabilities in the locked dependencies (needs the network)"
@@ -44,6 +46,13 @@ test: uv
 	$(SYNC)
 	$(UV) run --frozen pytest
 
+# The services without a database, each in its own environment with only what it declares (no
+# `taskflow-kit[db]`: SQLAlchemy, asyncpg and Alembic are not installed there).
+ISOLATED_TEST := --frozen --isolated --no-dev --with pytest --with pytest-asyncio --with pytest-timeout --with respx --with hypothesis
+test-without-db: uv
+	$(UV) run $(ISOLATED_TEST) --package stats-service pytest -p no:cacheprovider stats-service/tests --ignore=stats-service/tests/integration
+	$(UV) run $(ISOLATED_TEST) --package api-gateway pytest -p no:cacheprovider api-gateway/tests
+
 test-compose: uv
 	$(SYNC)
 	UV=$(UV) bash tests/compose/run.sh
@@ -53,6 +62,8 @@ lint: uv
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	@# Every package declares what it imports (and nothing it does not), each against its own pyproject
+	for package in $(PACKAGES); do $(UV) run --frozen deptry --config $$package/pyproject.toml $$package || exit 1; done
 	@# Deployment files against their schemas and rules (every schema ships in its package: offline)
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(UV) run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from stats_service.config import Settings
 from stats_service.main import create_app
 from taskflow_kit.redis_client import create_redis
-from taskflow_kit.testing import mark_revocations_complete, test_redis_url
+from taskflow_kit.testing import mark_revocations_complete, serving, test_redis_url
 from taskflow_kit.tokens import issue_token
 
 TASK_SERVICE_URL = "http://task-service.test"
@@ -123,8 +123,10 @@ async def client(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncC
 async def app_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on `app` with its lifespan running (ASGITransport does not run it)."""
     async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+        serving(app) as served,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=served), base_url="http://test"
+        ) as http,
     ):
         yield http
 

@@ -66,3 +66,10 @@ async def test_openapi_lists_the_public_routes(client: httpx.AsyncClient) -> Non
     assert {"/api/v1/stats/", "/api/v1/stats/activity", "/api/v1/stats/overview"} <= set(paths)
     assert "503" in paths["/api/v1/stats/"]["get"]["responses"]
     assert "403" in paths["/api/v1/stats/overview"]["get"]["responses"]
+
+
+def test_service_code_reads_its_typed_state_never_app_state() -> None:
+    import stats_service
+    from taskflow_kit.testing import modules_reading_app_state
+
+    assert modules_reading_app_state(stats_service) == []

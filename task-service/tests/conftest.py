@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,19 +10,18 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
+from task_factories import FakeUserService
 from task_service.config import Settings
 from task_service.database import Base
 from task_service.main import create_app
 from taskflow_kit.testing import (
+    WithState,
     mark_revocations_complete,
     migrated_database,
+    serving,
     test_redis_url,
     truncate_all,
 )
-
-# The helpers module sits beside this file; its name is unique across the workspace's suites.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from task_factories import FakeUserService
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 USER_SERVICE_URL = "http://user-service.test"
@@ -50,13 +48,18 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def served(settings: Settings) -> AsyncIterator[WithState]:
     # No user-service here: its relay's epoch key is set as it would set it, so the (empty)
     # revocation map counts as complete (kept by `clean` too, for the apps tests start).
     await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
+    async with serving(create_app(settings)) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def app(served: WithState) -> FastAPI:
+    assert isinstance(served.app, FastAPI)
+    return served.app
 
 
 @pytest.fixture
@@ -82,8 +85,8 @@ def user_service() -> Iterator[FakeUserService]:
 
 @pytest.fixture
 async def client(
-    app: FastAPI, clean: None, user_service: FakeUserService
+    served: WithState, clean: None, user_service: FakeUserService
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http

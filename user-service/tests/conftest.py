@@ -14,7 +14,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 from taskflow_kit.redis_client import create_redis
-from taskflow_kit.testing import migrated_database, test_redis_url, truncate_all
+from taskflow_kit.testing import (
+    WithState,
+    migrated_database,
+    serving,
+    test_redis_url,
+    truncate_all,
+)
 from user_service.config import ALEMBIC_INI, Settings
 from user_service.main import create_app
 from user_service.models import Base, User
@@ -53,18 +59,25 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def served(settings: Settings) -> AsyncIterator[WithState]:
+    """The app with its lifespan running (its requests carry the state it yielded)."""
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with serving(app) as served:
         try:
-            yield app
+            yield served
         finally:
             await truncate_all(app.state.engine, Base.metadata)
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+def app(served: WithState) -> FastAPI:
+    assert isinstance(served.app, FastAPI)
+    return served.app
+
+
+@pytest.fixture
+async def client(served: WithState) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=served)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
 
@@ -156,9 +169,9 @@ def make_api(settings: Settings) -> ApiFactory:
     @asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Api]:
         app = create_app(settings.model_copy(update=overrides))
-        async with app.router.lifespan_context(app):
+        async with serving(app) as served:
             try:
-                transport = httpx.ASGITransport(app=app)
+                transport = httpx.ASGITransport(app=served)
                 async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                     yield Api(client, app)
             finally:

@@ -83,7 +83,7 @@ async def test_migrations_match_the_models(app: FastAPI) -> None:
 async def test_migrate_on_start_creates_and_migrates_the_database(settings) -> None:
     from sqlalchemy.engine import make_url
     from taskflow_kit.migrations import drop_database
-    from taskflow_kit.testing import unique_name
+    from taskflow_kit.testing import serving, unique_name
 
     url = make_url(settings.database_url).set(database=unique_name("tf_users_start"))
     fresh_url = url.render_as_string(hide_password=False)
@@ -91,8 +91,8 @@ async def test_migrate_on_start_creates_and_migrates_the_database(settings) -> N
         settings.model_copy(update={"database_url": fresh_url, "migrate_on_start": True})
     )
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+        async with serving(app) as served:
+            transport = httpx.ASGITransport(app=served)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 ready = await client.get("/ready")
                 created = await client.post(
@@ -139,3 +139,10 @@ async def test_a_token_with_an_impossible_user_id_is_401(
     )
     response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
+
+
+def test_service_code_reads_its_typed_state_never_app_state() -> None:
+    import user_service
+    from taskflow_kit.testing import modules_reading_app_state
+
+    assert modules_reading_app_state(user_service) == []

@@ -16,7 +16,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from taskflow_kit.db import asyncpg_dsn
 from taskflow_kit.migrations import drop_database, ensure_database, prepare_database
-from taskflow_kit.testing import test_database_server_url
+from taskflow_kit.testing import serving, test_database_server_url
 from user_service.config import ALEMBIC_INI, Settings
 from user_service.main import create_app
 
@@ -83,8 +83,8 @@ async def test_the_service_role_serves_requests_but_cannot_change_the_schema(
     await prepare_database(ALEMBIC_INI, migration_url)
 
     app = create_app(settings.model_copy(update={"database_url": service_url}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with serving(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             body = {"username": "least", "email": "least@example.com", "password": "a password!"}
             registered = await client.post("/api/v1/auth/register", json=body)

@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from event_fixtures import ThrowawayRedis, reset_tables
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.testing import test_redis_url
 from taskflow_kit.tokens import TokenConfig
 
 SECRET = "kit-tests-secret-0123456789abcdef0123"
-
-# The event tests import their helpers (event_fixtures.py) from this folder.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture
@@ -42,3 +39,19 @@ async def event_prefix(redis: Redis) -> AsyncIterator[str]:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
     if keys:
         await redis.delete(*keys)
+
+
+@pytest.fixture
+async def engine(database: tuple[str, AsyncEngine]) -> AsyncEngine:
+    """The engine of the module's `database` fixture (its outbox tables), emptied first."""
+    await reset_tables(database[1])
+    return database[1]
+
+
+@pytest.fixture
+async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
+    """A Redis of its own on another port, for tests that stop it or lose its data."""
+    server = ThrowawayRedis()
+    server.start()
+    yield server
+    server.remove()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -23,16 +24,22 @@ import redis
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from event_tables import APPLIED, METADATA, PROCESSED
+from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from taskflow_kit.consumer import DuplicateEvent, claim_event
+from taskflow_kit.app import create_service_app
+from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.consumer import DuplicateEvent
 from taskflow_kit.db import create_engine
 from taskflow_kit.events import EVENT_FIELD, Event
 from taskflow_kit.migrations import drop_database, ensure_database
 from taskflow_kit.outbox import create_outbox_v1
+from taskflow_kit.processed import claim_event
+from taskflow_kit.revocation import RevocationList
 from taskflow_kit.testing import test_database_server_url, unique_name
+from taskflow_kit.tokens import TokenConfig, issue_token
 
 T = TypeVar("T")
 
@@ -241,3 +248,35 @@ def applied_order(rows: Sequence[tuple[str, str, int]]) -> dict[str, list[int]]:
     for _, subject, seq in rows:
         order.setdefault(subject, []).append(seq)
     return order
+
+
+def access_token(
+    config: TokenConfig, user_id: int, *, sid: str, now: dt.datetime | None = None
+) -> str:
+    """An access token of `user_id` in session `sid` (issued two seconds ago by default)."""
+    return issue_token(
+        config,
+        subject=str(user_id),
+        token_type="access",
+        ttl=dt.timedelta(minutes=5),
+        claims={"sid": sid, "username": f"user{user_id}"},
+        now=now or dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2),
+    )
+
+
+def replica_app(token_config: TokenConfig, revocations: RevocationList) -> FastAPI:
+    """A service replica's token check over `revocations`: `GET /me` answers the caller's id."""
+    app = create_service_app(
+        service="replica",
+        title="replica",
+        version="0",
+        description="",
+        token_config=token_config,
+        revocations=revocations,
+    )
+
+    @app.get("/me")
+    async def me(principal: PrincipalDep) -> dict[str, int]:
+        return {"id": principal.id}
+
+    return app

@@ -7,8 +7,8 @@ applied (no unique key, so an effect applied twice shows as two rows)."""
 from __future__ import annotations
 
 from sqlalchemy import Column, Identity, Integer, MetaData, String, Table, Uuid
-from taskflow_kit.consumer import processed_event_table
 from taskflow_kit.outbox import outbox_table
+from taskflow_kit.processed import processed_event_table
 
 METADATA = MetaData()
 OUTBOX = outbox_table(METADATA)

@@ -18,9 +18,10 @@ from typing import Any
 from event_tables import APPLIED, OUTBOX, PROCESSED
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from taskflow_kit.consumer import StreamConsumer, claim_event
+from taskflow_kit.consumer import StreamConsumer
 from taskflow_kit.events import Event
 from taskflow_kit.outbox import OutboxRelay
+from taskflow_kit.processed import claim_event
 from taskflow_kit.redis_client import create_redis, create_stream_redis
 
 

@@ -205,3 +205,39 @@ async def test_openapi_documents_400_422_for_bodies_and_503_everywhere(
     whoami = paths["/whoami"]["get"]["responses"]
     assert "503" in whoami
     assert "400" not in whoami
+
+
+async def test_a_route_written_once_answers_with_and_without_its_trailing_slash() -> None:
+    from fastapi import APIRouter, Depends, FastAPI
+    from taskflow_kit.app import add_slashless_aliases
+
+    calls: list[str] = []
+
+    async def counted() -> None:
+        calls.append("dependency")
+
+    router = APIRouter(prefix="/things")
+
+    @router.post("/", status_code=201, dependencies=[Depends(counted)])
+    async def create() -> dict[str, str]:
+        return {"made": "yes"}
+
+    app = FastAPI()
+    app.include_router(add_slashless_aliases(router))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = [await client.post(path) for path in ("/things/", "/things")]
+    assert [(r.status_code, r.json()) for r in answers] == [(201, {"made": "yes"})] * 2
+    assert calls == ["dependency", "dependency"]
+    assert list(app.openapi()["paths"]) == ["/things/"]
+
+
+def test_the_token_verifier_is_a_typed_attribute_of_the_app_not_an_app_state_key(
+    token_config: TokenConfig,
+) -> None:
+    from taskflow_kit.auth import AuthenticatingApp
+
+    app = build_app(token_config)
+    assert isinstance(app, AuthenticatingApp)
+    assert app.token_verifier.config == token_config
+    assert getattr(app.state, "token_verifier", None) is None

@@ -460,3 +460,34 @@ async def test_tail_stops_when_cancelled_right_after_an_entry(
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=3)
         assert done, f"the tail did not stop when cancelled (round {round_})"
+
+
+async def test_the_workers_share_one_supervised_loop() -> None:
+    """Failures mark the loop unhealthy once and back off; the next success recovers it."""
+    from taskflow_kit.background import Supervised
+
+    supervised = Supervised("test_loop", failures=(OSError,))
+    seen: list[str] = []
+    outcomes = iter([OSError("down"), OSError("still down"), None, None])
+
+    async def round_() -> None:
+        outcome = next(outcomes)
+        seen.append("fail" if outcome else "ok")
+        if outcome is not None:
+            raise outcome
+        if len(seen) == 4:
+            raise asyncio.CancelledError
+
+    failures: list[Exception] = []
+    health: list[bool] = []
+
+    def failed(exc: Exception) -> None:
+        failures.append(exc)
+        health.append(supervised.healthy)
+
+    with pytest.raises(asyncio.CancelledError):
+        await supervised.run(round_, on_failure=failed)
+    assert seen == ["fail", "fail", "ok", "ok"]
+    assert [str(exc) for exc in failures] == ["down", "still down"]
+    assert health == [True, False]  # healthy until the first failure is counted
+    assert supervised.healthy

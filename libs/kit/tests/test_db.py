@@ -4,6 +4,7 @@ roll back on error; statements compiled once run on asyncpg (real PostgreSQL).""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -25,10 +26,10 @@ from taskflow_kit.db import (
     create_sessionmaker,
     tls_configured,
 )
-from taskflow_kit.errors import Conflict, install_error_handlers
+from taskflow_kit.errors import Conflict, ProblemError, install_error_handlers
 from taskflow_kit.migrations import drop_database, ensure_database
-from taskflow_kit.resources import ServiceResources, attach_resources
-from taskflow_kit.testing import test_database_server_url, unique_name
+from taskflow_kit.resources import ServiceResources
+from taskflow_kit.testing import WithState, test_database_server_url, unique_name, with_state
 
 
 def test_async_url_selects_asyncpg() -> None:
@@ -63,16 +64,14 @@ async def pool(engine: AsyncEngine) -> AsyncIterator[asyncpg.Pool]:
 def _outcome(name: str) -> dict[str, str]:
     if name.startswith("fail"):
         raise Conflict("refused after writing")
-    if name.startswith("keep"):
-        raise Conflict("refused, but the write stands", commit=True)
     return {"name": name}
 
 
 @pytest.fixture
-def app(engine: AsyncEngine, pool: asyncpg.Pool) -> FastAPI:
+def app(engine: AsyncEngine, pool: asyncpg.Pool) -> WithState:
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(engine), pool=pool))
+    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(engine), pool=pool))
 
     @app.post("/session/{name}", status_code=201)
     async def add(name: str, session: SessionDep) -> dict[str, str]:
@@ -84,7 +83,7 @@ def app(engine: AsyncEngine, pool: asyncpg.Pool) -> FastAPI:
         await connection.execute("INSERT INTO item VALUES ($1)", name)
         return _outcome(name)
 
-    return app
+    return served
 
 
 DEPENDENCIES = pytest.mark.parametrize("via", ["session", "asyncpg"])
@@ -100,7 +99,7 @@ async def count(engine: AsyncEngine, name: str) -> int:
 
 @DEPENDENCIES
 async def test_commit_happens_before_the_response(
-    app: FastAPI, engine: AsyncEngine, via: str
+    app: WithState, engine: AsyncEngine, via: str
 ) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -112,7 +111,7 @@ async def test_commit_happens_before_the_response(
 
 
 @DEPENDENCIES
-async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine, via: str) -> None:
+async def test_error_rolls_back(app: WithState, engine: AsyncEngine, via: str) -> None:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
@@ -121,17 +120,11 @@ async def test_error_rolls_back(app: FastAPI, engine: AsyncEngine, via: str) -> 
     assert await count(engine, f"fail-{via}") == 0
 
 
-@DEPENDENCIES
-async def test_error_flagged_commit_keeps_the_write(
-    app: FastAPI, engine: AsyncEngine, via: str
-) -> None:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as client:
-        response = await client.post(f"/{via}/keep-{via}")
-    assert response.status_code == 409
-    assert response.json()["detail"] == "refused, but the write stands"
-    assert await count(engine, f"keep-{via}") == 1
+def test_an_error_cannot_ask_the_session_to_commit() -> None:
+    """No hidden effect in the generic dependency: an effect that must stand although the
+    request fails is a named step of the route that needs it."""
+    assert "commit" not in inspect.signature(ProblemError).parameters
+    assert not hasattr(ProblemError, "commit")
 
 
 async def test_a_compiled_statement_binds_by_name_and_keeps_its_literals(
@@ -189,14 +182,14 @@ async def test_unreachable_database_is_503_not_500() -> None:
     dead = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(dead)))
+    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(dead)))
 
     @app.get("/items")
     async def items(session: SessionDep) -> list[str]:
         result = await session.execute(text("SELECT name FROM item"))
         return list(result.scalars())
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/items")
     await dead.dispose()
@@ -206,20 +199,18 @@ async def test_unreachable_database_is_503_not_500() -> None:
 
 
 async def test_state_checks_report_each_dependency(engine: AsyncEngine) -> None:
-    from taskflow_kit.health import database_and_redis_checks, health_router
+    from taskflow_kit.health import health_router
     from taskflow_kit.redis_client import create_redis
 
     app = FastAPI()
-    attach_resources(
-        app,
-        ServiceResources(engine=engine, redis=create_redis("redis://127.0.0.1:1/0", timeout=0.2)),
-    )
-    app.include_router(health_router(database_and_redis_checks(app)))
+    redis = create_redis("redis://127.0.0.1:1/0", timeout=0.2)
+    served = with_state(app, ServiceResources(engine=engine, redis=redis))
+    app.include_router(health_router())
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
+        transport=httpx.ASGITransport(app=served), base_url="http://t"
     ) as client:
         response = await client.get("/ready")
-    await app.state.redis.aclose()
+    await redis.aclose()
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["database"]["status"] == "up"
@@ -268,13 +259,13 @@ async def test_a_terminated_pooled_connection_costs_at_most_one_503(
     own = create_engine(engine.url.render_as_string(hide_password=False), pool_size=pooled)
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(sessionmaker=create_sessionmaker(own)))
+    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(own)))
 
     @app.get("/pid")
     async def pid(session: SessionDep) -> int:
         return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     try:
         old = await backend_pids(own, pooled)
         await terminate(old)
@@ -304,7 +295,7 @@ async def test_a_terminated_asyncpg_connection_costs_at_most_one_503(
     own = await create_pool(engine.url.render_as_string(hide_password=False), min_size=1)
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(pool=own))
+    served = with_state(app, ServiceResources(pool=own))
 
     @app.get("/connection")
     async def on_connection(connection: ConnectionDep) -> int:
@@ -314,7 +305,7 @@ async def test_a_terminated_asyncpg_connection_costs_at_most_one_503(
     async def in_transaction(connection: TransactionDep) -> int:
         return int(await connection.fetchval("SELECT pg_backend_pid()"))
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     try:
         async with own.acquire() as connection:
             old = connection.get_server_pid()
@@ -345,13 +336,13 @@ async def test_a_pool_for_an_unreachable_database_starts_and_answers_503() -> No
     dead = await create_pool("postgresql://postgres@127.0.0.1:1/nowhere")
     app = FastAPI()
     install_error_handlers(app)
-    attach_resources(app, ServiceResources(pool=dead))
+    served = with_state(app, ServiceResources(pool=dead))
 
     @app.get("/read")
     async def read(connection: ConnectionDep) -> int:
         return int(await connection.fetchval("SELECT 1"))
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.get("/read")

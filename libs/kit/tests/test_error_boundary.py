@@ -149,3 +149,35 @@ async def test_database_starting_up_is_503_not_500() -> None:
         response = await client.get("/tasks/")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
+
+
+def test_one_reader_of_database_errors_follows_the_cause_chain() -> None:
+    """SQLSTATE and constraint are found however the driver's error is wrapped (SQLAlchemy's
+    `orig`, or `raise ... from`), and a cycle in the chain ends the walk."""
+    from taskflow_kit.dberrors import constraint_name, is_unavailable_database, sqlstate
+
+    class DriverError(Exception):
+        def __init__(self, state: str, constraint: str | None = None) -> None:
+            super().__init__(state)
+            self.sqlstate = state
+            self.constraint_name = constraint
+
+    class Wrapped(Exception):
+        def __init__(self, orig: BaseException) -> None:
+            super().__init__("wrapped")
+            self.orig = orig
+
+    unique = Wrapped(Exception("adapted"))
+    unique.orig.__cause__ = DriverError("23505", "ix_user_email")
+    assert sqlstate(unique) == "23505"
+    assert constraint_name(unique) == "ix_user_email"
+    assert not is_unavailable_database(unique)
+
+    starting = Wrapped(DriverError("57P03"))
+    assert is_unavailable_database(starting)
+
+    looping = Exception("a")
+    looping.__cause__ = Exception("b")
+    looping.__cause__.__cause__ = looping
+    assert sqlstate(looping) is None
+    assert not is_unavailable_database(looping)

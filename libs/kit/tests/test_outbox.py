@@ -25,7 +25,6 @@ from event_fixtures import (
     eventually,
     outbox_database,
     per_subject,
-    reset_tables,
     stream_events,
     worker_args,
 )
@@ -51,12 +50,6 @@ async def database() -> AsyncIterator[tuple[str, AsyncEngine]]:
 
 
 @pytest.fixture
-async def engine(database: tuple[str, AsyncEngine]) -> AsyncEngine:
-    await reset_tables(database[1])
-    return database[1]
-
-
-@pytest.fixture
 def database_url(database: tuple[str, AsyncEngine]) -> str:
     return database[0]
 
@@ -64,14 +57,6 @@ def database_url(database: tuple[str, AsyncEngine]) -> str:
 @pytest.fixture
 def producer() -> str:
     return f"producer-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    server.start()
-    yield server
-    server.remove()
 
 
 def make_relay(

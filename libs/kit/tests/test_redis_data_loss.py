@@ -5,7 +5,6 @@ rebuilt from user-service's outbox before a fresh process trusts it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,18 +16,16 @@ import redis as sync_redis
 from event_fixtures import (
     ApplyingHandler,
     ThrowawayRedis,
+    access_token,
     applied_rows,
     eventually,
     outbox_database,
-    reset_tables,
+    replica_app,
 )
 from event_tables import OUTBOX
-from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from taskflow_kit.app import create_service_app
-from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.background import running
 from taskflow_kit.consumer import StreamConsumer, StreamTail
 from taskflow_kit.events import USER_STREAM, Event, epoch_key, stream_key
@@ -40,7 +37,7 @@ from taskflow_kit.revocation import (
     RevocationListener,
     RevocationStore,
 )
-from taskflow_kit.tokens import TokenConfig, issue_token
+from taskflow_kit.tokens import TokenConfig
 
 STREAM = "test"
 GROUPS = ("stats", "directory")
@@ -50,20 +47,6 @@ GROUPS = ("stats", "directory")
 async def database() -> AsyncIterator[tuple[str, AsyncEngine]]:
     async with outbox_database("tf_kit_loss") as created:
         yield created
-
-
-@pytest.fixture
-async def engine(database: tuple[str, AsyncEngine]) -> AsyncEngine:
-    await reset_tables(database[1])
-    return database[1]
-
-
-@pytest.fixture
-async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    server.start()
-    yield server
-    server.remove()
 
 
 def relay_for_test(
@@ -109,7 +92,7 @@ async def test_events_redis_lost_are_sent_again_and_every_consumer_catches_up(
     stream_redis = create_stream_redis(throwaway_redis.url)
     key = stream_key(prefix, STREAM)
     relay = relay_for_test(database, redis, prefix, "producer")
-    outbox = Outbox(OUTBOX, producer="producer", stream=STREAM, relay=relay)
+    outbox = Outbox(OUTBOX, producer="producer", stream=STREAM)
     handlers = {group: RecordingHandler(engine, group) for group in GROUPS}
     tailed: list[str] = []
 
@@ -190,35 +173,6 @@ async def test_events_redis_lost_are_sent_again_and_every_consumer_catches_up(
     assert sorted(tailed) == sorted(event.id for event in written)  # re-sent copies skipped
 
 
-def access_token(config: TokenConfig, user_id: int, *, sid: str) -> str:
-    return issue_token(
-        config,
-        subject=str(user_id),
-        token_type="access",
-        ttl=dt.timedelta(minutes=5),
-        claims={"sid": sid, "username": f"user{user_id}"},
-        now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2),
-    )
-
-
-def replica(token_config: TokenConfig, revocations: RevocationList) -> FastAPI:
-    """A service replica's token check over `revocations`."""
-    app = create_service_app(
-        service="replica",
-        title="replica",
-        version="0",
-        description="",
-        token_config=token_config,
-        revocations=revocations,
-    )
-
-    @app.get("/me")
-    async def me(principal: PrincipalDep) -> dict[str, int]:
-        return {"id": principal.id}
-
-    return app
-
-
 async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked_token(
     database: tuple[str, AsyncEngine],
     engine: AsyncEngine,
@@ -231,7 +185,7 @@ async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked
     store = RevocationStore(redis, key_prefix=prefix)
     # user-service's relay: the revoking events' producer, with the hook writing the hashes.
     relay = relay_for_test(database, redis, prefix, REVOKING_PRODUCER, hooks=[store.record])
-    outbox = Outbox(OUTBOX, producer=REVOKING_PRODUCER, stream=USER_STREAM, relay=relay)
+    outbox = Outbox(OUTBOX, producer=REVOKING_PRODUCER, stream=USER_STREAM)
     deleted_user = access_token(token_config, 7, sid="s-7")
     logged_out = access_token(token_config, 8, sid="s-8")
     untouched = access_token(token_config, 9, sid="s-9")
@@ -254,7 +208,7 @@ async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked
         await listener.start(wait=1.0)
         assert not listener.loaded
         assert not fresh.complete
-        transport = httpx.ASGITransport(app=replica(token_config, fresh))
+        transport = httpx.ASGITransport(app=replica_app(token_config, fresh))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
             async def me(token: str) -> httpx.Response:

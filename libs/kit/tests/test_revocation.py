@@ -11,15 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from event_fixtures import eventually, outbox_database, reset_tables
+from event_fixtures import access_token, eventually, outbox_database, replica_app, reset_tables
 from event_tables import OUTBOX
-from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from taskflow_kit.app import create_service_app
-from taskflow_kit.auth import PrincipalDep, principal_from_token
+from taskflow_kit.auth import principal_from_token
 from taskflow_kit.background import running
 from taskflow_kit.errors import Unauthorized
 from taskflow_kit.events import USER_STREAM, Event, stream_key
@@ -33,7 +31,7 @@ from taskflow_kit.revocation import (
     revocation_of,
 )
 from taskflow_kit.testing import test_redis_url
-from taskflow_kit.tokens import TokenConfig, issue_token
+from taskflow_kit.tokens import TokenConfig
 
 AT = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 BOUND = 1.0  # seconds: the documented revocation bound
@@ -255,17 +253,6 @@ async def test_listener_start_does_not_hang_on_a_dead_redis() -> None:
 # -- the token check ---------------------------------------------------------------------------
 
 
-def access_token(config: TokenConfig, user_id: int, *, sid: str, now: dt.datetime) -> str:
-    return issue_token(
-        config,
-        subject=str(user_id),
-        token_type="access",
-        ttl=dt.timedelta(minutes=5),
-        claims={"sid": sid, "username": "ada"},
-        now=now,
-    )
-
-
 def test_principal_from_token_refuses_a_revoked_token(token_config: TokenConfig) -> None:
     now = dt.datetime.now(dt.UTC)
     revocations = RevocationList()
@@ -289,18 +276,7 @@ def test_principal_from_token_refuses_a_revoked_token(token_config: TokenConfig)
 
 async def test_a_service_answers_401_for_a_revoked_token(token_config: TokenConfig) -> None:
     revocations = RevocationList()
-    app: FastAPI = create_service_app(
-        service="test",
-        title="test",
-        version="0",
-        description="",
-        token_config=token_config,
-        revocations=revocations,
-    )
-
-    @app.get("/me")
-    async def me(principal: PrincipalDep) -> dict[str, int]:
-        return {"id": principal.id}
+    app = replica_app(token_config, revocations)
 
     token = access_token(token_config, 7, sid="s", now=dt.datetime.now(dt.UTC))
     headers = {"Authorization": f"Bearer {token}"}

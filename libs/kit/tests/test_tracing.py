@@ -157,3 +157,27 @@ async def test_resilient_client_forwards_the_current_trace(off: None) -> None:
     assert match.group(1) == TRACE_ID
     assert match.group(2) != PARENT_SPAN
     assert second is None
+
+
+def test_a_service_passes_its_endpoint_and_the_environment_is_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+
+    made: list[str] = []
+
+    class Recording(InMemorySpanExporter):
+        def __init__(self, *, endpoint: str) -> None:
+            super().__init__()
+            made.append(endpoint)
+
+    monkeypatch.setattr(trace_exporter, "OTLPSpanExporter", Recording)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://from-the-environment:4318")
+    monkeypatch.setattr(tracing, "_configured", False)
+    try:
+        assert tracing.configure_tracing(service="kit-test", endpoint="http://collector:4318/")
+        # The first call decides: the request middleware's later call changes nothing.
+        assert tracing.configure_tracing(service="other") is True
+    finally:
+        tracing.disable_tracing()
+    assert made == ["http://collector:4318/v1/traces"]

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack
 
 import httpx
 from fastapi import FastAPI
 from taskflow_kit.app import create_service_app
-from taskflow_kit.background import running
 from taskflow_kit.consumer import RedisDedupe, consumer_for, deduplicated
 from taskflow_kit.events import TASK_STREAM, stream_key
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
-from taskflow_kit.redis_client import create_redis, create_stream_redis
+from taskflow_kit.redis_client import open_redis
 from taskflow_kit.resilience import ResilientClient
-from taskflow_kit.resources import ServiceResources, attach_resources
+from taskflow_kit.resources import Started, service_lifespan
 from taskflow_kit.revocation import RevocationList, RevocationListener
 
 from stats_service import __version__
 from stats_service.config import Settings
 from stats_service.events import CONSUMER_GROUP, TaskEventHandler
+from stats_service.state import State
 from stats_service.stats.cache import StatsCache
 from stats_service.stats.router import router as stats_router
 from stats_service.stats.service import StatsService
@@ -36,52 +34,49 @@ def create_app(
 ) -> FastAPI:
     """Build the app; `task_service_transport` lets tests route task-service calls in-process."""
     settings = settings or Settings()
-    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    settings.configure_observability(SERVICE)
 
     revocations = RevocationList()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = create_redis(settings.redis_url)
-        stream_redis = create_stream_redis(settings.redis_url)
-        task_stream = stream_key(settings.redis_prefix, TASK_STREAM)
+    async def start(stack: AsyncExitStack) -> Started[State]:
+        redis, stream_redis = open_redis(stack, settings.redis_url)
         client = ResilientClient(
             name="task-service",
             base_url=settings.task_service_url,
             read_timeout=settings.task_service_timeout_seconds,
             transport=task_service_transport,
         )
+        stack.push_async_callback(client.aclose)
         upstream = TaskAggregatesClient(client)
         cache = StatsCache(
             redis,
             prefix=settings.redis_prefix,
             ttl=settings.stats_cache_ttl_seconds,
             last_good_ttl=settings.stats_last_good_ttl_seconds,
-            events_stream=task_stream,
+            events_stream=stream_key(settings.redis_prefix, TASK_STREAM),
             events_group=CONSUMER_GROUP,
         )
-        attach_resources(app, ServiceResources(redis=redis))
-        app.state.stats_service = StatsService(upstream, cache)
         dedupe = RedisDedupe(redis, prefix=f"{settings.redis_prefix}events:seen:{CONSUMER_GROUP}:")
         consumer = consumer_for(
-            settings,
             stream_redis,
             stream=TASK_STREAM,
             group=CONSUMER_GROUP,
             handler=deduplicated(TaskEventHandler(cache), dedupe),
+            **settings.consumer_options(),
         )
-        app.state.consumer = consumer
         listener = RevocationListener(
             stream_redis, key_prefix=settings.redis_prefix, revocations=revocations
         )
+        state = State(
+            redis=redis,
+            # Redis is checked by the state's own client; task-service through the upstream.
+            checks={"task_service": upstream.check},
+            settings=settings,
+            stats_service=StatsService(upstream, cache),
+            consumer=consumer,
+        )
         await listener.start()
-        try:
-            async with running(consumer.run(), listener.run()):
-                yield
-        finally:
-            await client.aclose()
-            await stream_redis.aclose()
-            await redis.aclose()
+        return Started(state, jobs=(consumer.run(), listener.run()))
 
     app = create_service_app(
         service=SERVICE,
@@ -90,15 +85,8 @@ def create_app(
         description="Task statistics computed by task-service's database, cached in Redis.",
         token_config=settings.token_config(),
         revocations=revocations,
-        lifespan=lifespan,
+        lifespan=service_lifespan(start),
     )
     app.include_router(stats_router)
-
-    async def redis_ready() -> None:
-        await app.state.stats_service.cache.ping()
-
-    async def task_service_ready() -> None:
-        await app.state.stats_service.upstream.check()
-
-    app.include_router(health_router({"redis": redis_ready, "task_service": task_service_ready}))
+    app.include_router(health_router())
     return app

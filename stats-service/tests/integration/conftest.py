@@ -26,8 +26,10 @@ from task_service.main import create_app as create_task_app
 from taskflow_kit.db import create_engine
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.testing import (
+    WithState,
     mark_revocations_complete,
     migrated_database,
+    serving,
     test_redis_url,
     truncate_all,
 )
@@ -47,7 +49,7 @@ def closed_port() -> int:
 class SwitchableTransport(httpx.AsyncBaseTransport):
     """task-service in-process; `up = False` makes it unreachable, like a stopped process."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: WithState) -> None:
         self.inner = httpx.ASGITransport(app=app)
         self.up = True
         self.calls = 0
@@ -85,7 +87,9 @@ def shared_settings() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 async def task_app(
     task_database_url: str, shared_settings: dict[str, Any]
-) -> AsyncIterator[FastAPI]:
+) -> AsyncIterator[WithState]:
+    """task-service in process, its lifespan running (an ASGI app whose requests carry its
+    state; `.app` is the FastAPI app)."""
     settings = TaskSettings(
         **shared_settings,
         database_url=task_database_url,
@@ -94,15 +98,14 @@ async def task_app(
         migrate_on_start=False,
     )
     await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
-    app = create_task_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
+    async with serving(create_task_app(settings)) as served:
+        yield served
 
 
 @pytest.fixture
-async def task_engine(task_app: FastAPI) -> AsyncIterator[AsyncEngine]:
+async def task_engine(task_app: WithState) -> AsyncIterator[AsyncEngine]:
     """task-service's own engine (tests write rows with chosen timestamps); emptied after."""
-    engine: AsyncEngine = task_app.state.engine
+    engine: AsyncEngine = task_app.app.state.engine
     yield engine
     await truncate_all(engine, Base.metadata)
 
@@ -131,7 +134,7 @@ async def clear_prefix(redis: Redis, prefix: str) -> None:
 
 
 @pytest.fixture
-def task_transport(task_app: FastAPI) -> SwitchableTransport:
+def task_transport(task_app: WithState) -> SwitchableTransport:
     return SwitchableTransport(task_app)
 
 
@@ -147,7 +150,7 @@ async def stats_client(
 
 
 @pytest.fixture
-async def task_client(task_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def task_client(task_app: WithState) -> AsyncIterator[httpx.AsyncClient]:
     """task-service's public API (its lifespan already runs in `task_app`)."""
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=task_app), base_url="http://task-service.test"
@@ -158,8 +161,10 @@ async def task_client(task_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
+        serving(app) as served,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=served), base_url="http://test"
+        ) as http,
     ):
         yield http
 

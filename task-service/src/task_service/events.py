@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from taskflow_kit.consumer import (
-    DuplicateEvent,
-    claim_event,
-    processed_event_table,
-    prune_processed,
-)
+from taskflow_kit.consumer import DuplicateEvent
 from taskflow_kit.events import Event
 from taskflow_kit.outbox import Outbox
+from taskflow_kit.processed import claim_event, processed_event_table, prune_processed
 from taskflow_kit.resilience import ResilientClient
 
 from task_service.database import Base

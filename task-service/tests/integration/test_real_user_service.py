@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from task_service.config import Settings
 from task_service.main import create_app
 from taskflow_kit.migrations import drop_database
-from taskflow_kit.testing import test_database_server_url, test_redis_url, unique_name
+from taskflow_kit.testing import serving, test_database_server_url, test_redis_url, unique_name
 
 pytestmark = [
     pytest.mark.skipif(
@@ -121,8 +121,8 @@ async def wired_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """task-service in process, on the test database, asking the real user-service."""
     app = create_app(settings.model_copy(update={"user_service_url": user_service_process.url}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with serving(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http, app
 
@@ -181,8 +181,8 @@ async def test_unreachable_user_service_is_503(
     app = create_app(
         settings.model_copy(update={"user_service_url": f"http://127.0.0.1:{free_port()}"})
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    async with serving(app) as served:
+        transport = httpx.ASGITransport(app=served)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.post(
                 "/api/v1/tasks/", json={"title": "x", "assignee_id": 1}, headers=dave

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 from fastapi import FastAPI
-from task_service.user_directory import UserDirectory
+from task_service.users.directory import UserDirectory
 from task_service.users.repository import KnownUserRepository
 from taskflow_kit.resilience import CircuitBreaker, ResilientClient, UpstreamUnavailable
 

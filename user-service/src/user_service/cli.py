@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from taskflow_kit.db import create_engine, create_sessionmaker
 
 from user_service.config import Settings
-from user_service.events import make_outbox
 from user_service.passwords import PasswordHasher
 from user_service.users.errors import UserNotFound
+from user_service.users.events import make_outbox
 from user_service.users.service import UserService
 
 
@@ -28,7 +28,7 @@ async def make_admin(settings: Settings, identifier: str) -> int:
             # the commit's NOTIFY).
             service = UserService.for_session(
                 session,
-                outbox=make_outbox(relay=None),
+                outbox=make_outbox(),
                 hasher=PasswordHasher(rounds=settings.bcrypt_rounds),
             )
             try:

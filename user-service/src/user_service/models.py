@@ -2,7 +2,7 @@
 
 from user_service.auth.models import RefreshToken
 from user_service.database import Base
-from user_service.events import OUTBOX
+from user_service.users.events import OUTBOX
 from user_service.users.models import User
 
 __all__ = ["OUTBOX", "Base", "RefreshToken", "User"]

@@ -7,6 +7,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
+from taskflow_kit.testing import WithState
 from user_service.models import User
 from user_service.passwords import PasswordHasher
 
@@ -96,11 +97,11 @@ class CountingHasher(PasswordHasher):
 
 
 async def test_unknown_user_costs_a_bcrypt_check_like_a_known_one(
-    client: httpx.AsyncClient, app: FastAPI, api
+    client: httpx.AsyncClient, served: WithState, api
 ) -> None:
     await api.register(username="alice")
     hasher = CountingHasher(rounds=4)
-    app.state.password_hasher = hasher
+    served.replace(password_hasher=hasher)
 
     await client.post("/api/v1/auth/login", json={"username": "alice", "password": "wrong-pw"})
     known = hasher.checks
@@ -134,10 +135,10 @@ async def test_non_json_non_form_body_is_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_login_rehashes_a_password_made_with_another_cost(
-    client: httpx.AsyncClient, app: FastAPI, api
+    client: httpx.AsyncClient, app: FastAPI, served: WithState, api
 ) -> None:
     await api.register(username="alice")
-    app.state.password_hasher = PasswordHasher(rounds=5)
+    served.replace(password_hasher=PasswordHasher(rounds=5))
 
     await api.login(username="alice")
 

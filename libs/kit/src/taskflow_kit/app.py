@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
-from taskflow_kit.auth import TokenVerifier
+from taskflow_kit.auth import AuthenticatingApp, TokenVerifier
 from taskflow_kit.docs import install_docs_pages
 from taskflow_kit.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers
 from taskflow_kit.logs import RequestContextMiddleware
@@ -26,12 +27,15 @@ def create_service_app(
     description: str,
     token_config: TokenConfig,
     revocations: RevocationList | None = None,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    | Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, Any]]]
+    | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, request ids, access logs, `/metrics`, and
     `/docs` and `/redoc` served from the service itself (`taskflow_kit.docs`)."""
-    app = FastAPI(
+    app = AuthenticatingApp(
+        token_verifier=TokenVerifier(token_config, revocations),
         title=title,
         version=version,
         description=description,
@@ -40,15 +44,33 @@ def create_service_app(
         redoc_url=None,
         **fastapi_kwargs,
     )
-    # The kit's own key: written here, read only by `taskflow_kit.auth.current_principal`.
-    # What a service opens in its lifespan goes through `taskflow_kit.resources` instead.
-    app.state.token_verifier = TokenVerifier(token_config, revocations)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(metrics_router)
     install_docs_pages(app)
     _document_validation_errors_as_problems(app)
     return app
+
+
+def add_slashless_aliases(router: APIRouter) -> APIRouter:
+    """Give every route of `router` whose path ends in `/` a twin without the slash, hidden
+    from the schema: clients written against either spelling work, and the route is written
+    once (call after the routes are declared)."""
+    for route in list(router.routes):
+        if not isinstance(route, APIRoute) or not route.path.endswith("/") or route.path == "/":
+            continue
+        router.add_api_route(
+            route.path[len(router.prefix) : -1],
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            status_code=route.status_code,
+            response_model=route.response_model,
+            response_class=route.response_class,
+            dependencies=route.dependencies[len(router.dependencies) :],
+            name=route.name,
+            include_in_schema=False,
+        )
+    return router
 
 
 def _document_validation_errors_as_problems(app: FastAPI) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from taskflow_kit.errors import Forbidden, Unauthorized
@@ -115,6 +115,15 @@ class TokenVerifier:
         return principal
 
 
+class AuthenticatingApp(FastAPI):
+    """A FastAPI app that checks bearer tokens with its own `token_verifier` (what
+    `taskflow_kit.app.create_service_app` builds): typed, present before any lifespan runs."""
+
+    def __init__(self, *, token_verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token_verifier = token_verifier
+
+
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
@@ -122,7 +131,10 @@ async def current_principal(
     this process cannot yet tell whether the token was revoked (`RevocationsIncomplete`)."""
     if not token:
         raise Unauthorized("Not authenticated")
-    verifier: TokenVerifier = request.app.state.token_verifier
+    app = request.app
+    if not isinstance(app, AuthenticatingApp):
+        raise TypeError("current_principal needs an app built by create_service_app")
+    verifier = app.token_verifier
     principal = verifier.principal(token)
     revocations = verifier.revocations
     if revocations is not None and not revocations.complete:

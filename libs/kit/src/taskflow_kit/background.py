@@ -12,6 +12,8 @@ import structlog
 logger = structlog.get_logger("taskflow.background")
 
 STOP_TIMEOUT = 5.0
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -24,7 +26,7 @@ async def running(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[list[asynci
     finally:
         for task in tasks:
             task.cancel()
-        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT) if tasks else (set(), set())
         for task in stuck:
             logger.warning("background_job_did_not_stop", job=task.get_coro())
         for task in tasks:
@@ -71,3 +73,50 @@ async def every(seconds: float, job: Callable[[], Awaitable[Any]], *, name: str)
             await job()
         except Exception:
             logger.exception("periodic_job_failed", job=name)
+
+
+class Supervised:
+    """The healthy/backoff loop every long-running worker shares (outbox relay, stream
+    consumer, stream tail): run one round after another; a round that fails with one of
+    `failures` marks the worker unhealthy (logged once, as `<event>_failing`), waits a backoff
+    doubling from `FIRST_BACKOFF` up to `MAX_BACKOFF`, and the next round follows; the first
+    round that succeeds again is logged as `<event>_recovered` and resets the backoff."""
+
+    def __init__(
+        self,
+        event: str,
+        *,
+        failures: tuple[type[Exception], ...] = (Exception,),
+        **log_fields: Any,
+    ) -> None:
+        self.event = event
+        self.failures = failures
+        self.log_fields = log_fields
+        self.healthy = True
+
+    async def run(
+        self,
+        round_: Callable[[], Awaitable[Any]],
+        *,
+        on_failure: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Run `round_` until cancelled; `on_failure` sees each failure (metrics, state)."""
+        backoff = FIRST_BACKOFF
+        while True:
+            try:
+                await round_()
+            except asyncio.CancelledError:
+                raise
+            except self.failures as exc:
+                if on_failure is not None:
+                    on_failure(exc)
+                if self.healthy:
+                    logger.warning(f"{self.event}_failing", error=str(exc), **self.log_fields)
+                self.healthy = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if not self.healthy:
+                logger.info(f"{self.event}_recovered", **self.log_fields)
+            self.healthy = True
+            backoff = FIRST_BACKOFF

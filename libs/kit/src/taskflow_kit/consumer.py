@@ -5,15 +5,14 @@
   committed its effect. Entries a crashed or stuck consumer left pending are taken over with
   `XAUTOCLAIM` once idle for `claim_idle`; an entry that failed `max_deliveries` times, or that is
   not an event at all, is moved to the group's dead-letter stream and acknowledged.
-  Handlers must be idempotent (deduplicate by event id): see `claim_event` for a database-backed
-  consumer and `RedisDedupe` for a stateless one.
+  Handlers must be idempotent (deduplicate by event id): see `taskflow_kit.processed` for a
+  database-backed consumer and `RedisDedupe` for a stateless one.
 - `StreamTail`: every process reads every new entry (no group), for fan-out: the revocation list
   and the gateway's WebSocket push.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -25,11 +24,8 @@ import structlog
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskflow_kit.background import stop_if_cancelled
+from taskflow_kit.background import Supervised, stop_if_cancelled
 from taskflow_kit.events import (
     EVENT_FIELD,
     Event,
@@ -39,7 +35,6 @@ from taskflow_kit.events import (
     stream_key,
 )
 from taskflow_kit.redis_client import STREAM_BLOCK_SECONDS
-from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.consumer")
 
@@ -63,38 +58,6 @@ LAG = Gauge(
 
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def processed_event_table(metadata: MetaData) -> Table:
-    """Event ids a database-backed consumer has applied (its deduplication record)."""
-    return Table(
-        "processed_event",
-        metadata,
-        Column("consumer", String(64), primary_key=True),
-        Column("event_id", Uuid, primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
-
-
-async def prune_processed(session: AsyncSession, table: Table, *, older_than: float) -> int:
-    """Forget applied event ids older than `older_than` seconds (longer than any redelivery:
-    the stream's retention bounds how late a duplicate can come)."""
-    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
-    result = await session.execute(table.delete().where(table.c.processed_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def claim_event(session: AsyncSession, table: Table, consumer: str, event: Event) -> bool:
-    """Record `event` as applied by `consumer` in the caller's transaction; False if it already
-    was (then the caller skips the effect). Concurrent claims of one id: one wins, the other
-    waits for it and gets False."""
-    statement = (
-        pg_insert(table)
-        .values(consumer=consumer, event_id=event.id)
-        .on_conflict_do_nothing()
-        .returning(table.c.event_id)
-    )
-    return (await session.execute(statement)).first() is not None
 
 
 class RedisDedupe:
@@ -160,7 +123,7 @@ class StreamConsumer:
         self.batch_size = batch_size
         self.start_id = start_id
         self.dead_letters = dead_letter_key(key_prefix, group)
-        self.healthy = True
+        self._supervised = Supervised("consumer", failures=(RedisError, OSError), group=group)
         self._groups_ready = False
 
     async def ensure_groups(self) -> None:
@@ -172,34 +135,29 @@ class StreamConsumer:
                     raise
         self._groups_ready = True
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
-        backoff = 0.1
         last_report = 0.0
-        while True:
-            try:
-                if not self._groups_ready:
-                    await self.ensure_groups()
-                await self.claim_stuck()
-                await self.read_once()
-                stop_if_cancelled()
-                if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
-                    last_report = time.monotonic()
-                    await self.lag()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.healthy:
-                    logger.warning("consumer_redis_failing", group=self.group, error=str(exc))
-                self.healthy = False
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    self._groups_ready = False  # the stream was deleted: create the group again
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not self.healthy:
-                logger.info("consumer_recovered", group=self.group)
-            self.healthy = True
-            backoff = 0.1
+
+        async def round_() -> None:
+            nonlocal last_report
+            if not self._groups_ready:
+                await self.ensure_groups()
+            await self.claim_stuck()
+            await self.read_once()
+            stop_if_cancelled()
+            if time.monotonic() - last_report >= LAG_REPORT_SECONDS:
+                last_report = time.monotonic()
+                await self.lag()
+
+        await self._supervised.run(round_, on_failure=self._failed)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+            self._groups_ready = False  # the stream was deleted: create the group again
 
     async def read_once(self) -> int:
         """Block up to `block` seconds for new entries and handle them; returns how many."""
@@ -373,7 +331,7 @@ class StreamTail:
         self.batch_size = batch_size
         self.name = name
         self.positions: dict[str, str] = {}
-        self.healthy = True
+        self._supervised = Supervised("stream_tail", failures=(RedisError, OSError), tail=name)
         self.remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
 
@@ -383,27 +341,18 @@ class StreamTail:
             last = await self.redis.xrevrange(stream, count=1)
             self.positions[stream] = _text(last[0][0]) if last else "0-0"
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                if len(self.positions) < len(self.streams):
-                    await self.start()
-                await self.read_once()
-                stop_if_cancelled()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.healthy:
-                    logger.warning("stream_tail_failing", tail=self.name, error=str(exc))
-                self.healthy = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not self.healthy:
-                logger.info("stream_tail_recovered", tail=self.name)
-            self.healthy = True
-            backoff = 0.1
+        async def round_() -> None:
+            if len(self.positions) < len(self.streams):
+                await self.start()
+            await self.read_once()
+            stop_if_cancelled()
+
+        await self._supervised.run(round_)
 
     async def read_once(self) -> int:
         response: Any = await self.redis.xread(
@@ -469,16 +418,24 @@ async def events_report(
 
 
 def consumer_for(
-    settings: ServiceSettings, redis: Redis, *, stream: str, group: str, handler: Handler
+    redis: Redis,
+    *,
+    stream: str,
+    group: str,
+    handler: Handler,
+    key_prefix: str,
+    claim_idle: float,
+    max_deliveries: int,
 ) -> StreamConsumer:
-    """A consumer of one stream (a short name, e.g. `TASK_STREAM`) configured from the kit's
-    shared settings (key prefix, claim idle time, deliveries before the dead letters)."""
+    """A consumer of one stream (a short name, e.g. `TASK_STREAM`) under `key_prefix`;
+    `claim_idle` seconds before a stuck delivery is claimed, `max_deliveries` before the dead
+    letters (a service passes its `ServiceSettings.consumer_options()`)."""
     return StreamConsumer(
         redis,
-        streams=[stream_key(settings.redis_prefix, stream)],
+        streams=[stream_key(key_prefix, stream)],
         group=group,
         handler=handler,
-        key_prefix=settings.redis_prefix,
-        claim_idle=settings.events_claim_idle_seconds,
-        max_deliveries=settings.events_max_deliveries,
+        key_prefix=key_prefix,
+        claim_idle=claim_idle,
+        max_deliveries=max_deliveries,
     )

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from taskflow_kit.errors import ProblemError
 from taskflow_kit.resources import resources
 
 NAMING_CONVENTION = {
@@ -94,23 +93,16 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit when the endpoint returns, roll back if it raises.
 
-    Services only `flush()`; this is the single place that commits. It is declared with
+    Services only `flush()`; this is the one place that commits (besides a route's named step
+    for an effect that must stand although the request fails, such as user-service's
+    refresh-token reuse). It is declared with
     `scope="function"` so the commit happens before the response is sent: a client never
     reads a 2xx for a write that then fails to commit.
-
-    An error raised with `commit` set (see `taskflow_kit.errors.ProblemError`) commits what was
-    flushed and is still answered as that error.
     """
     sessionmaker = resources(request).need_sessionmaker()
     async with sessionmaker() as session:
         try:
             yield session
-        except ProblemError as exc:
-            if exc.commit:
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
         except BaseException:
             await session.rollback()
             raise
@@ -259,7 +251,7 @@ async def get_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """An asyncpg connection in one transaction for the request: committed when the endpoint
-    returns, rolled back if it raises (an error with `commit` set commits, see `get_session`).
+    returns, rolled back if it raises.
     Declared with `scope="function"`: the commit happens before the response is sent."""
     async with resources(request).need_pool().acquire() as connection:
         try:
@@ -267,9 +259,6 @@ async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]
             await transaction.start()
             try:
                 yield connection
-            except ProblemError as exc:
-                await (transaction.commit() if exc.commit else transaction.rollback())
-                raise
             except BaseException:
                 await transaction.rollback()
                 raise

@@ -18,30 +18,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit.context import current_request_id
+from taskflow_kit.dberrors import is_unavailable_database
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = structlog.get_logger("taskflow.errors")
 
 
 class ProblemError(Exception):
-    """Base for every expected error; subclasses set the status code and title.
-
-    `commit = True` on a subclass (or `commit=True` per instance) makes the request's session
-    dependency commit what the handler flushed before it raised, instead of rolling back: for
-    an error whose side effect must stick, such as revoking a token family on refresh-token
-    reuse. The answer is still the error.
-    """
+    """Base for every expected error; subclasses set the status code and title. The request's
+    transaction is rolled back: an effect that must stick although the request fails is
+    committed by a named step of the route before it raises."""
 
     status_code: ClassVar[int] = 500
     title: ClassVar[str] = "Internal Server Error"
     type: ClassVar[str] = "about:blank"
-    commit: bool = False
 
     def __init__(
         self,
@@ -49,14 +44,11 @@ class ProblemError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
-        commit: bool | None = None,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
-        if commit is not None:
-            self.commit = commit
 
     def response(self) -> JSONResponse:
         """This error as a problem+json response (with the current request id)."""
@@ -102,11 +94,6 @@ class Conflict(ProblemError):
 class PreconditionFailed(ProblemError):
     status_code = 412
     title = "Precondition Failed"
-
-
-class PreconditionRequired(ProblemError):
-    status_code = 428
-    title = "Precondition Required"
 
 
 class UnprocessableEntity(ProblemError):
@@ -243,34 +230,6 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
         "The request is not valid: see errors",
         extra={"errors": errors},
     )
-
-
-def is_unavailable_database(exc: BaseException) -> bool:
-    """Whether `exc` means the database (or another backing store) cannot be reached."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    # asyncpg raises plain OSError subclasses (connection refused/reset) when it cannot connect,
-    # and a server that is starting or shutting down answers SQLSTATE 57P0x ("cannot connect
-    # now"), which SQLAlchemy wraps as a bare DBAPIError: look through the causes.
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        if isinstance(seen, ConnectionError | TimeoutError):
-            return True
-        sqlstate = str(getattr(seen, "sqlstate", "") or "")
-        if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
-
-
-# admin_shutdown, crash_shutdown, cannot_connect_now (connection exceptions are class 08), and
-# the transient conflicts a retry resolves (deadlock_detected, serialization_failure): answered
-# 503 + Retry-After rather than 500.
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001"})
 
 
 def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONResponse:

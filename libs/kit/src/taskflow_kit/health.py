@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from taskflow_kit.db import ping_database
 from taskflow_kit.redis_client import ping_redis
-from taskflow_kit.resources import resources
-
-Check = Callable[[], Awaitable[object]]
+from taskflow_kit.resources import Check, ServiceResources, resources
 
 
 async def run_check(check: Check, *, limit_seconds: float = 2.0) -> dict[str, Any]:
@@ -26,8 +23,10 @@ async def run_check(check: Check, *, limit_seconds: float = 2.0) -> dict[str, An
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def health_router(checks: Mapping[str, Check]) -> APIRouter:
-    """`/health` answers while the process runs; `/ready` is 503 unless every check passes."""
+def health_router(checks: Mapping[str, Check] | None = None) -> APIRouter:
+    """`/health` answers while the process runs; `/ready` is 503 unless every check passes.
+
+    Without `checks`, `/ready` checks what the service's state holds (`state_checks`)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/health")
@@ -36,10 +35,11 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/ready")
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         """Readiness: the database and Redis (where used) answer."""
-        names = list(checks)
-        results = await asyncio.gather(*(run_check(checks[name]) for name in names))
+        current = checks if checks is not None else state_checks(resources(request))
+        names = list(current)
+        results = await asyncio.gather(*(run_check(current[name]) for name in names))
         report = dict(zip(names, results, strict=True))
         ok = all(result["status"] == "up" for result in results)
         return JSONResponse(
@@ -50,14 +50,24 @@ def health_router(checks: Mapping[str, Check]) -> APIRouter:
     return router
 
 
-def database_and_redis_checks(app: FastAPI) -> dict[str, Check]:
-    """Readiness checks of the engine and Redis client the service attached
-    (`taskflow_kit.resources`; looked up when a check runs, so the lifespan may attach them)."""
+def state_checks(state: ServiceResources) -> dict[str, Check]:
+    """Readiness checks of what `state` holds: the database if it has an engine, Redis if it
+    has a client, then the service's own `checks`."""
+    found: dict[str, Check] = {}
+    if state.engine is not None:
+        engine = state.engine
 
-    async def database() -> None:
-        await ping_database(resources(app).need_engine())
+        async def database() -> None:
+            from taskflow_kit.db import ping_database  # the [db] extra: only with an engine
 
-    async def redis() -> None:
-        await ping_redis(resources(app).need_redis())
+            await ping_database(engine)
 
-    return {"database": database, "redis": redis}
+        found["database"] = database
+    if state.redis is not None:
+        redis = state.redis
+
+        async def redis_check() -> None:
+            await ping_redis(redis)
+
+        found["redis"] = redis_check
+    return {**found, **state.checks}

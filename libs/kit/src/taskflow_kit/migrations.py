@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskflow_kit.db import async_database_url, asyncpg_dsn
+from taskflow_kit.dberrors import causes
 
 logger = structlog.get_logger("taskflow.migrations")
 
@@ -97,15 +98,7 @@ async def ensure_database(url: str) -> bool:
 
 def database_unavailable(error: BaseException) -> bool:
     """True when `error` (or what it wraps) says the database cannot be reached yet."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, _UNAVAILABLE):
-            return True
-        seen.add(id(current))
-        wrapped = getattr(current, "orig", None)  # SQLAlchemy's DBAPIError
-        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
-    return False
+    return any(isinstance(cause, _UNAVAILABLE) for cause in causes(error))
 
 
 async def prepare_database(

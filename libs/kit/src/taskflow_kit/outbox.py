@@ -59,10 +59,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from taskflow_kit.background import stop_if_cancelled, wait_for_up_to
+from taskflow_kit.background import Supervised, stop_if_cancelled, wait_for_up_to
 from taskflow_kit.db import Statement, asyncpg_dsn, compile_statement
 from taskflow_kit.events import EVENT_FIELD, Event, backlog_key, epoch_key, stream_key
-from taskflow_kit.settings import ServiceSettings
 
 logger = structlog.get_logger("taskflow.outbox")
 
@@ -117,14 +116,10 @@ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
 
 
 class Outbox:
-    """Writes a service's events into its outbox, in the caller's transaction.
+    """Writes a service's events into its outbox, in the caller's transaction. Nothing waits
+    for the publish: the relay is woken by the NOTIFY of the commit itself."""
 
-    `relay` is accepted for existing callers and not used: the relay is woken by the NOTIFY of
-    the commit itself, and the request does not wait for the publish."""
-
-    def __init__(
-        self, table: Table, *, producer: str, stream: str, relay: OutboxRelay | None = None
-    ) -> None:
+    def __init__(self, table: Table, *, producer: str, stream: str) -> None:
         self.table = table
         self.producer = producer
         self.stream = stream
@@ -223,36 +218,29 @@ class OutboxRelay:
         self.hooks = list(hooks)
         self.lock_key = zlib.crc32(f"taskflow-outbox:{producer}".encode())
         self.epoch_key = epoch_key(key_prefix, producer)
-        self.healthy = True
-        self.last_error: str | None = None
+        self._supervised = Supervised("outbox_relay", producer=producer)
         self._wake = asyncio.Event()
         self._last_prune = 0.0
         self._last_backlog = 0.0
 
     # -- the background task -----------------------------------------------------------------
 
+    @property
+    def healthy(self) -> bool:
+        return self._supervised.healthy
+
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
-        backoff = 0.1
+
+        async def round_() -> None:
+            await wait_for_up_to(self._wake.wait(), self.poll_interval)
+            stop_if_cancelled()
+            self._wake.clear()
+            await self.drain()
+            await self._housekeeping()
+
         try:
-            while True:
-                await wait_for_up_to(self._wake.wait(), self.poll_interval)
-                stop_if_cancelled()
-                self._wake.clear()
-                try:
-                    await self.drain()
-                    await self._housekeeping()
-                except Exception as exc:
-                    self._failed(exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    self._wake.set()  # try again after the backoff, not only on the next commit
-                    continue
-                backoff = 0.1
-                if not self.healthy:
-                    logger.info("outbox_relay_recovered", producer=self.producer)
-                self.healthy = True
-                self.last_error = None
+            await self._supervised.run(round_, on_failure=self._failed)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -261,10 +249,7 @@ class OutboxRelay:
     def _failed(self, exc: Exception) -> None:
         reason = "redis" if isinstance(exc, RedisError | OSError) else type(exc).__name__
         RELAY_FAILURES.labels(self.producer, reason).inc()
-        if self.healthy:
-            logger.warning("outbox_relay_failing", producer=self.producer, error=str(exc))
-        self.healthy = False
-        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._wake.set()  # try again after the backoff, not only on the next commit
 
     async def drain(self) -> int:
         """Publish until nothing is pending (or another replica holds the relay lock)."""
@@ -450,31 +435,6 @@ class OutboxRelay:
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
-
-
-def relay_for(
-    settings: ServiceSettings,
-    *,
-    engine: AsyncEngine,
-    database_url: str,
-    table: Table,
-    redis: Redis,
-    producer: str,
-    hooks: Sequence[PublishHook] = (),
-) -> OutboxRelay:
-    """A relay configured from the kit's shared settings (stream bound, poll, retention)."""
-    return OutboxRelay(
-        engine=engine,
-        database_url=database_url,
-        table=table,
-        redis=redis,
-        producer=producer,
-        key_prefix=settings.redis_prefix,
-        stream_maxlen=settings.events_stream_maxlen,
-        poll_interval=settings.outbox_poll_seconds,
-        retention=dt.timedelta(hours=settings.outbox_retention_hours),
-        hooks=hooks,
-    )
 
 
 def create_outbox_v1(op: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 from redis.asyncio import Redis
 
 
@@ -30,6 +32,16 @@ def create_stream_redis(url: str) -> Redis:
         socket_connect_timeout=1.0,
         health_check_interval=30,
     )
+
+
+def open_redis(stack: AsyncExitStack, url: str) -> tuple[Redis, Redis]:
+    """A service's two clients, closed when `stack` closes: commands (`create_redis`) and
+    blocking stream reads (`create_stream_redis`)."""
+    redis = create_redis(url)
+    stack.push_async_callback(redis.aclose)
+    stream_redis = create_stream_redis(url)
+    stack.push_async_callback(stream_redis.aclose)
+    return redis, stream_redis
 
 
 async def ping_redis(redis: Redis) -> None:

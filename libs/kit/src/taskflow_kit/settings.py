@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime as dt
+from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -30,6 +31,23 @@ def example_password_in(url: str) -> bool:
     return password is not None and password.lower() in EXAMPLE_PASSWORDS
 
 
+class RelayOptions(TypedDict):
+    """The outbox relay's tuning (`taskflow_kit.outbox.OutboxRelay` keyword arguments)."""
+
+    key_prefix: str
+    stream_maxlen: int
+    poll_interval: float
+    retention: dt.timedelta
+
+
+class ConsumerOptions(TypedDict):
+    """A stream consumer's tuning (`taskflow_kit.consumer.consumer_for` keyword arguments)."""
+
+    key_prefix: str
+    claim_idle: float
+    max_deliveries: int
+
+
 class ServiceSettings(BaseSettings):
     """Environment-driven settings common to all services (JWT, Redis, logging)."""
 
@@ -44,12 +62,14 @@ class ServiceSettings(BaseSettings):
     redis_prefix: str = "taskflow:"
     log_level: str = "INFO"
     log_json: bool = True
+    # OpenTelemetry (docs/operations.md): spans are exported over OTLP/HTTP only when set.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str | None = None
 
     # Events (outbox → Redis Streams → consumers); see docs/events.md.
     events_stream_maxlen: int = Field(default=100_000, ge=1000)
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
     outbox_retention_hours: float = Field(default=24.0, gt=0)
-    outbox_wait_on_commit_seconds: float = Field(default=0.25, ge=0)
     events_claim_idle_seconds: float = Field(default=15.0, gt=0)
     events_max_deliveries: int = Field(default=5, ge=1)
 
@@ -83,4 +103,32 @@ class ServiceSettings(BaseSettings):
             secret=self.jwt_secret.get_secret_value(),
             issuer=self.jwt_issuer,
             audience=self.jwt_audience,
+        )
+
+    def configure_observability(self, service: str) -> None:
+        """Logging and tracing for the process of `service`, from these settings (the kit's
+        functions take the values; a service calls this once when it builds its app)."""
+        from taskflow_kit.logs import configure_logging
+        from taskflow_kit.tracing import configure_tracing
+
+        configure_logging(service=service, level=self.log_level, json=self.log_json)
+        configure_tracing(
+            service=self.otel_service_name or service, endpoint=self.otel_exporter_otlp_endpoint
+        )
+
+    def relay_options(self) -> RelayOptions:
+        """These settings as the values an `OutboxRelay` takes (the kit reads no settings)."""
+        return RelayOptions(
+            key_prefix=self.redis_prefix,
+            stream_maxlen=self.events_stream_maxlen,
+            poll_interval=self.outbox_poll_seconds,
+            retention=dt.timedelta(hours=self.outbox_retention_hours),
+        )
+
+    def consumer_options(self) -> ConsumerOptions:
+        """These settings as the values `consumer_for` takes."""
+        return ConsumerOptions(
+            key_prefix=self.redis_prefix,
+            claim_idle=self.events_claim_idle_seconds,
+            max_deliveries=self.events_max_deliveries,
         )

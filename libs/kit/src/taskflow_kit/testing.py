@@ -1,21 +1,28 @@
-"""Test helpers shared by the services' suites: throwaway databases on a real PostgreSQL."""
+"""Test helpers shared by the services' suites: throwaway databases on a real PostgreSQL (those
+need the `[db]` extra, imported when used), a running app's state for in-process clients."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from taskflow_kit.events import epoch_key
-from taskflow_kit.migrations import drop_database, prepare_database
 from taskflow_kit.redis_client import create_redis
+from taskflow_kit.resources import STATE_KEY, ServiceResources, lifespan_state
 from taskflow_kit.revocation import REVOKING_PRODUCER
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -36,6 +43,10 @@ def unique_name(prefix: str) -> str:
 @asynccontextmanager
 async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str]:
     """A new database with every migration applied; dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    from taskflow_kit.migrations import drop_database, prepare_database
+
     url = make_url(test_database_server_url()).set(database=unique_name(prefix))
     database_url = url.render_as_string(hide_password=False)
     try:
@@ -47,6 +58,8 @@ async def migrated_database(prefix: str, alembic_ini: Path) -> AsyncIterator[str
 
 async def truncate_all(engine: AsyncEngine, metadata: MetaData) -> None:
     """Empty every table of `metadata` (the per-test reset for tests that really commit)."""
+    from sqlalchemy import text
+
     names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     if not names:
         return
@@ -63,6 +76,54 @@ async def mark_revocations_complete(redis_url: str, key_prefix: str) -> None:
         await redis.set(epoch_key(key_prefix, REVOKING_PRODUCER), "test")
     finally:
         await redis.aclose()
+
+
+class WithState:
+    """`app` with `state` in every request's scope, as a server that ran the lifespan puts it
+    (httpx's `ASGITransport` runs no lifespan)."""
+
+    def __init__(self, app: Starlette, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "state": {**scope.get("state", {}), **self.state}}
+        await self.app(scope, receive, send)
+
+    def replace(self, **changes: Any) -> None:
+        """Serve the next requests with some fields of the service's state replaced (a test
+        double in place of a part)."""
+        service = self.state[STATE_KEY]
+        self.state[STATE_KEY] = dataclasses.replace(service, **changes)
+        for name, value in changes.items():
+            setattr(self.app.state, name, value)
+
+
+def with_state(app: Starlette, state: ServiceResources) -> WithState:
+    """`app` serving requests with `state`, without a lifespan (a tiny app in a kit test)."""
+    return WithState(app, lifespan_state(state))
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[WithState]:
+    """Run `app`'s lifespan and yield it as an ASGI app whose requests carry the state the
+    lifespan yielded. For tests that reach into the running service, the state's fields are
+    also set on `app.state` (`app.state.engine`, ...); service code never reads them there."""
+    async with app.router.lifespan_context(app) as yielded:
+        state = dict(yielded or {})
+        service = state.get(STATE_KEY)
+        if isinstance(service, ServiceResources):
+            for item in dataclasses.fields(service):
+                setattr(app.state, item.name, getattr(service, item.name))
+        yield WithState(app, state)
+
+
+def modules_reading_app_state(package: ModuleType) -> list[str]:
+    """The modules of `package` that look anything up on `app.state` (a service reads its typed
+    `State` through `request.state` instead; see `taskflow_kit.resources`)."""
+    root = Path(str(package.__file__)).parent
+    return sorted(str(path) for path in root.rglob("*.py") if "app.state" in path.read_text())
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests

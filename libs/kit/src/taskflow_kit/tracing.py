@@ -1,5 +1,6 @@
 """W3C trace context across the gateway and the services, with OpenTelemetry spans exported
-over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+over OTLP/HTTP only when an endpoint is configured (a service passes its settings'
+`OTEL_EXPORTER_OTLP_ENDPOINT` to `configure_tracing` when it builds its app).
 
 Off (no endpoint): no SDK is configured. Each request still gets a trace context: the incoming
 `traceparent` (parsed by OpenTelemetry's own W3C propagator) is continued with a new span id,
@@ -36,27 +37,40 @@ _tracer: trace.Tracer | None = None
 _configured = False
 
 
-def configure_tracing(*, service: str | None = None, exporter: SpanExporter | None = None) -> bool:
-    """Set up the SDK once per process if an OTLP endpoint is configured (or an exporter is
-    given, for tests); return whether spans are recorded. Without either nothing is set up."""
+def configure_tracing(
+    *,
+    service: str | None = None,
+    endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+) -> bool:
+    """Set up the SDK once per process when an OTLP/HTTP `endpoint` is given (or an exporter,
+    for tests), naming spans' service `service`; return whether spans are recorded. Without
+    either nothing is set up. The first call decides; later ones without an exporter keep it.
+
+    Needs the `[tracing]` extra to record spans; the off path needs only the API."""
     global _tracer, _configured
     if exporter is None and _configured:
         return _tracer is not None
+    if exporter is None and endpoint is None:
+        # Called with nothing configured (the request middleware of an app whose service did
+        # not configure tracing first): the legacy environment variable, until every caller
+        # passes its settings' endpoint.
+        endpoint = os.environ.get(ENDPOINT_ENV) or None
+        service = os.environ.get("OTEL_SERVICE_NAME") or service
     _configured = True
-    if exporter is None and not os.environ.get(ENDPOINT_ENV):
+    if exporter is None and not endpoint:
         _tracer = None
         return False
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    name = os.environ.get("OTEL_SERVICE_NAME") or service or "taskflow"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(resource=Resource.create({"service.name": service or "taskflow"}))
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        # Reads OTEL_EXPORTER_OTLP_ENDPOINT itself and appends /v1/traces.
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        traces = f"{(endpoint or '').rstrip('/')}/v1/traces"  # as the SDK derives it
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces)))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     _tracer = provider.get_tracer("taskflow_kit")

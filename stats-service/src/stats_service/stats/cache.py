@@ -103,9 +103,6 @@ class StatsCache:
     def generation_key(self, scope: str) -> str:
         return f"{self.prefix}gen:{scope}"
 
-    async def fresh(self, key: str) -> CacheEntry | None:
-        return (await self.lookup(key)).entry
-
     async def lookup(self, key: str) -> Lookup:
         """The fresh copy if it is current, in one round trip: the copy, its scope's
         generation and the consumer group's progress."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from stats_service.state import StateDep
 from stats_service.stats.service import StatsService
 
 
-def get_stats_service(request: Request) -> StatsService:
-    service: StatsService = request.app.state.stats_service
-    return service
+async def get_stats_service(state: StateDep) -> StatsService:
+    return state.stats_service
 
 
 StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import PrincipalDep, SuperuserClaimDep
 from taskflow_kit.errors import Forbidden, Unauthorized, UnprocessableEntity, problem_responses
 
@@ -59,16 +60,6 @@ async def read_stats(
     return served.value
 
 
-router.add_api_route(
-    "",
-    read_stats,
-    methods=["GET"],
-    response_model=StatsRead,
-    responses=problem_responses(Unauthorized, ProjectNotFound, StatsUnavailable),
-    include_in_schema=False,
-)
-
-
 @router.get(
     "/activity",
     response_model=list[ActivityDay],
@@ -107,3 +98,6 @@ async def read_overview(
     served = await stats_service.system_overview(principal)
     _freshness_headers(response, served)
     return served.value
+
+
+add_slashless_aliases(router)

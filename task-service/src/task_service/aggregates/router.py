@@ -10,9 +10,10 @@ from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.db import ConnectionDep
 from taskflow_kit.errors import Unauthorized, problem_response, problem_responses
 
+from task_service.aggregates.errors import SystemScopeForbidden
 from task_service.aggregates.repository import AggregateRepository
 from task_service.aggregates.schemas import AggregateScope, TaskAggregates, TaskStatsSummary
-from task_service.aggregates.service import AggregateService, SystemScopeForbidden
+from task_service.aggregates.service import AggregateService
 from task_service.projects.errors import ProjectNotFound
 from task_service.tasks.schemas import MAX_ID
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from taskflow_kit.auth import Principal
-from taskflow_kit.errors import Forbidden
 
+from task_service.aggregates.errors import SystemScopeForbidden
 from task_service.aggregates.repository import AggregateRepository, Scope
 from task_service.aggregates.schemas import (
     ActivityDay,
@@ -20,11 +20,6 @@ from task_service.aggregates.schemas import (
 )
 from task_service.projects.errors import ProjectNotFound
 from task_service.tasks.models import TaskPriority, TaskStatus
-
-
-class SystemScopeForbidden(Forbidden):
-    def __init__(self) -> None:
-        super().__init__("System-wide aggregates are for administrators")
 
 
 def version_tag(user_id: int, version: int, project_id: int | None = None) -> str:

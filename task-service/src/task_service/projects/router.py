@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
+from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
@@ -44,7 +45,6 @@ def _with_etag(response: Response, project: ProjectRead) -> ProjectRead:
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a project")
-@router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def create_project(
     data: ProjectCreate,
     principal: PrincipalDep,
@@ -58,7 +58,6 @@ async def create_project(
 
 
 @router.get("/", summary="List my projects")
-@router.get("", include_in_schema=False)
 async def list_projects(principal: PrincipalDep, project_service: ProjectReaderDep) -> ProjectList:
     """The projects the caller is a member of (by name), each with the caller's `role` and
     the number of members."""
@@ -161,3 +160,6 @@ async def remove_member(
     cannot be removed. The removed member loses the project's tasks at once and is unassigned
     from them."""
     await project_service.remove_member(principal, project_id, user_id)
+
+
+add_slashless_aliases(router)

@@ -45,7 +45,7 @@ from task_service.projects.schemas import (
     ProjectUpdate,
 )
 from task_service.tasks.service import TaskService
-from task_service.user_directory import UserDirectory
+from task_service.users.directory import UserDirectory
 from task_service.users.repository import KnownUserRepository
 
 # None: no If-Match precondition (or `*`); otherwise the versions the client accepts.

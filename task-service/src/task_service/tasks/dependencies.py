@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from taskflow_kit.db import ConnectionDep, TransactionDep
 
+from task_service.state import State, StateDep
 from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.idempotency import TaskCreation
 from task_service.tasks.idempotency_repository import IdempotencyRepository
@@ -30,29 +31,28 @@ from task_service.tasks.schemas import (
 from task_service.tasks.service import IfMatch, TaskService
 
 
-def _task_service(request: Request, connection: asyncpg.Connection) -> TaskService:
-    state = request.app.state
+def _task_service(state: State, connection: asyncpg.Connection) -> TaskService:
     return TaskService(connection, user_client=state.user_client, outbox=state.outbox)
 
 
-async def get_task_reader(request: Request, connection: ConnectionDep) -> TaskService:
-    return _task_service(request, connection)
+async def get_task_reader(state: StateDep, connection: ConnectionDep) -> TaskService:
+    return _task_service(state, connection)
 
 
-async def get_task_writer(request: Request, connection: TransactionDep) -> TaskService:
-    return _task_service(request, connection)
+async def get_task_writer(state: StateDep, connection: TransactionDep) -> TaskService:
+    return _task_service(state, connection)
 
 
-async def get_task_creation(request: Request, connection: TransactionDep) -> TaskCreation:
-    return TaskCreation(_task_service(request, connection), IdempotencyRepository(connection))
+async def get_task_creation(state: StateDep, connection: TransactionDep) -> TaskCreation:
+    return TaskCreation(_task_service(state, connection), IdempotencyRepository(connection))
 
 
-async def get_dependency_reader(request: Request, connection: ConnectionDep) -> DependencyService:
-    return DependencyService(_task_service(request, connection))
+async def get_dependency_reader(state: StateDep, connection: ConnectionDep) -> DependencyService:
+    return DependencyService(_task_service(state, connection))
 
 
-async def get_dependency_writer(request: Request, connection: TransactionDep) -> DependencyService:
-    return DependencyService(_task_service(request, connection))
+async def get_dependency_writer(state: StateDep, connection: TransactionDep) -> DependencyService:
+    return DependencyService(_task_service(state, connection))
 
 
 def _split(values: list[str] | None) -> list[str]:

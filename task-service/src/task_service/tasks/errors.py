@@ -9,6 +9,7 @@ from taskflow_kit.errors import (
     Forbidden,
     NotFound,
     PreconditionFailed,
+    ServiceUnavailable,
     UnprocessableEntity,
 )
 
@@ -94,6 +95,13 @@ class IdempotencyKeyReused(UnprocessableEntity):
         super().__init__(
             "This Idempotency-Key was already used with a different request body",
         )
+
+
+class IdempotencyKeyUnsettled(ServiceUnavailable):
+    """The key's record kept expiring under the request: answered 503, safe to retry."""
+
+    def __init__(self) -> None:
+        super().__init__("The request with this Idempotency-Key could not be settled; retry")
 
 
 class AssigneeNotMember(UnprocessableEntity):

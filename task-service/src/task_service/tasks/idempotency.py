@@ -9,12 +9,14 @@ from datetime import timedelta
 
 from taskflow_kit.auth import Principal
 
-from task_service.tasks.errors import IdempotencyKeyReused
+from task_service.tasks.errors import IdempotencyKeyReused, IdempotencyKeyUnsettled
 from task_service.tasks.idempotency_repository import IdempotencyRepository
 from task_service.tasks.schemas import TaskCreate, TaskRead
 from task_service.tasks.service import TaskService
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# A claim that finds an expired record claims again, once: a bound, not a loop.
+CLAIM_ATTEMPTS = 2
 
 
 def request_fingerprint(data: TaskCreate) -> str:
@@ -42,18 +44,22 @@ class TaskCreation:
     async def create_once(self, principal: Principal, data: TaskCreate, key: str) -> TaskRead:
         """Create, or replay the answer already given to this (user, Idempotency-Key)."""
         fingerprint = request_fingerprint(data)
-        now = self.tasks.clock()
-        claimed = await self.records.claim(
-            principal.id, key, fingerprint, now, now - IDEMPOTENCY_TTL
-        )
-        if not claimed:
+        for _ in range(CLAIM_ATTEMPTS):
+            now = self.tasks.clock()
+            claimed = await self.records.claim(
+                principal.id, key, fingerprint, now, now - IDEMPOTENCY_TTL
+            )
+            if claimed:
+                break
             record = await self.records.get(principal.id, key)
             if record is None or record.response_body is None:
-                # Only possible if the first request's record expired in between: retry once.
-                return await self.create_once(principal, data, key)
+                # Only possible if the first request's record expired in between: claim again.
+                continue
             if record.request_hash != fingerprint:
                 raise IdempotencyKeyReused()
             return TaskRead.model_validate(record.response_body)
+        else:
+            raise IdempotencyKeyUnsettled()
         created = await self.tasks.create(principal, data)
         await self.records.save_response(principal.id, key, created.model_dump(mode="json"))
         return created

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.app import add_slashless_aliases
+from taskflow_kit.auth import Principal, PrincipalDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
@@ -44,6 +46,7 @@ from task_service.tasks.schemas import (
     TaskRead,
     TaskUpdate,
 )
+from task_service.tasks.service import IfMatch, TaskService
 
 PREFIX = "/api/v1/tasks"
 router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=problem_responses(Unauthorized))
@@ -57,7 +60,6 @@ def _with_etag(response: Response, task: TaskRead) -> TaskRead:
 
 
 @router.get("/", summary="List tasks", responses=problem_responses(ProjectNotFound))
-@router.get("", include_in_schema=False)
 async def list_tasks(
     principal: PrincipalDep, task_service: TaskReaderDep, task_filter: TaskFilterDep
 ) -> TaskList:
@@ -82,7 +84,6 @@ async def list_tasks(
         UpstreamUnavailable,
     ),
 )
-@router.post("", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def create_task(
     data: TaskCreate,
     principal: PrincipalDep,
@@ -167,40 +168,60 @@ async def delete_task(
 _STATUS_ERRORS = problem_responses(TaskNotFound, VersionMismatch, TaskBlocked)
 
 
-@router.patch("/{task_id}/complete", summary="Mark done", responses=_STATUS_ERRORS)
-async def complete_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Move the task to `done` (409 listing `blocking_ids` while a dependency is not done)."""
-    return _with_etag(response, await task_service.complete(principal, task_id, if_match))
+StatusChange = Callable[[TaskService, Principal, int, IfMatch], Awaitable[TaskRead]]
 
 
-@router.patch("/{task_id}/incomplete", summary="Reopen", responses=_STATUS_ERRORS)
-async def reopen_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Move a done task back to `todo` (an unfinished task stays as it is)."""
-    return _with_etag(response, await task_service.reopen(principal, task_id, if_match))
+def _status_endpoint(change: StatusChange) -> Callable[..., Awaitable[TaskRead]]:
+    """One implementation behind the three status shortcuts (they differ only in the rule)."""
+
+    async def endpoint(
+        task_id: TaskIdPath,
+        principal: PrincipalDep,
+        task_service: TaskWriterDep,
+        if_match: IfMatchDep,
+        response: Response,
+    ) -> TaskRead:
+        return _with_etag(response, await change(task_service, principal, task_id, if_match))
+
+    return endpoint
 
 
-@router.post("/{task_id}/toggle", summary="Toggle done", responses=_STATUS_ERRORS)
-async def toggle_task(
-    task_id: TaskIdPath,
-    principal: PrincipalDep,
-    task_service: TaskWriterDep,
-    if_match: IfMatchDep,
-    response: Response,
-) -> TaskRead:
-    """Done → todo; anything else → done."""
-    return _with_etag(response, await task_service.toggle(principal, task_id, if_match))
+for _method, _path, _name, _summary, _change, _description in (
+    (
+        "PATCH",
+        "/{task_id}/complete",
+        "complete_task",
+        "Mark done",
+        TaskService.complete,
+        "Move the task to `done` (409 listing `blocking_ids` while a dependency is not done).",
+    ),
+    (
+        "PATCH",
+        "/{task_id}/incomplete",
+        "reopen_task",
+        "Reopen",
+        TaskService.reopen,
+        "Move a done task back to `todo` (an unfinished task stays as it is).",
+    ),
+    (
+        "POST",
+        "/{task_id}/toggle",
+        "toggle_task",
+        "Toggle done",
+        TaskService.toggle,
+        "Done → todo; anything else → done.",
+    ),
+):
+    router.add_api_route(
+        _path,
+        _status_endpoint(_change),
+        methods=[_method],
+        name=_name,
+        summary=_summary,
+        description=_description,
+        response_model=TaskRead,
+        responses=_STATUS_ERRORS,
+    )
 
 
 @router.post(
@@ -278,3 +299,6 @@ async def dependency_tree(
     """What the task depends on, recursively, `depth` levels deep. Tasks the caller cannot see
     appear with their id and status only, and are not expanded."""
     return await dependency_service.dependency_tree(principal, task_id, depth)
+
+
+add_slashless_aliases(router)

@@ -41,7 +41,6 @@ _GET = compile_statement(
         KnownUser.id == USER_ID
     )
 )
-_IDS = compile_statement(select(KnownUser.id).order_by(KnownUser.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +80,3 @@ class KnownUserRepository:
             deleted=deleted,
             event_at=event_at,
         )
-
-    async def known_ids(self) -> list[int]:
-        return [row[0] for row in await _IDS.fetch(self.connection)]

@@ -16,32 +16,34 @@ from user_service.auth.cookies import check_same_origin
 from user_service.auth.schemas import LoginRequest
 from user_service.auth.service import AuthService
 from user_service.auth.throttle import LoginThrottle, client_address
+from user_service.config import Settings
+from user_service.state import StateDep
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def get_login_throttle(request: Request) -> LoginThrottle:
-    throttle: LoginThrottle = request.app.state.login_throttle
-    return throttle
+async def get_login_throttle(state: StateDep) -> LoginThrottle:
+    return state.login_throttle
 
 
-def get_auth_service(
-    request: Request,
-    session: SessionDep,
-    throttle: Annotated[LoginThrottle, Depends(get_login_throttle)],
-) -> AuthService:
-    state = request.app.state
+async def get_auth_service(state: StateDep, session: SessionDep) -> AuthService:
     return AuthService(
         session,
         hasher=state.password_hasher,
-        throttle=throttle,
+        throttle=state.login_throttle,
         issuer=state.token_issuer,
         outbox=state.outbox,
     )
 
 
-def get_client_address(request: Request) -> str:
-    settings = request.app.state.settings
+async def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_client_address(request: Request, settings: SettingsDep) -> str:
     return client_address(
         request,
         trust_forwarded_for=settings.trust_forwarded_for,
@@ -52,9 +54,8 @@ def get_client_address(request: Request) -> str:
 ClientAddressDep = Annotated[str, Depends(get_client_address)]
 
 
-def get_route_budgets(request: Request) -> RouteBudgets:
-    budgets: RouteBudgets = request.app.state.route_budgets
-    return budgets
+async def get_route_budgets(state: StateDep) -> RouteBudgets:
+    return state.route_budgets
 
 
 RouteBudgetsDep = Annotated[RouteBudgets, Depends(get_route_budgets)]
@@ -69,9 +70,9 @@ def address_budget(route: str) -> Any:
     return Depends(spend)
 
 
-def browser_request(request: Request) -> None:
+def browser_request(request: Request, settings: SettingsDep) -> None:
     """The CSRF check of the cookie-session routes (see `auth.cookies`)."""
-    check_same_origin(request, allowed_origins=request.app.state.settings.session_allowed_origins)
+    check_same_origin(request, allowed_origins=settings.session_allowed_origins)
 
 
 async def login_credentials(request: Request) -> LoginRequest:

@@ -18,11 +18,8 @@ class InvalidRefreshToken(Unauthorized):
 
 
 class RefreshTokenReused(Unauthorized):
-    """A rotated (or revoked) refresh token came back: its whole family is now revoked.
-
-    Committing error: the revocation is committed although the request fails."""
-
-    commit = True
+    """A rotated (or revoked) refresh token came back: its whole family is now revoked
+    (committed before this is raised, see `auth.router.rotate`)."""
 
     def __init__(self) -> None:
         super().__init__("Refresh token reuse detected; please log in again")

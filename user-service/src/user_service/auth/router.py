@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.auth import current_principal, oauth2_scheme
+from taskflow_kit.db import SessionDep
 from taskflow_kit.errors import Unauthorized, problem_responses
 
 from user_service.auth.budgets import RouteBudgetExceeded, name_key
@@ -20,6 +22,7 @@ from user_service.auth.dependencies import (
     ClientAddressDep,
     LoginCredentialsDep,
     RouteBudgetsDep,
+    SettingsDep,
     address_budget,
     browser_request,
 )
@@ -30,6 +33,7 @@ from user_service.auth.errors import (
     TooManyLoginFailures,
 )
 from user_service.auth.schemas import BrowserSession, LoginRequest, RefreshRequest, TokenPair
+from user_service.auth.service import AuthService, SessionTokens
 from user_service.passwords import PasswordHashingBusy
 
 router = APIRouter(tags=["auth"])
@@ -101,6 +105,19 @@ async def login(
     return tokens.pair()
 
 
+async def rotate(
+    auth_service: AuthService, session: AsyncSession, token: str, *, address: str
+) -> SessionTokens:
+    """`AuthService.refresh`, with its one effect that must outlive a failure: on reuse the
+    token family's revocation (and its event) is committed before the 401 is raised, which the
+    request's session dependency would otherwise roll back."""
+    try:
+        return await auth_service.refresh(token, address=address)
+    except RefreshTokenReused:
+        await session.commit()
+        raise
+
+
 @router.post(
     "/api/v1/auth/refresh",
     response_model=TokenPair,
@@ -110,15 +127,14 @@ async def login(
 async def refresh(
     body: RefreshRequest,
     auth_service: AuthServiceDep,
+    session: SessionDep,
     address: ClientAddressDep,
     response: Response,
 ) -> TokenPair:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting a
     used one again revokes every token of its login session (401). A session ends at its
     absolute end (`SESSION_MAX_LIFETIME_DAYS` after the login) however often it is refreshed."""
-    # RefreshTokenReused is a committing error: the family revocation stands although the
-    # answer is 401.
-    tokens = await auth_service.refresh(body.refresh_token, address=address)
+    tokens = await rotate(auth_service, session, body.refresh_token, address=address)
     never_cache(response)
     return tokens.pair()
 
@@ -166,7 +182,7 @@ async def open_session(
     auth_service: AuthServiceDep,
     address: ClientAddressDep,
     budgets: RouteBudgetsDep,
-    request: Request,
+    settings: SettingsDep,
     response: Response,
 ) -> BrowserSession:
     """Web app sign-in: like `POST /auth/login`, but the refresh token is set as an HttpOnly,
@@ -178,7 +194,7 @@ async def open_session(
         response,
         tokens.refresh_token,
         expires_at=tokens.refresh_expires_at,
-        secure=request.app.state.settings.session_cookie_secure,
+        secure=settings.session_cookie_secure,
     )
     never_cache(response)
     return tokens.browser_session()
@@ -191,16 +207,21 @@ async def open_session(
     dependencies=[*_SESSION, address_budget("refresh")],
 )
 async def refresh_session(
-    auth_service: AuthServiceDep, address: ClientAddressDep, request: Request, response: Response
+    auth_service: AuthServiceDep,
+    session: SessionDep,
+    address: ClientAddressDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> BrowserSession:
     """Web app refresh: rotates the session cookie and returns a new access token. The page
     calls it on load (its access token lives in memory only). 401 clears the cookie."""
-    secure: bool = request.app.state.settings.session_cookie_secure
+    secure = settings.session_cookie_secure
     token = request.cookies.get(SESSION_COOKIE)
     try:
         if not token:
             raise InvalidRefreshToken()
-        tokens = await auth_service.refresh(token, address=address)
+        tokens = await rotate(auth_service, session, token, address=address)
     except (InvalidRefreshToken, RefreshTokenReused) as error:
         error.headers["set-cookie"] = cleared_session_cookie(secure=secure)
         raise
@@ -218,12 +239,14 @@ async def refresh_session(
     dependencies=_SESSION,
 )
 async def close_session(
-    auth_service: AuthServiceDep, address: ClientAddressDep, request: Request, response: Response
+    auth_service: AuthServiceDep,
+    address: ClientAddressDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> None:
     """Web app sign-out: revokes the cookie's session and removes the cookie. Always 204."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await auth_service.logout(token, address=address)
-    response.headers["set-cookie"] = cleared_session_cookie(
-        secure=request.app.state.settings.session_cookie_secure
-    )
+    response.headers["set-cookie"] = cleared_session_cookie(secure=settings.session_cookie_secure)

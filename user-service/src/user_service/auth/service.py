@@ -22,9 +22,9 @@ from user_service.auth.models import RefreshToken
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.schemas import BrowserSession, TokenPair
 from user_service.auth.throttle import LoginThrottle, account_key
-from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.security_log import security_event
+from user_service.users.events import UserEvents
 from user_service.users.models import User
 from user_service.users.repository import UserRepository
 from user_service.users.schemas import PASSWORD_MAX

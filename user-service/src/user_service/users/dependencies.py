@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.db import SessionDep
 from taskflow_kit.errors import Forbidden
 
+from user_service.state import StateDep
 from user_service.users.errors import InactiveOrUnknownUser
 from user_service.users.models import BIGINT_MAX, User
 from user_service.users.repository import UserRepository
 from user_service.users.service import UserService
 
 
-def get_user_service(request: Request, session: SessionDep) -> UserService:
-    state = request.app.state
+async def get_user_service(state: StateDep, session: SessionDep) -> UserService:
     return UserService.for_session(session, outbox=state.outbox, hasher=state.password_hasher)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 from starlette.convertors import Convertor, register_url_convertor
+from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import PrincipalDep
 from taskflow_kit.errors import Forbidden, Unauthorized, problem_responses
 
@@ -82,13 +83,6 @@ _REGISTER = [address_budget("register")]
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=problem_responses(EmailTaken, RouteBudgetExceeded, PasswordHashingBusy),
-    dependencies=_REGISTER,
-)
-@router.post(
-    "/api/v1/users",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserRead,
-    include_in_schema=False,
     dependencies=_REGISTER,
 )
 async def register(body: UserCreate, user_service: UserServiceDep, response: Response) -> UserRead:
@@ -178,11 +172,6 @@ async def delete_me(
     response_model=list[UserRead] | list[UserPublic],
     responses=_AUTHENTICATED,
 )
-@router.get(
-    "/api/v1/users",
-    response_model=list[UserRead] | list[UserPublic],
-    include_in_schema=False,
-)
 async def list_users(
     user: CurrentUserDep,
     user_service: UserServiceDep,
@@ -237,3 +226,6 @@ async def administer_user(
     return UserRead.model_validate(
         await user_service.administer(admin, user_id, body, address=address)
     )
+
+
+add_slashless_aliases(router)

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from taskflow_kit.dberrors import constraint_name
 from taskflow_kit.outbox import Outbox
 
 from user_service.auth.errors import TooManyLoginFailures
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.throttle import LoginThrottle, account_key
-from user_service.events import UserEvents
 from user_service.passwords import PasswordHasher
 from user_service.security_log import security_event
 from user_service.users.errors import (
@@ -24,6 +24,7 @@ from user_service.users.errors import (
     UserNotFound,
     WrongCurrentPassword,
 )
+from user_service.users.events import UserEvents
 from user_service.users.models import EMAIL_UNIQUE_INDEX, USERNAME_UNIQUE_INDEX, User
 from user_service.users.repository import UserRepository
 from user_service.users.schemas import AdminUserUpdate, UserCreate, UserUpdate
@@ -40,7 +41,7 @@ def _uniqueness_conflicts() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         # asyncpg's UniqueViolationError (the DBAPI error's cause) names the index.
-        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        constraint = constraint_name(exc)
         if constraint == EMAIL_UNIQUE_INDEX:
             raise EmailTaken() from exc
         if constraint == USERNAME_UNIQUE_INDEX:

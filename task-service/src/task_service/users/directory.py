@@ -13,7 +13,7 @@ from taskflow_kit.resilience import ResilientClient, UpstreamUnavailable
 
 from task_service.users.repository import KnownUserRepository
 
-logger = structlog.get_logger("task_service.user_directory")
+logger = structlog.get_logger("task_service.users.directory")
 
 
 class UserDirectory:

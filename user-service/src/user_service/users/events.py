@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.events import USER_STREAM
-from taskflow_kit.outbox import Outbox, OutboxRelay, outbox_table
+from taskflow_kit.outbox import Outbox, outbox_table
 
 from user_service.database import Base
 from user_service.users.models import User
@@ -23,8 +23,8 @@ PRODUCER = "user-service"
 OUTBOX = outbox_table(Base.metadata)
 
 
-def make_outbox(relay: OutboxRelay | None) -> Outbox:
-    return Outbox(OUTBOX, producer=PRODUCER, stream=USER_STREAM, relay=relay)
+def make_outbox() -> Outbox:
+    return Outbox(OUTBOX, producer=PRODUCER, stream=USER_STREAM)
 
 
 def user_data(user: User) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""task-service's state: everything its requests need, built once by the lifespan
+(`task_service.main`) and read by the dependencies through `request.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from taskflow_kit.consumer import StreamConsumer
+from taskflow_kit.outbox import Outbox, OutboxRelay
+from taskflow_kit.resilience import ResilientClient
+from taskflow_kit.resources import ServiceResources, state_dependency
+
+from task_service.config import Settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State(ServiceResources):
+    settings: Settings
+    user_client: ResilientClient
+    outbox: Outbox
+    relay: OutboxRelay
+    consumer: StreamConsumer
+
+
+get_state = state_dependency(State)
+StateDep = Annotated[State, Depends(get_state)]
