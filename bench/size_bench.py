@@ -47,6 +47,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from taskflow_devstack.embedded import wait_for_port
 from taskflow_devstack.processes import uvicorn_command
+from taskflow_kit.events import epoch_key
+from taskflow_kit.revocation import REVOKING_PRODUCER
 from taskflow_kit.tokens import TokenConfig, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,9 @@ from bulk_tasks import (  # noqa: E402
 )
 
 BIG_USER, SMALL_USER = 1, 2
+# Issue 19: a board of `--project` tasks (owned by BOARD_OWNER) that MEMBER belongs to.
+BOARD_OWNER, MEMBER = 3, 4
+BOARD_NAME = "size-bench board"
 PORT_OFFSET = int(os.environ.get("TASKFLOW_PORT_OFFSET", "0"))
 ALONE_PORT, SHARED_PORT, STATS_PORT = 8020, 8021, 8022  # plus TASKFLOW_PORT_OFFSET
 
@@ -159,6 +164,67 @@ async def load(url: str, owners: dict[int, int]) -> None:
         await engine.dispose()
 
 
+async def load_board(url: str, count: int) -> int:
+    """A project of `count` tasks (bulk-loaded like the users' tasks, then moved into it)
+    with MEMBER a member; its id. Kept for the next run like the tasks."""
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.begin() as connection:
+            project = await connection.scalar(
+                text("SELECT id FROM project WHERE name = :name"), {"name": BOARD_NAME}
+            )
+            have = 0
+            if project is not None:
+                have = await connection.scalar(
+                    text("SELECT count(*) FROM task WHERE project_id = :project"),
+                    {"project": project},
+                )
+            if project is not None and have == count:
+                return int(project)
+            log(f"loading a board of {count:,} tasks ...")
+            if project is not None:
+                await connection.execute(
+                    text("DELETE FROM project WHERE id = :project"), {"project": project}
+                )
+            await connection.execute(
+                text("DELETE FROM task WHERE owner_id = :owner"), {"owner": BOARD_OWNER}
+            )
+            project = await connection.scalar(
+                text(
+                    "INSERT INTO project (name, owner_id, created_at, updated_at, version) "
+                    "VALUES (:name, :owner, now(), now(), 1) RETURNING id"
+                ),
+                {"name": BOARD_NAME, "owner": BOARD_OWNER},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO project_member (project_id, user_id, role, added_at) "
+                    "VALUES (:project, :owner, 'owner', now()), "
+                    "(:project, :member, 'member', now())"
+                ),
+                {"project": project, "owner": BOARD_OWNER, "member": MEMBER},
+            )
+            await connection.execute(
+                text(BULK_INSERT),
+                bulk_insert_parameters(owner=BOARD_OWNER, count=count, assignee_base=100),
+            )
+            # A project's assignee must be a member: the bulk rows' assignees are cleared.
+            await connection.execute(
+                text(
+                    "UPDATE task SET project_id = :project, assignee_id = NULL "
+                    "WHERE owner_id = :owner"
+                ),
+                {"project": project, "owner": BOARD_OWNER},
+            )
+        async with engine.connect() as connection:
+            await connection.execute(text("COMMIT"))
+            await connection.execute(text("VACUUM ANALYZE task"))
+            await connection.execute(text("ANALYZE project_member"))
+        return int(project)
+    finally:
+        await engine.dispose()
+
+
 def start(label: str, app: str, port: int, env: dict[str, str]) -> Service:
     command = uvicorn_command(app, port=port, factory=True, access_log=False, log_level="warning")
     process = subprocess.Popen(command, env=env, cwd=ROOT)
@@ -229,16 +295,53 @@ async def list_times(
         samples: dict[str, list[float]] = {target.label: [] for target in targets}
         for attempt in range(repeat + 2):
             for target in targets:
-                query = queries[target.label]
-                if query is None:
+                asked = queries[target.label]
+                if asked is None:
                     continue
-                url = f"{target.base}/api/v1/tasks/?{query}"
+                url = f"{target.base}/api/v1/tasks/?{asked}"
                 elapsed = await get_ms(client, url, target.token)
                 if attempt >= 2:
                     samples[target.label].append(elapsed)
         for target in targets:
             found = samples[target.label]
             times[target.label][name] = statistics.median(found) if found else None
+    return times
+
+
+# Issue 19: a member's page of one project (and their whole list, which holds the board)
+# against a personal list of the same sort and page size.
+BOARD_SORTS: dict[str, str] = {
+    "created_at desc": "limit=20",
+    "due_date asc": "sort_by=due_date&sort_order=asc&limit=20",
+    "priority desc": "sort_by=priority&sort_order=desc&limit=20",
+    "title asc": "sort_by=title&sort_order=asc&limit=20",
+    "cursor at 5000": "limit=20&skip=4980",
+}
+
+
+async def board_times(
+    client: httpx.AsyncClient, personal: Target, member: Target, project: int, repeat: int
+) -> dict[str, dict[str, float | None]]:
+    """Median ms of a personal list, the member's project list and the member's whole list,
+    per sort, the three taking turns request by request."""
+    times: dict[str, dict[str, float | None]] = {}
+    for name, query in BOARD_SORTS.items():
+        queries = {
+            "personal": (personal, query),
+            "project": (member, f"{query}&project_id={project}"),
+            "member all": (member, query),
+        }
+        if "skip=" in query:
+            for label, (target, base) in list(queries.items()):
+                follow = await cursor_query(client, target, base)
+                queries[label] = (target, follow or base)
+        samples: dict[str, list[float]] = {label: [] for label in queries}
+        for attempt in range(repeat + 2):
+            for label, (target, found) in queries.items():
+                elapsed = await get_ms(client, f"{target.base}/api/v1/tasks/?{found}", target.token)
+                if attempt >= 2:
+                    samples[label].append(elapsed)
+        times[name] = {label: statistics.median(found) for label, found in samples.items()}
     return times
 
 
@@ -262,6 +365,16 @@ async def stats_times(
         await redis.aclose()
     warm = [await get_ms(client, f"{stats}/api/v1/stats/", token) for _ in range(repeat + 2)]
     return {"stats cold": statistics.median(cold), "stats warm": statistics.median(warm[2:])}
+
+
+async def mark_revocations_complete(redis_url: str, prefix: str) -> None:
+    """No user-service runs here: set the epoch key its relay would, so the services' access
+    checks do not wait for a complete revocation map (taskflow_kit.revocation)."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        await redis.set(epoch_key(prefix, REVOKING_PRODUCER), "size-bench")
+    finally:
+        await redis.aclose()
 
 
 async def forget_prefix(redis_url: str, prefix: str) -> None:
@@ -290,6 +403,7 @@ async def main() -> int:
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--project", type=int, default=100_000, help="tasks on the board")
     parser.add_argument("--fresh", action="store_true", help="rebuild the databases")
     parser.add_argument("--name", default="taskflow_size_bench")
     parser.add_argument(
@@ -315,6 +429,7 @@ async def main() -> int:
         "LOG_LEVEL": "WARNING",
         "MIGRATE_ON_START": "true",
     }
+    await mark_revocations_complete(args.redis, prefix)
     alone_url, shared_url = (database_url(args.server, name) for name in (alone, shared))
     # Schema first (migrations at start), then data, then the measured processes.
     alone_port, shared_port = ALONE_PORT + PORT_OFFSET, SHARED_PORT + PORT_OFFSET
@@ -343,6 +458,7 @@ async def main() -> int:
     with running(services):
         await load(alone_url, {SMALL_USER: args.small})
         await load(shared_url, {SMALL_USER: args.small, BIG_USER: args.big})
+        project = await load_board(shared_url, args.project)
         alone_base = f"http://127.0.0.1:{alone_port}"
         shared_base = f"http://127.0.0.1:{shared_port}"
         stats_base = f"http://127.0.0.1:{stats_port}"
@@ -355,6 +471,14 @@ async def main() -> int:
             ]
             times = await list_times(client, targets, args.repeat)
             small_alone, small, big = (times[target.label] for target in targets)
+            log("timing a member's project list against a personal one ...")
+            board = await board_times(
+                client,
+                targets[1],
+                Target("member", shared_base, token(MEMBER)),
+                project,
+                args.repeat,
+            )
             log("timing /stats/ ...")
             small.update(
                 await stats_times(
@@ -380,6 +504,15 @@ async def main() -> int:
             f"{fmt(big[name]):>8}  {ratio(big[name], small.get(name)):>9}  "
             f"{ratio(small.get(name), small_alone.get(name)):>12}"
         )
+    print()
+    print(f"board of {args.project:,} tasks (ms, median; small user's personal list beside it)")
+    header = f"{'personal':>8}  {'project':>8}  {'member all':>10}  {'project/personal':>16}"
+    print(f"{'sort':<16}  {header}")
+    for name, row in board.items():
+        print(
+            f"{name:<16}  {fmt(row['personal']):>8}  {fmt(row['project']):>8}  "
+            f"{fmt(row['member all']):>10}  {ratio(row['project'], row['personal']):>16}"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     revision = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -394,6 +527,7 @@ async def main() -> int:
         "small_alone_ms": small_alone,
         "small_shared_ms": small,
         "big_ms": big,
+        "board": {"tasks": args.project, "ms": board},
     }
     path = RESULTS / f"size-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
