@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -225,12 +226,6 @@ async def load_board(url: str, count: int) -> int:
         await engine.dispose()
 
 
-def start(label: str, app: str, port: int, env: dict[str, str]) -> Service:
-    command = uvicorn_command(app, port=port, factory=True, access_log=False, log_level="warning")
-    process = subprocess.Popen(command, env=env, cwd=ROOT)
-    return Service(label, port, process)
-
-
 @contextmanager
 def running(services: list[Service]) -> Iterator[None]:
     try:
@@ -398,6 +393,91 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+@dataclass
+class Stack:
+    """One revision's services on its own two databases (and its own Redis prefix)."""
+
+    label: str
+    python: str
+    cwd: Path
+    alone: str
+    shared: str
+    prefix: str
+    ports: tuple[int, int, int]  # task alone, task shared, stats
+
+    def services(self, server: str, env: dict[str, str]) -> list[Service]:
+        env = {**env, "REDIS_PREFIX": self.prefix}
+        alone_port, shared_port, stats_port = self.ports
+        return [
+            self.start("task-alone", "task_service.main:create_app", alone_port,
+                       {**env, "TASK_SERVICE_DATABASE_URL": database_url(server, self.alone)}),
+            self.start("task-shared", "task_service.main:create_app", shared_port,
+                       {**env, "TASK_SERVICE_DATABASE_URL": database_url(server, self.shared)}),
+            self.start("stats", "stats_service.main:create_app", stats_port,
+                       {**env, "TASK_SERVICE_URL": f"http://127.0.0.1:{shared_port}"}),
+        ]  # fmt: skip
+
+    def start(self, label: str, app: str, port: int, env: dict[str, str]) -> Service:
+        command = uvicorn_command(
+            app, port=port, factory=True, access_log=False, log_level="warning"
+        )
+        command[0] = self.python
+        return Service(label, port, subprocess.Popen(command, env=env, cwd=self.cwd))
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}"
+
+
+def compare_stack(revision: str, name: str) -> Stack:
+    """REV's services from a git worktree (suite_bench's), on databases of their own."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from suite_bench import worktree
+
+    path, python, sha = worktree(revision)
+    log(f"comparing with {sha} (worktree {path})")
+    return Stack(
+        f"before {sha}",
+        str(python),
+        path,
+        f"{name}_before_alone",
+        f"{name}_before_shared",
+        f"sizebench:{uuid.uuid4().hex[:8]}:",
+        tuple(port + 10 for port in (ALONE_PORT, SHARED_PORT, STATS_PORT)),  # type: ignore[arg-type]
+    )
+
+
+async def measure(
+    stack: Stack, args: argparse.Namespace, token: Any, client: httpx.AsyncClient
+) -> tuple[list[Target], int]:
+    """Load the stack's databases (schema from its own migrations) and name its targets."""
+    alone_url, shared_url = (database_url(args.server, n) for n in (stack.alone, stack.shared))
+    await load(alone_url, {SMALL_USER: args.small})
+    await load(shared_url, {SMALL_USER: args.small, BIG_USER: args.big})
+    project = await load_board(shared_url, args.project)
+    return [
+        Target(f"{stack.label}: small alone", stack.url(0), token(SMALL_USER)),
+        Target(f"{stack.label}: small shared", stack.url(1), token(SMALL_USER)),
+        Target(f"{stack.label}: big", stack.url(1), token(BIG_USER)),
+    ], project
+
+
+def print_table(
+    label: str, small_alone: dict[str, Any], small: dict[str, Any], big: dict[str, Any]
+) -> None:
+    width = max(len(name) for name in big)
+    print(f"\n{label}")
+    print(
+        f"{'query (ms, median)':<{width}}  {'small alone':>11}  {'small shared':>12}  "
+        f"{'big':>8}  {'big/small':>9}  {'shared/alone':>12}"
+    )
+    for name in big:
+        print(
+            f"{name:<{width}}  {fmt(small_alone.get(name)):>11}  {fmt(small.get(name)):>12}  "
+            f"{fmt(big[name]):>8}  {ratio(big[name], small.get(name)):>9}  "
+            f"{ratio(small.get(name), small_alone.get(name)):>12}"
+        )
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", type=int, default=1_000_000)
@@ -407,6 +487,9 @@ async def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="rebuild the databases")
     parser.add_argument("--name", default="taskflow_size_bench")
     parser.add_argument(
+        "--compare", metavar="REV", help="also run REV (from a git worktree), interleaved"
+    )
+    parser.add_argument(
         "--server",
         default=os.environ.get("SIZE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
@@ -414,34 +497,38 @@ async def main() -> int:
     parser.add_argument("--label", default="", help="a name for this run in the results file")
     args = parser.parse_args()
 
-    alone, shared = f"{args.name}_alone", f"{args.name}_shared"
-    for name in (alone, shared):
-        await ensure_database(args.server, name, fresh=args.fresh)
+    stacks = [
+        Stack(
+            "now",
+            sys.executable,
+            ROOT,
+            f"{args.name}_alone",
+            f"{args.name}_shared",
+            f"sizebench:{uuid.uuid4().hex[:8]}:",
+            tuple(port + PORT_OFFSET for port in (ALONE_PORT, SHARED_PORT, STATS_PORT)),  # type: ignore[arg-type]
+        )
+    ]
+    if args.compare:
+        before = compare_stack(args.compare, args.name)
+        before.ports = tuple(port + PORT_OFFSET for port in before.ports)  # type: ignore[assignment]
+        stacks.append(before)
+    for stack in stacks:
+        for name in (stack.alone, stack.shared):
+            await ensure_database(args.server, name, fresh=args.fresh)
+        await mark_revocations_complete(args.redis, stack.prefix)
     secret = secrets.token_urlsafe(48)
-    prefix = f"sizebench:{uuid.uuid4().hex[:8]}:"
     env = {
         **os.environ,
         "ENVIRONMENT": "development",
         "JWT_SECRET": secret,
         "REDIS_URL": args.redis,
-        "REDIS_PREFIX": prefix,
         "LOG_JSON": "false",
         "LOG_LEVEL": "WARNING",
         "MIGRATE_ON_START": "true",
     }
-    await mark_revocations_complete(args.redis, prefix)
-    alone_url, shared_url = (database_url(args.server, name) for name in (alone, shared))
+    env.pop("VIRTUAL_ENV", None)
     # Schema first (migrations at start), then data, then the measured processes.
-    alone_port, shared_port = ALONE_PORT + PORT_OFFSET, SHARED_PORT + PORT_OFFSET
-    stats_port = STATS_PORT + PORT_OFFSET
-    services = [
-        start("task-alone", "task_service.main:create_app", alone_port,
-              {**env, "TASK_SERVICE_DATABASE_URL": alone_url}),
-        start("task-shared", "task_service.main:create_app", shared_port,
-              {**env, "TASK_SERVICE_DATABASE_URL": shared_url}),
-        start("stats", "stats_service.main:create_app", stats_port,
-              {**env, "TASK_SERVICE_URL": f"http://127.0.0.1:{shared_port}"}),
-    ]  # fmt: skip
+    services = [service for stack in stacks for service in stack.services(args.server, env)]
     config = TokenConfig(secret=secret, issuer="taskflow", audience="taskflow")
     now = datetime.now(UTC)
 
@@ -455,64 +542,60 @@ async def main() -> int:
             now=now,
         )
 
+    results: dict[str, Any] = {}
     with running(services):
-        await load(alone_url, {SMALL_USER: args.small})
-        await load(shared_url, {SMALL_USER: args.small, BIG_USER: args.big})
-        project = await load_board(shared_url, args.project)
-        alone_base = f"http://127.0.0.1:{alone_port}"
-        shared_base = f"http://127.0.0.1:{shared_port}"
-        stats_base = f"http://127.0.0.1:{stats_port}"
         async with httpx.AsyncClient(timeout=120) as client:
+            targets: list[Target] = []
+            projects: dict[str, int] = {}
+            for stack in stacks:
+                found, projects[stack.label] = await measure(stack, args, token, client)
+                targets += found
             log("timing the small user alone, beside the big one, and the big user ...")
-            targets = [
-                Target("small alone", alone_base, token(SMALL_USER)),
-                Target("small shared", shared_base, token(SMALL_USER)),
-                Target("big", shared_base, token(BIG_USER)),
-            ]
             times = await list_times(client, targets, args.repeat)
-            small_alone, small, big = (times[target.label] for target in targets)
             log("timing a member's project list against a personal one ...")
-            board = await board_times(
-                client,
-                targets[1],
-                Target("member", shared_base, token(MEMBER)),
-                project,
-                args.repeat,
-            )
+            boards = {}
+            for stack in stacks:
+                boards[stack.label] = await board_times(
+                    client,
+                    Target("personal", stack.url(1), token(SMALL_USER)),
+                    Target("member", stack.url(1), token(MEMBER)),
+                    projects[stack.label],
+                    args.repeat,
+                )
             log("timing /stats/ ...")
-            small.update(
-                await stats_times(
-                    client, stats_base, token(SMALL_USER), args.redis, prefix, args.repeat
-                )
-            )
-            big.update(
-                await stats_times(
-                    client, stats_base, token(BIG_USER), args.redis, prefix, args.repeat
-                )
-            )
+            for stack in stacks:
+                small = times[f"{stack.label}: small shared"]
+                big = times[f"{stack.label}: big"]
+                for user, row in ((SMALL_USER, small), (BIG_USER, big)):
+                    row.update(
+                        await stats_times(
+                            client, stack.url(2), token(user), args.redis, stack.prefix,
+                            args.repeat,
+                        )
+                    )  # fmt: skip
+    for stack in stacks:
+        await forget_prefix(args.redis, stack.prefix)
 
-    await forget_prefix(args.redis, prefix)
-    width = max(len(name) for name in big)
-    print()
-    print(
-        f"{'query (ms, median)':<{width}}  {'small alone':>11}  {'small shared':>12}  "
-        f"{'big':>8}  {'big/small':>9}  {'shared/alone':>12}"
-    )
-    for name in big:
-        print(
-            f"{name:<{width}}  {fmt(small_alone.get(name)):>11}  {fmt(small.get(name)):>12}  "
-            f"{fmt(big[name]):>8}  {ratio(big[name], small.get(name)):>9}  "
-            f"{ratio(small.get(name), small_alone.get(name)):>12}"
+    for stack in stacks:
+        small_alone, small, big = (
+            times[f"{stack.label}: {who}"] for who in ("small alone", "small shared", "big")
         )
-    print()
-    print(f"board of {args.project:,} tasks (ms, median; small user's personal list beside it)")
-    header = f"{'personal':>8}  {'project':>8}  {'member all':>10}  {'project/personal':>16}"
-    print(f"{'sort':<16}  {header}")
-    for name, row in board.items():
-        print(
-            f"{name:<16}  {fmt(row['personal']):>8}  {fmt(row['project']):>8}  "
-            f"{fmt(row['member all']):>10}  {ratio(row['project'], row['personal']):>16}"
-        )
+        print_table(stack.label, small_alone, small, big)
+        board = boards[stack.label]
+        print(f"\n{stack.label}: board of {args.project:,} tasks (ms, median)")
+        header = f"{'personal':>8}  {'project':>8}  {'member all':>10}  {'project/personal':>16}"
+        print(f"{'sort':<16}  {header}")
+        for name, row in board.items():
+            print(
+                f"{name:<16}  {fmt(row['personal']):>8}  {fmt(row['project']):>8}  "
+                f"{fmt(row['member all']):>10}  {ratio(row['project'], row['personal']):>16}"
+            )
+        results[stack.label] = {
+            "small_alone_ms": small_alone,
+            "small_shared_ms": small,
+            "big_ms": big,
+            "board_ms": board,
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     revision = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -521,13 +604,13 @@ async def main() -> int:
     result = {
         "label": args.label,
         "revision": revision,
+        "compare": args.compare,
         "big": args.big,
         "small": args.small,
+        "project": args.project,
         "repeat": args.repeat,
-        "small_alone_ms": small_alone,
-        "small_shared_ms": small,
-        "big_ms": big,
-        "board": {"tasks": args.project, "ms": board},
+        "load_average_at_end": os.getloadavg(),
+        "stacks": results,
     }
     path = RESULTS / f"size-{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

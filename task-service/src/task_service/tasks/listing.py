@@ -306,11 +306,25 @@ class ListShape:
         """How many tasks of `branches` match, counting no further than TOTAL_CAP + 1 each."""
         conditions = self.conditions()
         counted = [
-            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
-            for branch in branches
+            select(literal(1).label("one"))
+            .where(*branch, *conditions, *self._owned_tag_keys(index))
+            .limit(TOTAL_CAP + 1)
+            for index, branch in enumerate(branches)
         ]
         rows = (union_all(*counted) if len(counted) > 1 else counted[0]).subquery("matching")
         return select(func.count()).select_from(rows).scalar_subquery()
+
+    def _owned_tag_keys(self, branch: int) -> list[ColumnElement[bool]]:
+        """For the count of the caller's own personal tasks (the first branch) under a tag
+        filter: the same tags as owner-and-tag keys, which ix_task_owner_tag_keys (migration
+        0005_h16c) finds from one posting list per tag, so the count reads this user's matches
+        only, not the intersection of their whole range with the tag's (redundant with the
+        conditions it joins: it changes which rows are read, not which match)."""
+        if not self.tags or branch != 0 or self.project or self.scope == "assigned":
+            return []
+        tags = bindparam("tags", type_=ARRAY(Text))
+        keys = func.task_tag_keys(Task.owner_id, Task.tags, type_=ARRAY(Text))
+        return [keys.contains(func.task_tag_keys(USER_ID, tags, type_=ARRAY(Text)))]
 
     def total(self) -> Select[Any]:
         """`tallied`: the personal tasks' exact total from the running counts (0 when the shape
