@@ -20,7 +20,17 @@ ratios big/small and small-shared/small-alone, and writes bench/results/size-<ti
 Works against older revisions too: kinds that need `next_cursor` are skipped where the list
 response has none.
 
-Usage: python bench/size_bench.py [--big N] [--small N] [--repeat N] [--fresh] [--server URL]
+Issue 19: the shared database also holds a project of `--project` tasks (100,000) with a
+member who owns nothing; per sort, the member's page of that project (`?project_id=`) and
+their whole list are timed beside the small user's personal list (same sort, same page size).
+
+`--compare REV` runs REV's services too (a git worktree, as `suite_bench.py --compare`), on
+databases of their own (`<name>_before_*`, built by REV's migrations) and their own Redis
+prefix; every target of both revisions takes turns request by request, so "before" and "now"
+come from one invocation.
+
+Usage: python bench/size_bench.py [--big N] [--small N] [--project N] [--repeat N]
+                                  [--compare REV] [--fresh] [--server URL]
 """
 
 from __future__ import annotations
