@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Select,
-    any_,
     bindparam,
     cast,
     delete,
@@ -32,7 +31,8 @@ from sqlalchemy import (
 from taskflow_kit.db import Statement, compile_statement
 
 from task_service.aggregates.models import TaskTally
-from task_service.projects.repository import is_member, member_project_ids
+from task_service.projects.models import ProjectMember
+from task_service.projects.repository import is_member
 from task_service.tasks.models import NOT_DONE, Task, TaskPriority, TaskStatus, UserTaskVersion
 from task_service.tasks.repository import PROJECT_ID, USER_ID
 
@@ -60,7 +60,11 @@ def _projects(scope: Scope) -> list[ColumnElement[bool]]:
         return [Task.project_id.is_not(None)]
     if scope == "project":
         return [Task.project_id == PROJECT_ID, is_member(PROJECT_ID, USER_ID)]
-    return [Task.project_id == any_(member_project_ids(USER_ID))]
+    # A semi-join the planner sees through (it knows how many memberships the user has), not
+    # `= ANY(an array it cannot see)`: with one 100k-task project in the database, that guess
+    # made every user's statistics scan every task (docs/performance.md, issue 19).
+    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == USER_ID)
+    return [Task.project_id.in_(mine)]
 
 
 def _visible(scope: Scope, *columns: Any, where: Any = ()) -> Any:
