@@ -15,6 +15,7 @@ import pytest
 import respx
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from stats_service import main as stats_main
 from stats_service.config import Settings
 from stats_service.main import create_app
 from taskflow_kit.redis_client import create_redis
@@ -104,6 +105,13 @@ async def redis(redis_prefix: str) -> AsyncIterator[Redis]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """respx fakes httpx's own transport: the apps built here get that one instead of the
+    aiohttp transport of production (tests/stats/test_upstream.py runs that one for real)."""
+    monkeypatch.setattr(stats_main, "pooled_transport", lambda: None)
 
 
 @pytest.fixture

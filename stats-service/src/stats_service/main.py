@@ -22,7 +22,7 @@ from stats_service.state import State
 from stats_service.stats.cache import StatsCache
 from stats_service.stats.router import router as stats_router
 from stats_service.stats.service import StatsService
-from stats_service.stats.upstream import TaskAggregatesClient
+from stats_service.stats.upstream import TaskAggregatesClient, pooled_transport
 
 SERVICE = "stats-service"
 
@@ -44,7 +44,7 @@ def create_app(
             name="task-service",
             base_url=settings.task_service_url,
             read_timeout=settings.task_service_timeout_seconds,
-            transport=task_service_transport,
+            transport=task_service_transport or pooled_transport(),
         )
         stack.push_async_callback(client.aclose)
         upstream = TaskAggregatesClient(client)

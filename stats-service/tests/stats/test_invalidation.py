@@ -85,3 +85,46 @@ async def test_nothing_is_served_while_the_group_has_unhandled_events(
         for entry_id, _ in items:
             await redis.xack(stream, CONSUMER_GROUP, entry_id)
     assert (await cache.lookup("user:5:summary")).entry is not None
+
+
+async def test_a_tagged_copy_is_looked_up_without_reading_the_groups_progress(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """A copy with task-service's tag is revalidated with task-service, so its lookup is one
+    round trip (GET, GET): the stream's XINFO answers are not read, and a lagging group does
+    not hide the copy (an untagged one stays hidden, as above)."""
+    stream = f"{redis_prefix}events:task"
+    cache = make_cache(redis, redis_prefix, stream=stream)
+    await redis.xgroup_create(stream, CONSUMER_GROUP, id="$", mkstream=True)
+    await cache.store("user:6:summary", {"n": 6}, now=NOW, tag='"u6-3"')
+    await cache.store("user:7:summary", {"n": 7}, now=NOW)
+    await redis.xadd(stream, {"event": task_event(9).to_json()})  # not yet handled
+
+    commands: list[str] = []
+    execute = redis.connection_pool.get_connection
+
+    async def recording(*args: object, **kwargs: object) -> object:
+        connection = await execute(*args, **kwargs)  # type: ignore[arg-type]
+        send = connection.send_packed_command
+
+        async def sent(command: object, *more: object, **extra: object) -> None:
+            commands.append(repr(command))
+            await send(command, *more, **extra)  # type: ignore[arg-type]
+
+        connection.send_packed_command = sent  # type: ignore[method-assign]
+        return connection
+
+    redis.connection_pool.get_connection = recording  # type: ignore[method-assign]
+    try:
+        tagged = await cache.lookup("user:6:summary")
+        tagged_commands = "".join(commands)
+        commands.clear()
+        untagged = await cache.lookup("user:7:summary")
+        untagged_commands = "".join(commands)
+    finally:
+        redis.connection_pool.get_connection = execute  # type: ignore[method-assign]
+    assert tagged.entry is not None
+    assert tagged.entry.tag == '"u6-3"'
+    assert "XINFO" not in tagged_commands
+    assert untagged.entry is None
+    assert "XINFO" in untagged_commands

@@ -240,3 +240,23 @@ async def test_every_execution_is_planned_for_its_values(connection: asyncpg.Con
     """A prepared statement's generic plan (PostgreSQL's choice after five runs) serves one
     user's tag or term with the plan of another, 20x slower: the database forbids it."""
     assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_a_tag_count_reads_the_users_own_matches_by_owner_tag_keys(
+    connection: asyncpg.Connection, user: int
+) -> None:
+    """The count behind a tag filter's `total` finds the caller's matches from one posting
+    list of owner-and-tag keys (migration 0005_h16c), not by intersecting the caller's whole
+    range of a GIN over (owner_id, tags) with the tag's, and reads no other task."""
+    task_filter = TaskFilter(tags=[RARE_TAG])
+    shape = listing.ListShape.of(task_filter)
+    _, total = listing.list_statements(shape, READ_COLUMNS)
+    values = listing.list_values(task_filter, user, datetime.now(UTC))
+    plan = await explain(connection, total.sql, total.args(values))
+    used = {node.get("Index Name") for node in plan.nodes}
+    assert "ix_task_owner_tag_keys" in used
+    matches = SIZES[user] // 1_000
+    # Each match once (plus the assigned branch's few rows), whatever the user holds.
+    assert plan.task_rows <= matches + 200, plan.task_rows
+    assert await connection.fetchval(total.sql, *total.args(values)) is not None

@@ -104,22 +104,21 @@ class StatsCache:
         return f"{self.prefix}gen:{scope}"
 
     async def lookup(self, key: str) -> Lookup:
-        """The fresh copy if it is current, in one round trip: the copy, its scope's
-        generation and the consumer group's progress."""
+        """The fresh copy if it is current: the copy and its scope's generation in one round
+        trip. The consumer group's progress (two XINFO answers, a second round trip) is read
+        only for a copy without task-service's tag: a tagged copy is revalidated with
+        task-service (`StatsService`), which is exact whatever the events' progress, so
+        reading it would cost every `/stats/` read Redis work for an answer nobody uses."""
         if not self.breaker.allow():
             return Lookup(None, "0")
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(self.fresh_key(key))
                 pipe.get(self.generation_key(scope_of(key)))
-                if self.events_stream is not None:
-                    pipe.xinfo_groups(self.events_stream)
-                    pipe.xinfo_stream(self.events_stream)
-                results = await pipe.execute(raise_on_error=False)
+                raw, generation = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             self._failed("cache_read_failed", exc)
             return Lookup(None, "0")
-        raw, generation = results[0], results[1]
         if isinstance(raw, Exception) or isinstance(generation, Exception):
             self._failed("cache_read_failed", raw if isinstance(raw, Exception) else generation)
             return Lookup(None, "0")
@@ -128,9 +127,23 @@ class StatsCache:
         entry = self._decode(raw, self.fresh_key(key))
         if entry is None or entry.generation != generation:
             return Lookup(None, generation, entry)
-        if self.events_stream is not None and not caught_up(results[2:], self.events_group):
+        if entry.tag is None and not await self._caught_up():
             return Lookup(None, generation, entry)
         return Lookup(entry, generation, entry)
+
+    async def _caught_up(self) -> bool:
+        """Whether the stats consumer group has handled every event (False when unknown)."""
+        if self.events_stream is None:
+            return True
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xinfo_groups(self.events_stream)
+                pipe.xinfo_stream(self.events_stream)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._failed("cache_read_failed", exc)
+            return False
+        return caught_up(results, self.events_group)
 
     async def invalidate(self, user_ids: Iterable[int]) -> None:
         """Make the cached figures of these users (and the system overview) stale."""

@@ -19,20 +19,22 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Select,
-    any_,
     bindparam,
     cast,
     delete,
     func,
     insert,
+    literal_column,
     select,
+    true,
     union,
     union_all,
 )
 from taskflow_kit.db import Statement, compile_statement
 
 from task_service.aggregates.models import TaskTally
-from task_service.projects.repository import is_member, member_project_ids
+from task_service.projects.models import ProjectMember
+from task_service.projects.repository import is_member
 from task_service.tasks.models import NOT_DONE, Task, TaskPriority, TaskStatus, UserTaskVersion
 from task_service.tasks.repository import PROJECT_ID, USER_ID
 
@@ -55,12 +57,33 @@ def _utc_date(column: Any) -> ColumnElement[date]:
 
 
 def _projects(scope: Scope) -> list[ColumnElement[bool]]:
-    """Which projects' tasks the scope holds (the running counts keep none of them)."""
+    """Which projects' tasks the project and system scopes hold (the running counts keep
+    none of them); a user's are read by `_project_rows`."""
     if scope == "system":
         return [Task.project_id.is_not(None)]
-    if scope == "project":
-        return [Task.project_id == PROJECT_ID, is_member(PROJECT_ID, USER_ID)]
-    return [Task.project_id == any_(member_project_ids(USER_ID))]
+    return [Task.project_id == PROJECT_ID, is_member(PROJECT_ID, USER_ID)]
+
+
+def _project_rows(scope: Scope, *columns: Any, where: Any = ()) -> Select[Any]:
+    """`columns` of the scope's projects' tasks matching `where`.
+
+    A user's are read project by project (a LATERAL over their memberships, each project a
+    range of its project-led index), as the task list reads them: `project_id = ANY(an array
+    the planner cannot see)` or `IN (their memberships)` left the planner to guess, and with
+    one 100k-task project in the database it scanned that project's index (or every task)
+    for users in no project at all (docs/performance.md, issue 19)."""
+    if scope != "user":
+        return select(*columns).where(*_projects(scope), *where)
+    mine = select(ProjectMember.project_id).where(ProjectMember.user_id == USER_ID).subquery("mine")
+    # OFFSET 0 keeps the subquery a subquery: PostgreSQL flattens a plain LATERAL one into
+    # the join it replaced, and the guess comes back.
+    rows = (
+        select(*columns)
+        .where(Task.project_id == mine.c.project_id, *where)
+        .offset(literal_column("0"))
+        .lateral("in_project")
+    )
+    return select(*rows.c).select_from(mine).join(rows, true())
 
 
 def _visible(scope: Scope, *columns: Any, where: Any = ()) -> Any:
@@ -72,7 +95,7 @@ def _visible(scope: Scope, *columns: Any, where: Any = ()) -> Any:
     """
     if scope == "system":
         return select(*columns).where(*where).subquery("visible")
-    projects = select(*columns).where(*_projects(scope), *where)
+    projects = _project_rows(scope, *columns, where=where)
     if scope == "project":
         return projects.subquery("visible")
     personal = Task.project_id.is_(None)
@@ -102,10 +125,11 @@ def _tallied(system: bool) -> Statement:
 
 def _project_groups(scope: Scope) -> Statement:
     """The scope's projects' tasks by status and priority."""
+    rows = _project_rows(scope, Task.status, Task.priority).subquery("projects")
     return compile_statement(
-        select(Task.status, Task.priority, func.count().label("tasks"))
-        .where(*_projects(scope))
-        .group_by(Task.status, Task.priority)
+        select(rows.c.status, rows.c.priority, func.count().label("tasks")).group_by(
+            rows.c.status, rows.c.priority
+        )
     )
 
 
@@ -147,7 +171,7 @@ def _owners(scope: Scope) -> Statement:
         select(Task.owner_id).where(
             Task.assignee_id == USER_ID, Task.owner_id != USER_ID, Task.project_id.is_(None)
         ),
-        select(Task.owner_id).where(*_projects(scope)),
+        _project_rows(scope, Task.owner_id),
     ).subquery()
     return compile_statement(
         select(

@@ -302,25 +302,75 @@ class ListShape:
             .join(in_project, true())
         )
 
-    def capped_count(self, branches: list[list[ColumnElement[bool]]]) -> ColumnElement[Any]:
-        """How many tasks of `branches` match, counting no further than TOTAL_CAP + 1 each."""
+    def capped_count(
+        self, branches: list[list[ColumnElement[bool]]], *, projects: bool
+    ) -> ColumnElement[Any]:
+        """How many tasks of `branches` (and with `projects`, of the caller's projects) match,
+        counting no further than TOTAL_CAP + 1 each."""
         conditions = self.conditions()
-        counted = [
-            select(literal(1).label("one")).where(*branch, *conditions).limit(TOTAL_CAP + 1)
-            for branch in branches
+        counted: list[Select[Any]] = [
+            select(literal(1).label("one"))
+            .where(*branch, *conditions, *self._owned_tag_keys(index))
+            .limit(TOTAL_CAP + 1)
+            for index, branch in enumerate(branches)
         ]
+        if projects:
+            counted.append(self._per_project_count(conditions))
         rows = (union_all(*counted) if len(counted) > 1 else counted[0]).subquery("matching")
         return select(func.count()).select_from(rows).scalar_subquery()
+
+    def _per_project_count(self, conditions: list[ColumnElement[bool]]) -> Select[Any]:
+        """The caller's projects' matching tasks, up to TOTAL_CAP + 1, read project by project
+        as the page reads them. `project_id = ANY(the caller's projects)` left the planner to
+        guess how many rows an array it cannot see matches: once one project held 100,000
+        tasks it chose a sequential scan of every task, for every caller, members or not
+        (≈ 300 ms beside a million rows, docs/performance.md)."""
+        mine = (
+            select(ProjectMember.project_id)
+            .where(ProjectMember.user_id == USER_ID)
+            .subquery("mine_counted")
+        )
+        # Ordered like a page (any project-led index would do): without an order, the
+        # planner takes a project for a tenth of the table (its estimate of one project_id
+        # among few) and expects a sequential scan to meet the cap soon; with it, it walks
+        # the project's range of an index.
+        in_project = (
+            select(literal(1).label("one"))
+            .where(Task.project_id == mine.c.project_id, *self.scoped(), *conditions)
+            .order_by(Task.created_at, Task.id)
+            .limit(TOTAL_CAP + 1)
+            .lateral("in_project_counted")
+        )
+        return (
+            select(in_project.c.one).select_from(mine).join(in_project, true()).limit(TOTAL_CAP + 1)
+        )
+
+    def _owned_tag_keys(self, branch: int) -> list[ColumnElement[bool]]:
+        """For the count of the caller's own personal tasks (the first branch) under a tag
+        filter: the same tags as owner-and-tag keys, which ix_task_owner_tag_keys (migration
+        0005_h16c) finds from one posting list per tag, so the count reads this user's matches
+        only, not the intersection of their whole range with the tag's (redundant with the
+        conditions it joins: it changes which rows are read, not which match)."""
+        if not self.tags or branch != 0 or self.project or self.scope == "assigned":
+            return []
+        tags = bindparam("tags", type_=ARRAY(Text))
+        keys = func.task_tag_keys(Task.owner_id, Task.tags, type_=ARRAY(Text))
+        return [keys.contains(func.task_tag_keys(USER_ID, tags, type_=ARRAY(Text)))]
 
     def total(self) -> Select[Any]:
         """`tallied`: the personal tasks' exact total from the running counts (0 when the shape
         is not `tallied`); `counted`: the rest, counted no further than TOTAL_CAP + 1."""
-        branches = self.branches()
+        if self.project:
+            # One project: its branch, with the membership check.
+            counted = self.capped_count(self.branches(), projects=False)
+            return select(literal(0).label("tallied"), counted.label("counted"))
         if not self.tallied:
-            return select(literal(0).label("tallied"), self.capped_count(branches).label("counted"))
+            # The personal branches; the projects' (the last) is counted project by project.
+            counted = self.capped_count(self.branches()[:-1], projects=True)
+            return select(literal(0).label("tallied"), counted.label("counted"))
         return select(
             self.tallied_count().label("tallied"),
-            self.capped_count(branches[-1:]).label("counted"),
+            self.capped_count([], projects=True).label("counted"),
         )
 
     def tallied_count(self) -> ColumnElement[Any]:
