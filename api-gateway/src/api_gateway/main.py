@@ -12,7 +12,6 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware import Middleware
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
-from taskflow_kit.logs import configure_logging
 
 from api_gateway.config import Settings
 from api_gateway.cors import GatewayCORS
@@ -65,7 +64,7 @@ CORS_EXPOSED_HEADERS = [
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve_host) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(service=SERVICE, level=settings.log_level, json=settings.log_json)
+    settings.configure_observability(SERVICE)
     # Built with the app (no I/O until started), so every route is handed its part of it once.
     gateway = Gateway(settings, gateway_schema=lambda: own_schema(app), resolver=resolver)
     assets = WebAssets(watch=settings.environment == "development")

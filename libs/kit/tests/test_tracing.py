@@ -35,6 +35,16 @@ async def echo(request: Request) -> JSONResponse:
     )
 
 
+@pytest.fixture(autouse=True)
+def default_structlog() -> Iterator[None]:
+    """structlog's defaults for these tests: a service's `configure_logging` in an earlier test
+    (level WARNING, a filtering logger) would hide the handler's info line from capture_logs."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = RequestContextMiddleware(Starlette(routes=[Route("/echo", echo)]))
@@ -181,3 +191,20 @@ def test_a_service_passes_its_endpoint_and_the_environment_is_not_read(
     finally:
         tracing.disable_tracing()
     assert made == ["http://collector:4318/v1/traces"]
+
+
+def test_building_a_middleware_configures_nothing_and_the_environment_is_never_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18 point 4: the kit takes parameters; a middleware constructor is not where global
+    tracing is set up, and an endpoint comes from the service's settings, not os.environ."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://from-the-environment:4318")
+    monkeypatch.setattr(tracing, "_configured", False)
+    monkeypatch.setattr(tracing, "_tracer", None)
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    RequestContextMiddleware(app, service="kit-test")
+    assert tracing._configured is False
+    assert tracing.configure_tracing(service="kit-test") is False  # nothing passed: off

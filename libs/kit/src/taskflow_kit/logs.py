@@ -228,7 +228,6 @@ class RequestContextMiddleware:
         self.app = app
         self.access_log = access_log
         self.metrics = RequestMetrics(service) if service is not None else None
-        tracing.configure_tracing(service=structlog.contextvars.get_contextvars().get("service"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

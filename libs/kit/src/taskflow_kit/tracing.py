@@ -13,7 +13,6 @@ a batch processor exports it; outgoing calls carry that span as their parent.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -25,7 +24,6 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -51,12 +49,6 @@ def configure_tracing(
     global _tracer, _configured
     if exporter is None and _configured:
         return _tracer is not None
-    if exporter is None and endpoint is None:
-        # Called with nothing configured (the request middleware of an app whose service did
-        # not configure tracing first): the legacy environment variable, until every caller
-        # passes its settings' endpoint.
-        endpoint = os.environ.get(ENDPOINT_ENV) or None
-        service = os.environ.get("OTEL_SERVICE_NAME") or service
     _configured = True
     if exporter is None and not endpoint:
         _tracer = None
