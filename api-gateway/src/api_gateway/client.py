@@ -37,6 +37,13 @@ IDLE_SECONDS = 4.0
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
+def base_url(scheme: str, host: str, port: int) -> str:
+    """`scheme://host:port`, an IPv6 literal in brackets: the one place a replica's URL is made."""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
 class FailureKind(enum.Enum):
     """Where an attempt failed, which decides whether it may be retried."""
 
@@ -184,9 +191,7 @@ class UpstreamClient:
     def _base(self, key: tuple[str, int]) -> str:
         base = self._bases.get(key)
         if base is None:
-            host, port = key
-            address = f"[{host}]" if ":" in host else host  # an IPv6 literal
-            base = self._bases[key] = f"http://{address}:{port}"
+            base = self._bases[key] = base_url("http", *key)
         return base
 
     async def send(

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from api_gateway.client import base_url
+
 logger = structlog.get_logger("api_gateway.replicas")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -104,12 +106,6 @@ class ConfiguredURL:
         except ValueError:
             return False
         return True
-
-
-def base_url(scheme: str, host: str, port: int) -> str:
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
