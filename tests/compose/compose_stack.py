@@ -156,7 +156,9 @@ def full_flow(stack: Stack) -> tuple[dict[str, str], int]:
     with httpx.Client(base_url=stack.url, timeout=15) as client:
         alice = register_and_login(client, f"alice{suffix}")
         bob = register_and_login(client, f"bob{suffix}")
-        bob_id = client.get("/api/v1/users/me", headers=bob).json()["id"]
+        me = client.get("/api/v1/users/me", headers=bob)
+        check(me.status_code == 200, f"users/me answered {me.status_code}: {me.text[:300]}")
+        bob_id = me.json()["id"]
         check(client.get("/api/v1/auth/me", headers=alice).status_code == 200, "me")
         first = client.post(
             "/api/v1/tasks/",
@@ -400,7 +402,7 @@ def main() -> int:
                 kill_a_task_replica(stack, headers, task_id)
             with phase("restart tasks-db"):
                 restart_database(stack, headers)
-    except (StackFailure, subprocess.TimeoutExpired, httpx.HTTPError) as error:
+    except (StackFailure, subprocess.TimeoutExpired, httpx.HTTPError, LookupError) as error:
         failure = error
         logs = stack.run("logs", "--no-color", "--tail", "40", timeout=60, check_rc=False)
         print(logs.stdout[-12000:], file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from taskflow_kit.events import epoch_key
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
@@ -260,6 +261,25 @@ def test_only_user_service_writes_the_revocation_map(acl_redis: int) -> None:
         assert refused(lambda client=client: client.hdel(key, "42"))
         assert refused(lambda client=client: client.delete(key))
     assert users.hdel(key, "42") == 1
+
+
+def test_each_producer_writes_its_own_epoch_key_and_everyone_reads_it(acl_redis: int) -> None:
+    """The relay re-sends its backlog when its epoch key is missing and every token check waits
+    for user-service's (issue 20): a producer refused its key leaves every service answering 503
+    "Access checks are starting up" (found by `make test-compose`)."""
+    producers = ("user-service", "task-service")
+    for producer in producers:
+        key = epoch_key(PREFIX, producer)
+        own = as_user(acl_redis, producer)
+        # The relay marks a re-send in progress beside the key, then swaps the two.
+        assert own.set(f"{key}:resending", "1")
+        assert own.set(key, "epoch-1")
+        assert own.delete(f"{key}:resending") == 1
+        for name in ("user-service", "task-service", "stats-service", "api-gateway"):
+            client = as_user(acl_redis, name)
+            assert client.get(key) == "epoch-1"
+            if name != producer:
+                assert refused(lambda client=client, key=key: client.set(key, "forged"))
 
 
 def test_each_service_writes_its_own_keys_and_scripts_run(acl_redis: int) -> None:
