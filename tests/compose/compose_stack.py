@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -356,22 +357,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     project = f"taskflow-test-{uuid.uuid4().hex[:6]}"
     stack = Stack(project=project, port=free_port(), compose=args.compose)
-    # The compose file has no default secrets (it refuses to start without them): this run's own.
-    own_secrets = {
-        name: secrets.token_urlsafe(48)
-        for name in (
-            "JWT_SECRET",
-            "POSTGRES_PASSWORD",
-            "USERS_DB_MIGRATION_PASSWORD",
-            "USERS_DB_SERVICE_PASSWORD",
-            "TASKS_DB_MIGRATION_PASSWORD",
-            "TASKS_DB_SERVICE_PASSWORD",
-            "USER_SERVICE_REDIS_PASSWORD",
-            "TASK_SERVICE_REDIS_PASSWORD",
-            "STATS_SERVICE_REDIS_PASSWORD",
-            "GATEWAY_REDIS_PASSWORD",
-        )
-    }
+    # The compose file has no default secrets (it refuses to start without them): this run's own,
+    # one for every variable the file requires (`${NAME:?...}`).
+    required = re.findall(r"\$\{(\w+):\?", (ROOT / "docker-compose.yml").read_text())
+    own_secrets = {name: secrets.token_urlsafe(48) for name in dict.fromkeys(required)}
     stack.env = {
         **own_secrets,
         **os.environ,
