@@ -449,6 +449,19 @@ class Suite:
             if process.running:
                 process.kill()
         self.drop_databases()
+        self.drop_redis_keys()
+
+    def drop_redis_keys(self) -> None:
+        """Delete this run's keys from the shared Redis (its namespace, `redis_prefix`)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{self.redis_prefix}*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+        finally:
+            client.close()
 
     def logs_containing(self, needle: str, processes: Iterable[ServiceProcess]) -> list[str]:
         """Names of the processes whose log mentions `needle` (e.g. a request id)."""

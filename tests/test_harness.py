@@ -3,6 +3,8 @@ process that cannot start is reported with its log."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -55,3 +57,21 @@ def test_a_process_that_cannot_start_is_reported_with_its_log(suite: Suite) -> N
     assert "exited" in str(failure.value)
     assert "--- last" in str(failure.value)
     assert "JWT_SECRET" in str(failure.value)
+
+
+def test_a_suite_leaves_no_key_of_its_own_in_the_shared_redis(tmp_path: Path) -> None:
+    import redis
+
+    suite = Suite(log_dir=tmp_path)
+    other = Suite(log_dir=tmp_path)
+    client = redis.Redis.from_url(suite.redis_url)
+    try:
+        client.set(f"{suite.redis_prefix}events:epoch:user-service", "1")
+        client.hset(f"{suite.redis_prefix}revocation:users", "7", "1")
+        client.set(f"{other.redis_prefix}kept", "1")
+        suite.drop_redis_keys()
+        assert list(client.scan_iter(match=f"{suite.redis_prefix}*")) == []
+        assert client.get(f"{other.redis_prefix}kept") == b"1"  # another run's keys stay
+    finally:
+        other.drop_redis_keys()
+        client.close()

@@ -100,6 +100,11 @@ async def task_app(
     await mark_revocations_complete(settings.redis_url, settings.redis_prefix)
     async with serving(create_task_app(settings)) as served:
         yield served
+    redis = create_redis(settings.redis_url)  # task-service's keys go with the session
+    try:
+        await clear_prefix(redis, settings.redis_prefix)
+    finally:
+        await redis.aclose()
 
 
 @pytest.fixture
