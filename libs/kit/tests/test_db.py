@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.db import (
     ConnectionDep,
     SessionDep,
+    Statement,
     TransactionDep,
     async_database_url,
     asyncpg_dsn,
@@ -146,6 +147,47 @@ async def test_a_compiled_statement_binds_by_name_and_keeps_its_literals(
     assert [row[0] for row in rows] == [20, 30, 50]
     assert row is not None
     assert tuple(row) == (40, "kept")
+
+
+async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves_no_setting(
+    engine: AsyncEngine,
+) -> None:
+    """Under `force_generic_plan` (task-service's database) a statement keeps one cached plan;
+    one marked `plan_per_call` is planned for its values on every run, in a transaction or
+    not, and the session's setting is the same afterwards (also after an error)."""
+    x = bindparam("x", type_=Integer)
+    cached = compile_statement(text("SELECT 1 + :x").bindparams(x))
+    per_call = compile_statement(text("SELECT 2 + :x - 1").bindparams(x), plan_per_call=True)
+    failing = compile_statement(text("SELECT 1 / :x").bindparams(x), plan_per_call=True)
+
+    async def plans(connection: asyncpg.Connection, statement: Statement) -> tuple[int, int]:
+        row = await connection.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            statement.sql,
+        )
+        assert row is not None
+        return row["generic_plans"], row["custom_plans"]
+
+    connection = await asyncpg.connect(
+        asyncpg_dsn(engine.url.render_as_string(hide_password=False)),
+        server_settings={"plan_cache_mode": "force_generic_plan"},
+    )
+    try:
+        for x in range(3):
+            assert await cached.fetchval(connection, x=x) == 1 + x
+            assert await per_call.fetchval(connection, x=x) == 1 + x
+        async with connection.transaction():
+            for x in range(3):
+                assert await per_call.fetchval(connection, x=x) == 1 + x
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await failing.fetchval(connection, x=0)
+        assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await plans(connection, cached) == (3, 0)
+        assert await plans(connection, per_call) == (0, 6)
+    finally:
+        await connection.close()
 
 
 def test_expanding_in_is_refused() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,43 +55,27 @@ async def finished_or_blocked(request: asyncio.Task[Any], app: FastAPI) -> bool:
     return bool(waiting)
 
 
-async def test_login_racing_a_demotion_never_claims_the_old_admin_right(
-    client: httpx.AsyncClient, api, app: FastAPI
+@pytest.mark.parametrize("route", ["login", "refresh"])
+async def test_a_token_issued_racing_a_demotion_never_claims_the_old_admin_right(
+    client: httpx.AsyncClient, api, app: FastAPI, route: str
 ) -> None:
     admin = await api.account(username="root", admin=True)
     assert claims(admin.tokens["access_token"])["is_superuser"] is True
+    body = (
+        {"username": "root", "password": PASSWORD}
+        if route == "login"
+        else {"refresh_token": admin.tokens["refresh_token"]}
+    )
 
     async with demotion_in_progress(app, admin.id):
-        login = asyncio.create_task(
-            client.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD})
-        )
-        # The login either finished (reading the row as it was: the hole) or waits for the
+        issuing = asyncio.create_task(client.post(f"/api/v1/auth/{route}", json=body))
+        # The request either finished (reading the row as it was: the hole) or waits for the
         # demotion's row lock; only then does the demotion commit.
         await until(
-            lambda: finished_or_blocked(login, app),
-            what="the login to finish or to wait for the demotion",
+            lambda: finished_or_blocked(issuing, app),
+            what=f"the {route} to finish or to wait for the demotion",
         )
-    response = await login
-    assert response.status_code == 200, response.text
-    assert claims(response.json()["access_token"])["is_superuser"] is False
-
-
-async def test_refresh_racing_a_demotion_never_claims_the_old_admin_right(
-    client: httpx.AsyncClient, api, app: FastAPI
-) -> None:
-    admin = await api.account(username="root", admin=True)
-
-    async with demotion_in_progress(app, admin.id):
-        refresh = asyncio.create_task(
-            client.post(
-                "/api/v1/auth/refresh", json={"refresh_token": admin.tokens["refresh_token"]}
-            )
-        )
-        await until(
-            lambda: finished_or_blocked(refresh, app),
-            what="the refresh to finish or to wait for the demotion",
-        )
-    response = await refresh
+    response = await issuing
     assert response.status_code == 200, response.text
     assert claims(response.json()["access_token"])["is_superuser"] is False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -127,11 +127,21 @@ _DIALECT = AsyncpgDialect()  # type: ignore[no-untyped-call]
 class Statement:
     """A SQLAlchemy statement compiled once for asyncpg: its SQL (`$1`, `$2`, ...) and which
     named parameter goes in each position. asyncpg prepares it once per connection (its
-    statement cache), so a request pays neither SQLAlchemy's compilation nor a `PREPARE`."""
+    statement cache), so a request pays neither SQLAlchemy's compilation nor a `PREPARE`, and
+    after five runs PostgreSQL may keep one generic plan for it: no planning at all.
+
+    `plan_per_call` is for a statement whose best plan depends on how selective its values are
+    (a tag one user holds on half their million tasks and another on three): one generic plan
+    serves some values 20x slower than their own plan. Such a statement is planned for its
+    values on every call (`plan_cache_mode = force_custom_plan` around it): it pays its planning
+    and a round trip or two for the setting, every other statement neither. A database whose
+    other statements must never be planned per call says `force_generic_plan` for itself (so
+    does task-service's, migration 0006_h16d)."""
 
     sql: str
     names: tuple[str, ...]
     defaults: Mapping[str, Any]
+    plan_per_call: bool = False
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         """The positional arguments, from `values` by name (literals the statement was built
@@ -139,33 +149,54 @@ class Statement:
         return [values[name] if name in values else self.defaults[name] for name in self.names]
 
     async def fetch(self, connection: asyncpg.Connection, **values: Any) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self.args(values))
+        rows: list[asyncpg.Record] = await self._run(connection.fetch, connection, values)
         return rows
 
     async def fetchrow(
         self, connection: asyncpg.Connection, **values: Any
     ) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await connection.fetchrow(self.sql, *self.args(values))
+        row: asyncpg.Record | None = await self._run(connection.fetchrow, connection, values)
         return row
 
     async def fetchval(self, connection: asyncpg.Connection, **values: Any) -> Any:
-        return await connection.fetchval(self.sql, *self.args(values))
+        return await self._run(connection.fetchval, connection, values)
 
     async def execute(self, connection: asyncpg.Connection, **values: Any) -> str:
-        status: str = await connection.execute(self.sql, *self.args(values))
+        status: str = await self._run(connection.execute, connection, values)
         return status
 
+    async def _run(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        connection: asyncpg.Connection,
+        values: Mapping[str, Any],
+    ) -> Any:
+        if not self.plan_per_call:
+            return await method(self.sql, *self.args(values))
+        # PostgreSQL reads `plan_cache_mode` at each execution: the cached statement is planned
+        # afresh. In a transaction the setting ends with it (SET LOCAL: on rollback too);
+        # outside one it is put back to the session's default.
+        if connection.is_in_transaction():
+            await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            return await method(self.sql, *self.args(values))
+        await connection.execute("SET plan_cache_mode = force_custom_plan")
+        try:
+            return await method(self.sql, *self.args(values))
+        finally:
+            await connection.execute("RESET plan_cache_mode")
 
-def compile_statement(statement: ClauseElement) -> Statement:
+
+def compile_statement(statement: ClauseElement, *, plan_per_call: bool = False) -> Statement:
     """Compile `statement` for asyncpg. Parameters are `bindparam(name)`s given by name at
     execution; a list is one array parameter (`column == any_(bindparam(...))`), never an
-    expanding `IN`, so that the SQL does not depend on the values."""
+    expanding `IN`, so that the SQL does not depend on the values. `plan_per_call`: see
+    `Statement`."""
     compiled = statement.compile(dialect=_DIALECT)
     assert isinstance(compiled, SQLCompiler)
     names = tuple(compiled.positiontup or ())
     if any(compiled.binds[name].expanding for name in names):
         raise ValueError("expanding IN parameters change the SQL per call; use = ANY(array)")
-    return Statement(compiled.string, names, dict(compiled.params))
+    return Statement(compiled.string, names, dict(compiled.params), plan_per_call)
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:

@@ -46,7 +46,6 @@ from task_service.projects.schemas import (
 )
 from task_service.tasks.service import TaskService
 from task_service.users.directory import UserDirectory
-from task_service.users.repository import KnownUserRepository
 
 # None: no If-Match precondition (or `*`); otherwise the versions the client accepts.
 IfMatch = frozenset[int] | None
@@ -84,11 +83,10 @@ class ProjectService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.repository = ProjectRepository(connection)
-        self.user_directory = UserDirectory(
-            client=user_client, known=KnownUserRepository(connection)
-        )
-        self.events = ProjectEvents(connection, outbox)
         self.tasks = TaskService(connection, user_client=user_client, outbox=outbox, clock=clock)
+        # One directory for the transaction: a member added here is looked up as an assignee is.
+        self.user_directory: UserDirectory = self.tasks.user_directory
+        self.events = ProjectEvents(connection, outbox)
         self.clock = clock
 
     # -- projects ----------------------------------------------------------------------------

@@ -167,6 +167,23 @@ class ListShape:
         return self.sort_order == "desc"
 
     @property
+    def selective(self) -> bool:
+        """Whether the listing's best plan depends on how many rows its values match, which
+        only the values tell: a tag on half the big user's tasks is an ordered index walk, on
+        three of them a GIN lookup; a due-date range is a range of the due index or a filter
+        on the sort walk. Those statements are planned per call. Every other shape (any sort,
+        a cursor, a project, status, priority, assignee) is a range of one index whatever the
+        values: one cached plan serves every user. tests/plans checks both kinds at size, and
+        fails for a due-date range or overdue listing left on a cached plan."""
+        return (
+            self.tags
+            or self.search
+            or self.due_before
+            or self.due_after
+            or self.overdue is not None
+        )
+
+    @property
     def sort_key(self) -> SortKey:
         return _SORT_KEYS[(self.sort_by, self.sort_order)]
 
@@ -402,7 +419,11 @@ def list_statements(shape: ListShape, read_columns: tuple[Any, ...]) -> tuple[St
         .join_from(Task, page, page.c.id == Task.id)
         .order_by(*shape._ordered((page.c.sort_key, page.c.id)))
     )
-    return compile_statement(statement), compile_statement(shape.total())
+    per_call = shape.selective
+    return (
+        compile_statement(statement, plan_per_call=per_call),
+        compile_statement(shape.total(), plan_per_call=per_call),
+    )
 
 
 def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[str, Any]:
