@@ -43,6 +43,9 @@ from taskflow_kit.testing import migrated_database
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BIG, SMALL = 1, 2
 SIZES = {BIG: 150_000, SMALL: 3_000}
+# A project board (issue 19) of BOARD tasks owned by BOARD_OWNER, with MEMBER (who owns nothing)
+# a member: the project's page must be as cheap as a personal one, whatever the plan.
+BOARD, BOARD_OWNER, MEMBER = 20_000, 5, 4
 # Rows of `task` a listing may touch: a page of 20 and its lookups, a skip of 1,000, the rare
 # tag's and term's matches; a count stops at listing.TOTAL_CAP + 1 matches, which takes
 # reading the cap divided by how dense the matches are (1/16 for the common term).
@@ -125,6 +128,26 @@ async def plans_database_url() -> AsyncIterator[str]:
             await connection.execute(
                 text("UPDATE task SET assignee_id = :small WHERE owner_id = :big AND id % 997 = 0"),
                 {"small": SMALL, "big": BIG},
+            )
+            parameters = bulk_insert_parameters(owner=BOARD_OWNER, count=BOARD, assignee_base=100)
+            await connection.execute(text(BULK_INSERT), parameters)
+            board = await connection.scalar(
+                text(
+                    "INSERT INTO project (name, owner_id, created_at, updated_at, version) "
+                    "VALUES ('board', :owner, now(), now(), 1) RETURNING id"
+                ),
+                {"owner": BOARD_OWNER},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO project_member (project_id, user_id, role, added_at) "
+                    "VALUES (:board, :owner, 'owner', now()), (:board, :member, 'member', now())"
+                ),
+                {"board": board, "owner": BOARD_OWNER, "member": MEMBER},
+            )
+            await connection.execute(
+                text("UPDATE task SET project_id = :board WHERE owner_id = :owner"),
+                {"board": board, "owner": BOARD_OWNER},
             )
         async with engine.connect() as connection:
             await connection.execute(text("COMMIT"))
@@ -222,6 +245,35 @@ async def test_listing_reads_an_index_range_not_the_users_tasks(
     check(total_plan, user, COUNT_BUDGET, f"{name}: total")
 
 
+@pytest.mark.parametrize("project", [True, False], ids=["the board", "their whole list"])
+@pytest.mark.parametrize(
+    "sort", ["created_at", "updated_at", "due_date", "priority", "title", "status"]
+)
+async def test_a_members_page_of_a_board_reads_a_page_not_the_board(
+    connection: asyncpg.Connection, project: bool, sort: str
+) -> None:
+    """A member of a 20,000-task board: its page (`?project_id=`) and their whole list, in
+    every order, read a page's worth of rows, with the plan the service runs them with (a
+    cached plan for every member and project, or one planned per call)."""
+    board = await connection.fetchval(
+        "SELECT project_id FROM project_member WHERE user_id = $1", MEMBER
+    )
+    for order in ("asc", "desc"):
+        task_filter = TaskFilter(
+            sort_by=sort, sort_order=order, project_id=board if project else None
+        )
+        page, total = listing.list_statements(listing.ListShape.of(task_filter), READ_COLUMNS)
+        values = listing.list_values(task_filter, MEMBER, datetime.now(UTC))
+        for statement, budget in ((page, 200), (total, COUNT_BUDGET)):
+            plan = await explain(
+                connection,
+                statement.sql,
+                statement.args(values),
+                per_call=statement.plan_per_call,
+            )
+            check(plan, SMALL, budget, f"member, {sort} {order}, project={project}")
+
+
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("sort", ["created_at", "due_date", "priority", "title"])
 async def test_a_page_deep_by_cursor_costs_what_the_first_does(
@@ -277,6 +329,32 @@ async def test_aggregates_read_counts_and_index_ranges(
         # The windows hold a few thousand of the big user's rows; the overdue count is the
         # one that grows with the user (an index-only range of their open, dated tasks).
         check(plan, user, SIZES[BIG] // 4, sql)
+
+
+@pytest.mark.parametrize("scope", ["user", "project"])
+async def test_a_members_statistics_read_the_board_not_the_table(
+    connection: asyncpg.Connection, scope: str
+) -> None:
+    """The board member's statistics (their own, which hold the board's tasks, and the
+    board's) read the board's rows through its index, never the other 150,000-odd tasks."""
+    board = await connection.fetchval(
+        "SELECT project_id FROM project_member WHERE user_id = $1", MEMBER
+    )
+    recording = Recording(connection)
+    repository = AggregateRepository(recording)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    project_id = board if scope == "project" else None
+    counts = await repository.counts(scope, now, user_id=MEMBER, project_id=project_id)
+    since = now.date() - timedelta(days=29)
+    await repository.created_per_day(scope, since, user_id=MEMBER, project_id=project_id)
+    await repository.completed_per_day(scope, since, user_id=MEMBER, project_id=project_id)
+    assert counts["total"] == BOARD
+
+    assert len(recording.statements) >= 4
+    for sql, args in recording.statements:
+        plan = await explain(connection, sql, list(args), per_call=False)
+        # The windows read the board's rows once for due dates and once for completions.
+        check(plan, SMALL, 2 * BOARD + 1_000, sql)
 
 
 async def test_only_filtered_listings_are_planned_per_call(connection: asyncpg.Connection) -> None:
