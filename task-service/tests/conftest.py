@@ -16,11 +16,11 @@ from task_service.database import Base
 from task_service.main import create_app
 from taskflow_kit.testing import (
     WithState,
+    empty_tables,
     mark_revocations_complete,
     migrated_database,
     serving,
     test_redis_url,
-    truncate_all,
 )
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
@@ -66,7 +66,7 @@ def app(served: WithState) -> FastAPI:
 async def clean(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Tests really commit: empty the tables and this session's Redis keys afterwards."""
     yield
-    await truncate_all(app.state.engine, Base.metadata)
+    await empty_tables(app.state.engine, Base.metadata)
     app.state.user_client.breaker.record_success()  # a closed breaker for the next test
     keys = [key async for key in app.state.redis.scan_iter(match=f"{settings.redis_prefix}*")]
     if keys:

@@ -16,10 +16,10 @@ from sqlalchemy import update
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.testing import (
     WithState,
+    empty_tables,
     migrated_database,
     serving,
     test_redis_url,
-    truncate_all,
 )
 from user_service.config import ALEMBIC_INI, Settings
 from user_service.main import create_app
@@ -66,7 +66,7 @@ async def served(settings: Settings) -> AsyncIterator[WithState]:
         try:
             yield served
         finally:
-            await truncate_all(app.state.engine, Base.metadata)
+            await empty_tables(app.state.engine, Base.metadata)
 
 
 @pytest.fixture
@@ -175,6 +175,6 @@ def make_api(settings: Settings) -> ApiFactory:
                 async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                     yield Api(client, app)
             finally:
-                await truncate_all(app.state.engine, Base.metadata)
+                await empty_tables(app.state.engine, Base.metadata)
 
     return make

@@ -26,7 +26,7 @@ from alembic.operations import Operations
 from event_tables import APPLIED, METADATA, PROCESSED
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from taskflow_kit.app import create_service_app
@@ -38,7 +38,7 @@ from taskflow_kit.migrations import drop_database, ensure_database
 from taskflow_kit.outbox import create_outbox_v1
 from taskflow_kit.processed import claim_event
 from taskflow_kit.revocation import RevocationList
-from taskflow_kit.testing import test_database_server_url, unique_name
+from taskflow_kit.testing import empty_tables, test_database_server_url, unique_name
 from taskflow_kit.tokens import TokenConfig, issue_token
 
 T = TypeVar("T")
@@ -93,8 +93,7 @@ async def outbox_database(prefix: str = "tf_kit_events") -> AsyncIterator[tuple[
 
 
 async def reset_tables(engine: AsyncEngine) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE outbox, processed_event, applied RESTART IDENTITY"))
+    await empty_tables(engine, METADATA)
 
 
 async def delete_keys(client: Redis, prefix: str) -> None:

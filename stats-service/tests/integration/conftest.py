@@ -27,11 +27,11 @@ from taskflow_kit.db import create_engine
 from taskflow_kit.redis_client import create_redis
 from taskflow_kit.testing import (
     WithState,
+    empty_tables,
     mark_revocations_complete,
     migrated_database,
     serving,
     test_redis_url,
-    truncate_all,
 )
 from taskflow_kit.tokens import issue_token
 
@@ -112,7 +112,7 @@ async def task_engine(task_app: WithState) -> AsyncIterator[AsyncEngine]:
     """task-service's own engine (tests write rows with chosen timestamps); emptied after."""
     engine: AsyncEngine = task_app.app.state.engine
     yield engine
-    await truncate_all(engine, Base.metadata)
+    await empty_tables(engine, Base.metadata)
 
 
 @pytest.fixture

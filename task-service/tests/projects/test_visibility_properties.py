@@ -18,7 +18,7 @@ from task_factories import auth
 from task_service.database import Base
 from task_service.projects.models import Project, ProjectMember
 from task_service.tasks.models import Task
-from taskflow_kit.testing import truncate_all
+from taskflow_kit.testing import empty_tables
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -59,7 +59,7 @@ async def test_who_sees_what_matches_the_reference(
     world: tuple[list[set[int]], list[tuple[int, int | None, int | None]]],
 ) -> None:
     members, tasks = world
-    await truncate_all(app.state.engine, Base.metadata)
+    await empty_tables(app.state.engine, Base.metadata)
     now = datetime.now(UTC)
     async with app.state.sessionmaker() as session, session.begin():
         projects = [

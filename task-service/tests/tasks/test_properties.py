@@ -16,7 +16,7 @@ from sqlalchemy import select
 from task_factories import auth
 from task_service.database import Base
 from task_service.tasks.models import Task, TaskDependency
-from taskflow_kit.testing import truncate_all
+from taskflow_kit.testing import empty_tables
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -67,7 +67,7 @@ def plain_task(title: str, owner_id: int = 1) -> dict[str, Any]:
 async def test_dependency_additions_match_a_reference_graph(
     client: httpx.AsyncClient, app: FastAPI, additions: list[tuple[int, int]]
 ) -> None:
-    await truncate_all(app.state.engine, Base.metadata)
+    await empty_tables(app.state.engine, Base.metadata)
     ids = await insert_tasks(app, [plain_task(f"t{n}") for n in range(6)])
     reference: set[tuple[int, int]] = set()
     for a, b in additions:
@@ -232,7 +232,7 @@ async def test_listing_matches_a_reference_and_pages_cover_everything_once(
     limit: int,
     skip: int,
 ) -> None:
-    await truncate_all(app.state.engine, Base.metadata)
+    await empty_tables(app.state.engine, Base.metadata)
     stored = [
         {**row, "completed_at": NOW if row["status"] == "done" else None, "version": 1}
         for row in data
