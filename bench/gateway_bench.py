@@ -21,7 +21,8 @@ packaged), rounds interleaved (medians), because this 2-core machine is shared:
      lists, creates, reads, stats, me, updates, completes; 16 users' tokens) through each
      gateway and nginx, 16 connections: CPU per request;
   3. the raw proxy: the stand-in's cheapest answer at 64 connections, direct / gateway / nginx;
-  4. p50 / p99 latency added by the gateway at a fixed ~500 req/s (stand-in backend);
+  4. p50 / p99 latency added by the gateway at a fixed ~500 req/s (stand-in backend), direct
+     and each gateway taking 1 s turns;
   5. task-service's list (20 tasks, token) direct vs through the gateway, 32 connections.
 
 Needs `wrk` and `nginx` (Debian: `apt-get install -y wrk nginx`): without them it stops with an
@@ -61,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 USERS = 16  # tokens of distinct users in the mix (per-user rate-limit keys, token cache)
+LATENCY_SLICES = 10  # the fixed-rate runs, direct and through each gateway, in turns
 
 TARGETS = {
     "cpu_us_per_request": 350.0,  # <= 350 us of gateway CPU per proxied request
@@ -711,9 +713,14 @@ def main() -> None:
             if g.name.endswith("text log"):
                 urls[g.name] = g.process.url + "/api/v1/users/bench"
         samples: dict[str, list[float]] = {name: [] for name in urls}
-        for _ in range(2):
+        # Short slices, taken in turn: on a shared machine the load of other processes changes
+        # from second to second, and a p99 measured on one side of such a change says more about
+        # it than about the gateway.
+        for _ in range(LATENCY_SLICES):
             for name, url in urls.items():
-                samples[name] += run_async(fixed_rate(url, rate=500, seconds=latency_seconds / 2))
+                samples[name] += run_async(
+                    fixed_rate(url, rate=500, seconds=latency_seconds / LATENCY_SLICES)
+                )
         latency: dict[str, dict[str, float]] = {
             name: {
                 "p50_ms": percentile(values, 50),

@@ -184,3 +184,36 @@ async def test_a_connection_is_not_reused_after_a_5xx_answer() -> None:
                 upstream.finish(response)
         assert len(connections) == 4  # one per 5xx, and the one the POSTs share
     await upstream.aclose()
+
+
+async def test_a_request_carries_the_headers_given_and_no_others() -> None:
+    """No User-Agent, Accept, Accept-Encoding or (for a body) Content-Type of the library's:
+    the gateway sends the client's headers as they are."""
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.split(b"\r\n")
+            length = next((int(x.split(b":")[1]) for x in lines if b"Length:" in x), 0)
+            heads.append(head + await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    upstream = client()
+    async with raw_server(record) as (port, _):
+        for method, body in (("GET", None), ("POST", b'{"a": 1}')):
+            response = await upstream.send(
+                "127.0.0.1", port, method, "/x?y=1", [("host", "example.test"), ("x-a", "1")], body
+            )
+            upstream.finish(response)
+        await upstream.aclose()
+    get, post = (head.split(b"\r\n") for head in heads)
+    assert get == [b"GET /x?y=1 HTTP/1.1", b"host: example.test", b"x-a: 1", b"", b""]
+    assert post == [
+        b"POST /x?y=1 HTTP/1.1",
+        b"host: example.test",
+        b"x-a: 1",
+        b"Content-Length: 8",
+        b"",
+        b'{"a": 1}',
+    ]

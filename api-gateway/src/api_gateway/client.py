@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
 import aiohttp
 from aiohttp.connector import Connection
+from multidict import CIMultiDict
 from yarl import URL
-
-RawHeaders = list[tuple[bytes, bytes]]
 
 # Upstream connections idle longer than this are not reused: uvicorn closes idle keep-alive
 # connections after 5 s, and reusing one just as it closes would fail a request.
 IDLE_SECONDS = 4.0
-# Headers aiohttp would add to every request; the gateway sends the client's, no others.
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Headers aiohttp would add to a request (Content-Type to one with a body); the gateway sends
+# the client's, no others.
+_NO_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict(
+    (name, None) for name in ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+)
 
 
 def base_url(scheme: str, host: str, port: int) -> str:
@@ -89,7 +91,7 @@ class UpstreamResponse:
     `UpstreamClient.finish()` it."""
 
     status: int
-    raw_headers: RawHeaders
+    raw_headers: Sequence[tuple[bytes, bytes]]  # as received: names in their own case
     content_length: int | None
     _response: aiohttp.ClientResponse
     _slot: asyncio.Semaphore | None
@@ -108,6 +110,15 @@ class UpstreamResponse:
                 yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _as_upstream_error(exc) from exc
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, adding no header of its own. The same as the session's
+    `skip_auto_headers`, which rebuilds the skipped names and copies the headers on every
+    request (≈ 7 µs each, half of building the request)."""
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _NO_AUTO_HEADERS  # also read when a body is added
 
 
 class _Answer(aiohttp.ClientResponse):
@@ -157,9 +168,9 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                request_class=_Request,
                 response_class=_Answer,
                 auto_decompress=False,
-                skip_auto_headers=_NO_AUTO_HEADERS,
                 timeout=self._timeout,
             )
             # aiohttp repeats GET, PUT, DELETE... once when a kept-alive connection is lost; a
@@ -236,7 +247,7 @@ class UpstreamClient:
             raise error from exc
         return UpstreamResponse(
             status=response.status,
-            raw_headers=list(response.raw_headers),
+            raw_headers=response.raw_headers,
             content_length=response.content_length,
             _response=response,
             _slot=slot,

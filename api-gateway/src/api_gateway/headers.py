@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from taskflow_kit import tracing
 
@@ -55,10 +55,10 @@ def trace_headers(
     """W3C trace context for the upstream call: the gateway's own span (the kit's request
     middleware continued the client's valid `traceparent` or started a trace), injected by
     OpenTelemetry's propagator. Outside a request context it is derived here the same way."""
-    carrier = dict(tracing.outgoing_headers())
+    carrier = tracing.outgoing_headers()
     if not carrier:
         with tracing.request_span(incoming, tracestate, name="proxy", request_id=request_id):
-            carrier = dict(tracing.outgoing_headers())
+            carrier = tracing.outgoing_headers()
     return list(carrier.items())
 
 
@@ -107,14 +107,20 @@ def upstream_request_headers(
     return out
 
 
-def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """The upstream's response headers minus hop-by-hop ones and those uvicorn sets."""
-    headers = list(headers)
-    connection_tokens = _connection_tokens((name.lower(), value) for name, value in headers)
+def client_response_headers(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
+    """The upstream's response headers minus hop-by-hop ones and those uvicorn sets, names in
+    lower case (one pass; a `Connection` header, rare in an answer, takes a second)."""
     out: RawHeaders = []
+    named_by_connection = False
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in _REPLACED_ON_RESPONSE or lower in connection_tokens:
+        if lower in HOP_BY_HOP or lower in _REPLACED_ON_RESPONSE:
+            named_by_connection = named_by_connection or lower == b"connection"
             continue
         out.append((lower, value))
+    if named_by_connection:
+        tokens = _connection_tokens(
+            (name.lower(), value) for name, value in headers if name.lower() == b"connection"
+        )
+        out = [(name, value) for name, value in out if name not in tokens]
     return out

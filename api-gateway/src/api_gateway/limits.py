@@ -73,9 +73,9 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [
-            (b"ratelimit-limit", str(self.limit).encode()),
-            (b"ratelimit-remaining", str(self.remaining).encode()),
-            (b"ratelimit-reset", str(math.ceil(self.reset_after)).encode()),
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % math.ceil(self.reset_after)),
         ]
 
 
@@ -121,16 +121,18 @@ class GatewayRateLimits:
         """Count one request; None when limits are off."""
         if not self.enabled:
             return None
-        by_ip = self._held(f"ip:{client_ip}", self.per_ip)
-        if by_ip is None:
-            by_ip = await self._hit(f"ip:{client_ip}", self.per_ip)
+        key = f"ip:{client_ip}"
+        by_ip = self._held(key, self.per_ip) or await self._hit(key, self.per_ip)
         if user_id is None:
             return Decision(by_ip.allowed, by_ip.limit, by_ip.remaining, by_ip.reset_after)
-        by_user = self._held(f"user:{user_id}", self.per_user)
-        if by_user is None:
-            by_user = await self._hit(f"user:{user_id}", self.per_user)
+        key = f"user:{user_id}"
+        by_user = self._held(key, self.per_user) or await self._hit(key, self.per_user)
         # Report the limit closest to running out (or the one that refused).
-        tightest = min(by_ip, by_user, key=lambda result: (result.allowed, result.remaining))
+        tightest = (
+            by_user
+            if (by_user.allowed, by_user.remaining) < (by_ip.allowed, by_ip.remaining)
+            else by_ip
+        )
         return Decision(
             allowed=by_ip.allowed and by_user.allowed,
             limit=tightest.limit,

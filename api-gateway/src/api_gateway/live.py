@@ -178,7 +178,9 @@ class LiveHub:
             self.close_all(CLOSE_GOING_AWAY, "gateway shutting down")
 
     async def deliver(self, event: Event) -> None:
-        if not event.type.startswith(("task.", "project.")):
+        # No socket on this replica: nothing to route or encode (every write of the API makes
+        # an event, so this is on the path of a busy gateway's writes).
+        if not self.connections or not event.type.startswith(("task.", "project.")):
             return
         data = event.data
         audience = recipients(data)

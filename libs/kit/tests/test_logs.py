@@ -145,6 +145,41 @@ def test_the_text_access_line_reads_as_any_other_text_line() -> None:
     assert line == expected
 
 
+def test_the_json_access_line_is_the_line_the_json_renderer_writes() -> None:
+    """The JSON access line is formatted in one step too: byte for byte what `json.dumps` of
+    the same fields gives, escapes included."""
+    from taskflow_kit.logs import _json_line
+
+    configure_logging(service="logs-test", level="INFO", json=True)
+    out = io.StringIO()
+    access_log.writer = LineWriter(out)
+    access_log.line(
+        method="GET",
+        path='/api/v1/tasks/"odd"\\path/\u00e9\u2603',
+        status=404,
+        duration_ms=12.3,
+        request_id="r-1",
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+    )
+    access_log.writer.flush()
+    line = out.getvalue().strip()
+    fields = json.loads(line)
+    assert line == _json_line(
+        {
+            "service": "logs-test",
+            "method": "GET",
+            "path": '/api/v1/tasks/"odd"\\path/\u00e9\u2603',
+            "status": 404,
+            "duration_ms": 12.3,
+            "request_id": "r-1",
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "event": "request",
+            "level": "info",
+            "timestamp": fields["timestamp"],
+        }
+    )
+
+
 async def test_lines_of_one_loop_turn_go_out_in_one_write() -> None:
     class CountingStream(io.StringIO):
         writes = 0

@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, MutableMapping
+from json.encoder import encode_basestring_ascii as _json_string  # what `json.dumps` uses
 from typing import Any, TextIO
 
 import structlog
@@ -156,6 +157,19 @@ class AccessLog:
                 f"{utc_timestamp()} {level:<7} request service={self.service} method={method} "
                 f"path={path} status={status} duration_ms={duration_ms} "
                 f"request_id={request_id} trace_id={trace_id}"
+            )
+            return
+        if self.render is _json_line and self.service is not None:
+            # The line `_json_line` writes for these fields, formatted in one step: only the
+            # strings need JSON's escaping (the C function `json.dumps` uses); an int's and a
+            # float's text is the one `json.dumps` writes. A third of the cost of building the
+            # dictionary and encoding it.
+            self.writer.write(
+                f'{{"service": {_json_string(self.service)}, "method": {_json_string(method)}, '
+                f'"path": {_json_string(path)}, "status": {int(status)}, '
+                f'"duration_ms": {duration_ms!r}, "request_id": {_json_string(request_id)}, '
+                f'"trace_id": {_json_string(trace_id)}, "event": "request", "level": "{level}", '
+                f'"timestamp": "{utc_timestamp()}"}}'
             )
             return
         self.writer.write(
