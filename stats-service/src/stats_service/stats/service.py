@@ -74,33 +74,30 @@ def activity_series(rows: Iterable[ActivityDay], *, today: dt.date, days: int) -
     return series
 
 
-def user_stats(aggregates: TaskAggregates) -> StatsRead:
+def _totals(aggregates: TaskAggregates) -> dict[str, Any]:
+    """The figures a user's statistics and the system overview both show."""
     completed = aggregates.by_status.done
+    return {
+        "total_tasks": aggregates.total,
+        "completed_tasks": completed,
+        "completed_percentage": completed_percentage(completed, aggregates.total),
+        "by_status": aggregates.by_status,
+        "by_priority": aggregates.by_priority,
+        "overdue": aggregates.overdue,
+        "generated_at": aggregates.generated_at,
+    }
+
+
+def user_stats(aggregates: TaskAggregates) -> StatsRead:
     return StatsRead(
-        total_tasks=aggregates.total,
-        completed_tasks=completed,
-        completed_percentage=completed_percentage(completed, aggregates.total),
-        by_status=aggregates.by_status,
-        by_priority=aggregates.by_priority,
-        overdue=aggregates.overdue,
+        **_totals(aggregates),
         due_next_7_days=aggregates.due_next_7_days,
         completed_last_7_days=aggregates.completed_last_7_days,
-        generated_at=aggregates.generated_at,
     )
 
 
 def system_overview(aggregates: TaskAggregates) -> OverviewRead:
-    completed = aggregates.by_status.done
-    return OverviewRead(
-        total_tasks=aggregates.total,
-        completed_tasks=completed,
-        completed_percentage=completed_percentage(completed, aggregates.total),
-        by_status=aggregates.by_status,
-        by_priority=aggregates.by_priority,
-        overdue=aggregates.overdue,
-        owners=aggregates.owners,
-        generated_at=aggregates.generated_at,
-    )
+    return OverviewRead(**_totals(aggregates), owners=aggregates.owners)
 
 
 def user_activity(aggregates: TaskAggregates, *, days: int) -> list[ActivityDay]:
