@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from task_service.aggregates.repository import AggregateRepository
 from task_service.tasks import listing
 from task_service.tasks.cursor import encode_cursor
+from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
 from task_service.tasks.repository import READ_COLUMNS
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
@@ -148,6 +149,16 @@ async def plans_database_url() -> AsyncIterator[str]:
             await connection.execute(
                 text("UPDATE task SET project_id = :board WHERE owner_id = :owner"),
                 {"board": board, "owner": BOARD_OWNER},
+            )
+            # Dependencies: every 10th of the big user's tasks depends on the next five.
+            await connection.execute(
+                text(
+                    "INSERT INTO task_dependency (task_id, depends_on_id, created_at) "
+                    "SELECT t.id, t.id + k, now() FROM task t, generate_series(1, 5) k "
+                    "WHERE t.owner_id = :big AND t.id % 10 = 0 AND t.id + k <= "
+                    "(SELECT max(id) FROM task WHERE owner_id = :big)"
+                ),
+                {"big": BIG},
             )
         async with engine.connect() as connection:
             await connection.execute(text("COMMIT"))
@@ -290,6 +301,28 @@ async def test_a_page_deep_by_cursor_costs_what_the_first_does(
     values = listing.list_values(after, user, now)
     plan = await explain(connection, page.sql, page.args(values), per_call=page.plan_per_call)
     check(plan, user, 200, f"cursor after 2,000 by {sort}")
+
+
+@pytest.mark.parametrize("direction", ["dependencies", "dependents"])
+async def test_a_tasks_dependency_page_reads_its_edges_only(
+    connection: asyncpg.Connection, direction: str
+) -> None:
+    """`/tasks/{id}/dependencies`: a page of one task's neighbours and their count, on the
+    cached plans the service runs them with (their `LIMIT $n` unseen), read the task's own
+    edges and rows, never the table."""
+    task_id = await connection.fetchval(
+        "SELECT min(task_id) FROM task_dependency WHERE task_id > 50000"
+    )
+    neighbour = task_id + 1
+    page, count = _DEPENDENCIES if direction == "dependencies" else _DEPENDENTS
+    anchor = task_id if direction == "dependencies" else neighbour
+    values = {"task_id": anchor, "user_id": BIG, "limit": 50}
+    for statement in (page, count):
+        assert not statement.plan_per_call
+        plan = await explain(connection, statement.sql, statement.args(values), per_call=False)
+        check(plan, SMALL, 50, f"{direction}: {statement.sql[:60]}")
+    rows = await page.fetch(connection, **values)
+    assert len(rows) == (5 if direction == "dependencies" else 1)
 
 
 class Recording:
