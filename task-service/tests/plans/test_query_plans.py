@@ -36,7 +36,7 @@ from task_service.aggregates.repository import AggregateRepository
 from task_service.tasks import listing
 from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
-from task_service.tasks.repository import READ_COLUMNS
+from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
 from taskflow_kit.testing import migrated_database
@@ -390,33 +390,44 @@ async def test_a_members_statistics_read_the_board_not_the_table(
         check(plan, SMALL, 2 * BOARD + 1_000, sql)
 
 
-async def test_only_filtered_listings_are_planned_per_call(connection: asyncpg.Connection) -> None:
-    """A prepared statement's generic plan (PostgreSQL's choice after five runs) may serve one
-    user's tag or term with the plan of another, 20x slower: a filtered listing is planned for
-    its values on every call. Every other statement keeps PostgreSQL's default (a cached plan:
-    planning a statement over `task`'s indexes costs more than running it), and the generic
-    plans those get are the ones the tests above check. The setting a per-call statement
-    makes outside a transaction does not outlive it."""
+async def test_listings_are_planned_per_call_and_reads_by_id_are_not(
+    connection: asyncpg.Connection,
+) -> None:
+    """A prepared statement's cached generic plan (PostgreSQL's choice after five runs) may
+    serve one user's tag with the plan of another, 20x slower, and does not see a page's
+    `LIMIT $n`: every listing is planned for its values on every call. Every other statement
+    keeps one cached plan (planning a statement over `task`'s indexes costs more than running
+    it), and the generic plans those get are the ones the tests above check. The setting a
+    per-call statement makes outside a transaction does not outlive it."""
     assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert await connection.fetchval("SHOW jit") == "off"
     now = datetime.now(UTC)
-    for task_filter, per_call in ((TaskFilter(tags=[RARE_TAG]), True), (TaskFilter(), False)):
+    task_id = await connection.fetchval("SELECT min(id) FROM task WHERE owner_id = $1", SMALL)
+    for task_filter in (TaskFilter(tags=[RARE_TAG]), TaskFilter()):
         page, total = listing.list_statements(listing.ListShape.of(task_filter), READ_COLUMNS)
-        assert (page.plan_per_call, total.plan_per_call) == (per_call, per_call)
+        assert page.plan_per_call
+        assert total.plan_per_call
         values = listing.list_values(task_filter, SMALL, now)
         for _ in range(8):
             await page.fetch(connection, **values)
-        plans = await connection.fetchrow(
-            "SELECT coalesce(sum(generic_plans), 0) AS generic, "
-            "coalesce(sum(custom_plans), 0) AS custom "
-            "FROM pg_prepared_statements WHERE statement = $1",
-            page.sql,
-        )
-        if per_call:
-            assert (plans["generic"], plans["custom"]) == (0, 8), plans
-        else:
-            assert (plans["generic"], plans["custom"]) == (8, 0), plans
+        assert await plans(connection, page.sql) == (0, 8)
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    assert not _GET_VISIBLE.plan_per_call
+    for _ in range(8):
+        await _GET_VISIBLE.fetchrow(connection, task_id=task_id, user_id=SMALL)
+    assert await plans(connection, _GET_VISIBLE.sql) == (8, 0)
+
+
+async def plans(connection: asyncpg.Connection, sql: str) -> tuple[int, int]:
+    """(generic, custom) plans the connection's prepared statements of `sql` ran with."""
+    row = await connection.fetchrow(
+        "SELECT coalesce(sum(generic_plans), 0)::int AS generic, "
+        "coalesce(sum(custom_plans), 0)::int AS custom "
+        "FROM pg_prepared_statements WHERE statement = $1",
+        sql,
+    )
+    assert row is not None
+    return row["generic"], row["custom"]
 
 
 @pytest.mark.parametrize("user", USERS)

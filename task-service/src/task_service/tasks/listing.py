@@ -167,27 +167,6 @@ class ListShape:
         return self.sort_order == "desc"
 
     @property
-    def selective(self) -> bool:
-        """Whether the listing's best plan depends on how many rows its values match, which
-        only the values tell: a tag on half the big user's tasks is an ordered index walk, on
-        three of them a GIN lookup; a due-date range is a range of the due index or a filter
-        on the sort walk; one project's page is a range of its index, but a cached plan, which
-        cannot see `LIMIT $n`, takes it for a tenth of the project and hashes it against the
-        whole table (390 ms for a 100,000-task board). Those statements are planned per call.
-        Every other shape (a person's list in any sort, a cursor, status, priority, assignee)
-        is a range of one index whatever the values: one cached plan serves every user.
-        tests/plans checks both kinds at size, and fails for any of these left on a cached
-        plan."""
-        return (
-            self.project
-            or self.tags
-            or self.search
-            or self.due_before
-            or self.due_after
-            or self.overdue is not None
-        )
-
-    @property
     def sort_key(self) -> SortKey:
         return _SORT_KEYS[(self.sort_by, self.sort_order)]
 
@@ -423,10 +402,15 @@ def list_statements(shape: ListShape, read_columns: tuple[Any, ...]) -> tuple[St
         .join_from(Task, page, page.c.id == Task.id)
         .order_by(*shape._ordered((page.c.sort_key, page.c.id)))
     )
-    per_call = shape.selective
+    # Planned per call, every shape: the best plan depends on how many rows the values match
+    # (a tag on half the big user's tasks is an ordered index walk, on three of them a GIN
+    # lookup), and a cached plan, which cannot see `LIMIT $n`, takes a page for a tenth of
+    # what it reads: it hash-joined a project's page against the whole table (390 ms on a
+    # 100,000-task board) and hashed every user's dependencies to answer each row's `blocked`
+    # (173,000 rows read for a page of 21). tests/plans checks both at size.
     return (
-        compile_statement(statement, plan_per_call=per_call),
-        compile_statement(shape.total(), plan_per_call=per_call),
+        compile_statement(statement, plan_per_call=True),
+        compile_statement(shape.total(), plan_per_call=True),
     )
 
 
