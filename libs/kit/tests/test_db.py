@@ -25,6 +25,7 @@ from taskflow_kit.db import (
     create_engine,
     create_pool,
     create_sessionmaker,
+    planned_per_call,
     tls_configured,
 )
 from taskflow_kit.errors import Conflict, ProblemError, install_error_handlers
@@ -186,6 +187,15 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
         assert await plans(connection, cached) == (3, 0)
         assert await plans(connection, per_call) == (0, 6)
+        # One setting for several statements: a per-call statement inside neither sets nor
+        # resets it, and every statement inside is planned for its values.
+        async with planned_per_call(connection):
+            assert await per_call.fetchval(connection, x=1) == 2
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+            assert await cached.fetchval(connection, x=1) == 2
+        assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await plans(connection, cached) == (3, 1)
+        assert await plans(connection, per_call) == (0, 7)
     finally:
         await connection.close()
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -173,16 +175,33 @@ class Statement:
     ) -> Any:
         if not self.plan_per_call:
             return await method(self.sql, *self.args(values))
-        # PostgreSQL reads `plan_cache_mode` at each execution: the cached statement is planned
-        # afresh. In a transaction the setting ends with it (SET LOCAL: on rollback too);
-        # outside one it is put back to the session's default.
-        if connection.is_in_transaction():
-            await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        async with planned_per_call(connection):
             return await method(self.sql, *self.args(values))
-        await connection.execute("SET plan_cache_mode = force_custom_plan")
-        try:
-            return await method(self.sql, *self.args(values))
-        finally:
+
+
+# The connection whose statements are being planned per call in this task (`planned_per_call`).
+_PLANNING: ContextVar[asyncpg.Connection | None] = ContextVar("planning", default=None)
+
+
+@asynccontextmanager
+async def planned_per_call(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """Every statement run on `connection` inside is planned for its values. PostgreSQL reads
+    `plan_cache_mode` at each execution, so a cached statement is planned afresh. One setting
+    serves several statements (a page and its total: one round trip before, one after), and a
+    `plan_per_call` statement inside adds none. In a transaction the setting ends with it (SET
+    LOCAL: on rollback too); outside one it is put back to the session's default."""
+    if _PLANNING.get() is connection:
+        yield
+        return
+    local = connection.is_in_transaction()
+    scope = "LOCAL " if local else ""
+    await connection.execute(f"SET {scope}plan_cache_mode = force_custom_plan")
+    token = _PLANNING.set(connection)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
+        if not local:
             await connection.execute("RESET plan_cache_mode")
 
 

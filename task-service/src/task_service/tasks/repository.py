@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
-from taskflow_kit.db import Statement, compile_statement
+from taskflow_kit.db import Statement, compile_statement, planned_per_call
 
 from task_service.projects.repository import member_project_ids
 from task_service.tasks import listing
@@ -309,6 +309,13 @@ class TaskRepository:
         shape = listing.ListShape.of(task_filter)
         page, total = listing.list_statements(shape, READ_COLUMNS)
         values = listing.list_values(task_filter, user_id, now)
+        # Both statements are planned per call (listing.py): under one setting.
+        async with planned_per_call(self.connection):
+            return await self._page(page, total, values, task_filter)
+
+    async def _page(
+        self, page: Statement, total: Statement, values: dict[str, Any], task_filter: TaskFilter
+    ) -> TaskPage:
         rows = await page.fetch(self.connection, **values)
         more = len(rows) > task_filter.limit
         rows = rows[: task_filter.limit]
