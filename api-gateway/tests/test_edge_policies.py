@@ -193,13 +193,30 @@ async def test_cors_preflight_is_answered_by_the_gateway(
 
 
 def test_vary_is_merged_not_duplicated() -> None:
-    from api_gateway.cors import add_vary_origin
+    """One pass adds `Origin` to the answer's Vary (merged, as Starlette's CORS middleware does)
+    and puts the security headers in place of the answer's own."""
+    from api_gateway.security_headers import EdgeHeaders
+    from starlette.responses import PlainTextResponse
 
-    assert add_vary_origin([(b"etag", b"x")]) == [(b"etag", b"x"), (b"vary", b"Origin")]
-    assert add_vary_origin(((b"Vary", b"Accept"), (b"etag", b"x"), (b"vary", b"Cookie"))) == [
+    edge = EdgeHeaders(PlainTextResponse("x"), allow_origins=["*"])
+    nosniff = (b"x-content-type-options", b"nosniff")
+    assert edge.headers([(b"etag", b"x")], vary=True) == [
+        (b"etag", b"x"),
+        (b"vary", b"Origin"),
+        nosniff,
+    ]
+    answer = [
+        (b"Vary", b"Accept"),
+        (b"etag", b"x"),
+        (b"vary", b"Cookie"),
+        (b"X-Content-Type-Options", b"sniff"),
+    ]
+    assert edge.headers(answer, vary=True) == [
         (b"etag", b"x"),
         (b"vary", b"Accept, Cookie, Origin"),
+        nosniff,
     ]
+    assert edge.headers([(b"vary", b"Accept")], vary=False) == [(b"vary", b"Accept"), nosniff]
 
 
 def test_one_bearer_parser_and_one_cache_of_verified_tokens() -> None:

@@ -14,12 +14,11 @@ from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
 
 from api_gateway.config import Settings
-from api_gateway.cors import GatewayCORS
 from api_gateway.gateway import Gateway
 from api_gateway.live import live_route
 from api_gateway.replicas import Resolver, resolve_host
 from api_gateway.routing import ProxyDispatch
-from api_gateway.security_headers import SecurityHeaders
+from api_gateway.security_headers import EdgeHeaders
 from api_gateway.status_page import metrics_route, status_router
 from api_gateway.web import WebAssets, web_router
 
@@ -106,8 +105,10 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
     app.openapi = gateway.docs.document  # type: ignore[method-assign]
 
     origins = settings.cors_origin_list()
+    # Outermost: CORS preflights and errors get the security headers too.
     app.add_middleware(
-        GatewayCORS,
+        EdgeHeaders,
+        hsts_seconds=settings.hsts_seconds,
         allow_origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=CORS_METHODS,
@@ -115,8 +116,6 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
         expose_headers=CORS_EXPOSED_HEADERS,
         max_age=600,
     )
-    # Outermost: CORS preflights and errors get them too.
-    app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     # Innermost (inside the kit's request-id and problem+json middlewares): the proxied
     # prefixes go straight to their forwarders, past FastAPI's router and exception layers.
     app.user_middleware.append(Middleware(ProxyDispatch, forwarders=gateway.forwarders))

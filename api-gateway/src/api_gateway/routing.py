@@ -16,6 +16,7 @@ ROUTES: dict[str, str] = {
     "/api/v1/stats": "stats-service",
 }
 _COMMON = "/api/v1/"  # what every prefix starts with: other paths are not looked up
+_SEGMENT = len(_COMMON)
 
 
 def match_prefix(path: str) -> str | None:
@@ -61,17 +62,22 @@ class ProxyDispatch:
 
     def __init__(self, app: ASGIApp, *, forwarders: Mapping[str, ASGIApp]) -> None:
         self.app = app
-        self.routes = [
-            ProxyRoute(prefix, forwarders[upstream]) for prefix, upstream in ROUTES.items()
-        ]
+        # Every prefix is one segment under `/api/v1/`, so a request's route is one dictionary
+        # lookup of its third segment (not a scan of the prefixes per request).
+        self.routes: dict[str, ProxyRoute] = {}
+        for prefix, upstream in ROUTES.items():
+            segment = prefix[len(_COMMON) :]
+            if not prefix.startswith(_COMMON) or not segment or "/" in segment:
+                raise ValueError(f"{prefix}: a public prefix is one segment under {_COMMON}")
+            self.routes[segment] = ProxyRoute(prefix, forwarders[upstream])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith(_COMMON):
-                for route in self.routes:
-                    if _under(path, route.path):
-                        scope["route"] = route
-                        await route.forward(scope, receive, send)
-                        return
+                route = self.routes.get(path[_SEGMENT:].partition("/")[0])
+                if route is not None:
+                    scope["route"] = route
+                    await route.forward(scope, receive, send)
+                    return
         await self.app(scope, receive, send)

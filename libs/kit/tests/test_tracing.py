@@ -87,6 +87,33 @@ async def test_a_valid_traceparent_is_continued_with_a_new_span(
     assert structlog.contextvars.get_contextvars().get("trace_id") is None  # unbound after
 
 
+def test_untraced_headers_are_the_ones_opentelemetry_writes(off: None) -> None:
+    """Off, the kit writes `traceparent`/`tracestate` itself (no span objects per request):
+    byte for byte what OpenTelemetry's propagator writes for the same span."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    for flags in ("01", "00"):
+        for state in ("a=b,c=d", None):
+            with tracing.request_span(f"00-{TRACE_ID}-{PARENT_SPAN}-{flags}", state, name="x"):
+                ours = dict(tracing.outgoing_headers())
+            span_id = int(ours["traceparent"].split("-")[2], 16)
+            expected: dict[str, str] = {}
+            context = SpanContext(
+                int(TRACE_ID, 16),
+                span_id,
+                is_remote=False,
+                trace_flags=TraceFlags(int(flags, 16)),
+                trace_state=TraceState.from_header([state]) if state else None,
+            )
+            TraceContextTextMapPropagator().inject(
+                expected, context=trace.set_span_in_context(NonRecordingSpan(context))
+            )
+            assert ours == expected
+            assert span_id != int(PARENT_SPAN, 16)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

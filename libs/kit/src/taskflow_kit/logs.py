@@ -258,45 +258,47 @@ class RequestContextMiddleware:
                 tracestate = value.decode("latin-1")
         request_id = normalise_request_id(incoming)
         method = scope["method"] if kind == "http" else WEBSOCKET
-        with tracing.request_span(
-            traceparent, tracestate, name=f"{method} {scope['path']}", request_id=request_id
-        ) as trace_id:
-            token = request_id_var.set(request_id)
-            structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
-            started = time.perf_counter()
-            status = 500
-            header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        traced = tracing.start_request(
+            traceparent, tracestate, method=method, path=scope["path"], request_id=request_id
+        )
+        trace_id = traced.trace_id
+        token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+        started = time.perf_counter()
+        status = 500
+        header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
-            async def send_with_id(message: Message) -> None:
-                nonlocal status
-                kind = message["type"]
-                if kind == "http.response.start" or kind == "websocket.http.response.start":
-                    status = message["status"]
-                    message["headers"] = _with_header(message.get("headers", ()), header)
-                elif kind == "websocket.accept":
-                    status = 101
-                    message["headers"] = _with_header(message.get("headers", ()), header)
-                elif kind == "websocket.close" and status == 500:
-                    status = 403  # closed before accepting: the server answers 403
-                await send(message)
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
+                status = message["status"]
+                message["headers"] = _with_header(message.get("headers", ()), header)
+            elif kind == "websocket.accept":
+                status = 101
+                message["headers"] = _with_header(message.get("headers", ()), header)
+            elif kind == "websocket.close" and status == 500:
+                status = 403  # closed before accepting: the server answers 403
+            await send(message)
 
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                if self.metrics is not None:
-                    self.metrics.record(method, scope.get("route"), status, elapsed)
-                if self.access_log:
-                    access_log.line(
-                        method=method,
-                        path=scope["path"],
-                        status=status,
-                        duration_ms=round(elapsed * 1000, 2),
-                        request_id=request_id,
-                        trace_id=trace_id,
-                    )
-                structlog.contextvars.unbind_contextvars("request_id", "trace_id")
-                request_id_var.reset(token)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(method, scope.get("route"), status, elapsed)
+            if self.access_log:
+                access_log.line(
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    request_id=request_id,
+                    trace_id=trace_id,
+                )
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+            request_id_var.reset(token)
+            traced.end()
 
 
 def _with_header(
