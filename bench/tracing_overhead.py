@@ -3,8 +3,8 @@ request through the kit's RequestContextMiddleware, measured in-process and inte
 
 - `baseline`: the middleware's request-id and access-log work alone, as it was before tracing
   (a copy of its body without the trace context), around a trivial ASGI app.
-- `untraced`: the kit's RequestContextMiddleware with `tracing.request_span` swapped for a
-  context manager that only yields a fixed id: isolates what the trace context costs.
+- `untraced`: the kit's RequestContextMiddleware with `tracing.start_request` swapped for one
+  that only returns a fixed id with a no-op `end()`: isolates what the trace context costs.
 - `traced`: the kit's RequestContextMiddleware (parse `traceparent` with OpenTelemetry's
   propagator, a NonRecordingSpan made current, trace_id bound into the log context).
 - `inject`: one `tracing.inject_headers` (what ResilientClient and the gateway add per call).
@@ -21,15 +21,19 @@ import asyncio
 import io
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 from taskflow_kit import tracing
 from taskflow_kit.context import request_id_var
-from taskflow_kit.logs import RequestContextMiddleware, access_logger, normalise_request_id
+from taskflow_kit.logs import (
+    LineWriter,
+    RequestContextMiddleware,
+    access_log,
+    normalise_request_id,
+)
 
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -52,12 +56,13 @@ async def baseline(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await app(scope, receive, send)
     finally:
-        access_logger.info(
-            "request",
+        access_log.line(
             method=scope["method"],
             path=scope["path"],
             status=204,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            request_id=request_id,
+            trace_id="0" * 32,
         )
         structlog.contextvars.unbind_contextvars("request_id")
         request_id_var.reset(token)
@@ -80,18 +85,26 @@ def scope() -> Scope:
     }
 
 
-@contextmanager
-def no_trace(*args: Any, **kwargs: Any) -> Iterator[str]:
-    yield "0" * 32
+class NoTrace:
+    """What `tracing.start_request` returns, without a trace context."""
+
+    trace_id = "0" * 32
+
+    def end(self) -> None:
+        return None
+
+
+def no_trace(*args: Any, **kwargs: Any) -> NoTrace:
+    return NoTrace()
 
 
 async def untraced(scope: Scope, receive: Receive, send: Send) -> None:
-    real = tracing.request_span
-    tracing.request_span = no_trace
+    real = tracing.start_request
+    tracing.start_request = no_trace  # type: ignore[assignment]
     try:
         await _middleware(scope, receive, send)
     finally:
-        tracing.request_span = real
+        tracing.start_request = real
 
 
 _middleware = RequestContextMiddleware(app)
@@ -125,6 +138,8 @@ async def main(rounds: int, requests: int) -> None:
         logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
         cache_logger_on_first_use=True,
     )
+    access_log.service = "bench"
+    access_log.writer = LineWriter(io.StringIO())  # JSON lines rendered, written nowhere
     assert tracing.configure_tracing() is False, "unset OTEL_EXPORTER_OTLP_ENDPOINT"
     traced = RequestContextMiddleware(app)
     figures: dict[str, list[float]] = {
