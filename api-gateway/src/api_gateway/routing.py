@@ -19,23 +19,33 @@ _COMMON = "/api/v1/"  # what every prefix starts with: other paths are not looke
 _SEGMENT = len(_COMMON)
 
 
+def _by_segment(routes: Mapping[str, str]) -> dict[str, str]:
+    """Each public prefix by its one segment under `/api/v1/`: a path's prefix is then one
+    dictionary lookup of its third segment, not a scan of the prefixes per request."""
+    found: dict[str, str] = {}
+    for prefix in routes:
+        segment = prefix[_SEGMENT:]
+        if not prefix.startswith(_COMMON) or not segment or "/" in segment:
+            raise ValueError(f"{prefix}: a public prefix is one segment under {_COMMON}")
+        found[segment] = prefix
+    return found
+
+
+_PREFIXES = _by_segment(ROUTES)
+
+
 def match_prefix(path: str) -> str | None:
     """The public prefix a decoded request path falls under (whole segments: `/api/v1/tasksx`
     is not `/api/v1/tasks`), or None: not routed, 404."""
-    for prefix in ROUTES:
-        if _under(path, prefix):
-            return prefix
-    return None
+    if not path.startswith(_COMMON):
+        return None
+    return _PREFIXES.get(path[_SEGMENT:].partition("/")[0])
 
 
 def upstream_for(path: str) -> str | None:
     """The upstream serving a decoded request path, or None (not routed: 404)."""
     prefix = match_prefix(path)
     return None if prefix is None else ROUTES[prefix]
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
 
 
 class ProxyRoute:
@@ -62,22 +72,16 @@ class ProxyDispatch:
 
     def __init__(self, app: ASGIApp, *, forwarders: Mapping[str, ASGIApp]) -> None:
         self.app = app
-        # Every prefix is one segment under `/api/v1/`, so a request's route is one dictionary
-        # lookup of its third segment (not a scan of the prefixes per request).
-        self.routes: dict[str, ProxyRoute] = {}
-        for prefix, upstream in ROUTES.items():
-            segment = prefix[len(_COMMON) :]
-            if not prefix.startswith(_COMMON) or not segment or "/" in segment:
-                raise ValueError(f"{prefix}: a public prefix is one segment under {_COMMON}")
-            self.routes[segment] = ProxyRoute(prefix, forwarders[upstream])
+        self.routes = {
+            prefix: ProxyRoute(prefix, forwarders[upstream]) for prefix, upstream in ROUTES.items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith(_COMMON):
-                route = self.routes.get(path[_SEGMENT:].partition("/")[0])
-                if route is not None:
-                    scope["route"] = route
-                    await route.forward(scope, receive, send)
-                    return
+            prefix = match_prefix(scope["path"])
+            if prefix is not None:
+                route = self.routes[prefix]
+                scope["route"] = route
+                await route.forward(scope, receive, send)
+                return
         await self.app(scope, receive, send)
