@@ -74,30 +74,33 @@ def activity_series(rows: Iterable[ActivityDay], *, today: dt.date, days: int) -
     return series
 
 
-def _totals(aggregates: TaskAggregates) -> dict[str, Any]:
-    """The figures a user's statistics and the system overview both show."""
-    completed = aggregates.by_status.done
-    return {
-        "total_tasks": aggregates.total,
-        "completed_tasks": completed,
-        "completed_percentage": completed_percentage(completed, aggregates.total),
-        "by_status": aggregates.by_status,
-        "by_priority": aggregates.by_priority,
-        "overdue": aggregates.overdue,
-        "generated_at": aggregates.generated_at,
-    }
-
-
 def user_stats(aggregates: TaskAggregates) -> StatsRead:
+    completed = aggregates.by_status.done
     return StatsRead(
-        **_totals(aggregates),
+        total_tasks=aggregates.total,
+        completed_tasks=completed,
+        completed_percentage=completed_percentage(completed, aggregates.total),
+        by_status=aggregates.by_status,
+        by_priority=aggregates.by_priority,
+        overdue=aggregates.overdue,
         due_next_7_days=aggregates.due_next_7_days,
         completed_last_7_days=aggregates.completed_last_7_days,
+        generated_at=aggregates.generated_at,
     )
 
 
 def system_overview(aggregates: TaskAggregates) -> OverviewRead:
-    return OverviewRead(**_totals(aggregates), owners=aggregates.owners)
+    completed = aggregates.by_status.done
+    return OverviewRead(
+        total_tasks=aggregates.total,
+        completed_tasks=completed,
+        completed_percentage=completed_percentage(completed, aggregates.total),
+        by_status=aggregates.by_status,
+        by_priority=aggregates.by_priority,
+        overdue=aggregates.overdue,
+        owners=aggregates.owners,
+        generated_at=aggregates.generated_at,
+    )
 
 
 def user_activity(aggregates: TaskAggregates, *, days: int) -> list[ActivityDay]:
