@@ -25,6 +25,7 @@ from taskflow_kit.db import (
     create_engine,
     create_pool,
     create_sessionmaker,
+    plan_rest_of_transaction_per_call,
     planned_per_call,
     tls_configured,
 )
@@ -198,6 +199,22 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
         assert await plans(connection, per_call) == (0, 7)
     finally:
         await connection.close()
+
+
+async def test_a_session_plans_per_call_until_its_transaction_ends(engine: AsyncEngine) -> None:
+    """The session-style variant (user-service's directory): every statement after it in the
+    transaction is planned for its values; commit and rollback both end the setting."""
+    show = text("SHOW plan_cache_mode")
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        default = (await session.execute(show)).scalar_one()
+        await session.commit()
+        for end in ("commit", "rollback"):
+            await plan_rest_of_transaction_per_call(session)
+            assert (await session.execute(show)).scalar_one() == "force_custom_plan"
+            await getattr(session, end)()
+            assert (await session.execute(show)).scalar_one() == default != "force_custom_plan"
+            await session.commit()
 
 
 def test_expanding_in_is_refused() -> None:

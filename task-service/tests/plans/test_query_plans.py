@@ -39,7 +39,7 @@ from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
 from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
-from taskflow_kit.testing import migrated_database
+from taskflow_kit.testing import explain_as_run, migrated_database
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BIG, SMALL = 1, 2
@@ -178,43 +178,13 @@ async def connection(plans_database_url: str) -> AsyncIterator[asyncpg.Connectio
         await connection.close()
 
 
-def literal(value: Any) -> str:
-    """`value` as an SQL literal of unknown type (EXECUTE casts it to the parameter's type)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        quoted = (str(item).replace("\\", "\\\\").replace('"', '\\"') for item in value)
-        value = "{" + ",".join(f'"{item}"' for item in quoted) + "}"
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text.replace("'", "''") + "'"
-
-
 async def explain(
     connection: asyncpg.Connection, sql: str, args: list[Any], *, per_call: bool
 ) -> Plan:
     """The plan a statement runs with in production, executed with `args`: planned for them
     when it is planned per call (`Statement.plan_per_call`); otherwise the generic plan, the
-    one PostgreSQL may cache after five runs and then use for every user's values."""
-    if per_call:
-        explained = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
-        return Plan.of(explained)
-    await connection.execute(f"PREPARE generic AS {sql}")
-    try:
-        await connection.execute("SET plan_cache_mode = force_generic_plan")
-        explained = await connection.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic("
-            + ", ".join(literal(arg) for arg in args)
-            + ")"
-            if args
-            else "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic"
-        )
-    finally:
-        await connection.execute("RESET plan_cache_mode; DEALLOCATE generic")
-    return Plan.of(explained)
+    one PostgreSQL caches and then uses for every user's values."""
+    return Plan.of(await explain_as_run(connection, sql, args, per_call=per_call))
 
 
 USERS = [pytest.param(BIG, id="big user"), pytest.param(SMALL, id="small user")]

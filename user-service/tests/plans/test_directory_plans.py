@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from taskflow_kit.db import async_database_url, asyncpg_dsn
-from taskflow_kit.testing import migrated_database
+from taskflow_kit.testing import explain_as_run, migrated_database
 from user_service.config import ALEMBIC_INI
 from user_service.users.repository import UserRepository
 
@@ -103,13 +103,13 @@ async def test_directory_pages_read_an_index(
         q.lower() in f"{user.username} {user.full_name} {user.email if admin else ''}".lower()
         for user in users
     )
+    # Planned for its term, in the request's transaction only (the database keeps one generic
+    # plan for everything else, migration 0004_h16e).
+    (per_call, _), (sql, params) = statements[-2:]
+    assert per_call == "SET LOCAL plan_cache_mode = force_custom_plan"
     connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
     try:
-        await connection.execute("SET jit = off")
-        sql, params = statements[-1]
-        explained = await connection.fetchval(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *list(params)
-        )
+        explained = await explain_as_run(connection, sql, list(params), per_call=True)
     finally:
         await connection.close()
     rows, sequential = rows_of_accounts(explained)
@@ -125,10 +125,13 @@ async def test_me_is_one_primary_key_lookup(
     assert user is not None
     connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
     try:
-        sql, params = statements[-1]
-        explained = await connection.fetchval(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *list(params)
+        # The database's own settings: one cached generic plan (migration 0004_h16e), no JIT.
+        settings = await connection.fetch(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('plan_cache_mode', 'jit')"
         )
+        sql, params = statements[-1]
+        explained = await explain_as_run(connection, sql, list(params), per_call=False)
     finally:
         await connection.close()
+    assert dict(settings) == {"plan_cache_mode": "force_generic_plan", "jit": "off"}
     assert rows_of_accounts(explained) == (1, False)

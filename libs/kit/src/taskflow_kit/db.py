@@ -179,6 +179,8 @@ class Statement:
             return await method(self.sql, *self.args(values))
 
 
+# What a statement planned for its values runs under (`planned_per_call`).
+PLAN_PER_CALL = "plan_cache_mode = force_custom_plan"
 # The connection whose statements are being planned per call in this task (`planned_per_call`).
 _PLANNING: ContextVar[asyncpg.Connection | None] = ContextVar("planning", default=None)
 
@@ -195,7 +197,7 @@ async def planned_per_call(connection: asyncpg.Connection) -> AsyncIterator[None
         return
     local = connection.is_in_transaction()
     scope = "LOCAL " if local else ""
-    await connection.execute(f"SET {scope}plan_cache_mode = force_custom_plan")
+    await connection.execute(f"SET {scope}{PLAN_PER_CALL}")
     token = _PLANNING.set(connection)
     try:
         yield
@@ -203,6 +205,13 @@ async def planned_per_call(connection: asyncpg.Connection) -> AsyncIterator[None
         _PLANNING.reset(token)
         if not local:
             await connection.execute("RESET plan_cache_mode")
+
+
+async def plan_rest_of_transaction_per_call(session: AsyncSession) -> None:
+    """`planned_per_call` for a service on sessions: every statement the session runs until
+    its transaction ends is planned for its values (SET LOCAL: the setting ends with the
+    transaction, on rollback too). The session begins its transaction here if it has none."""
+    await session.execute(text(f"SET LOCAL {PLAN_PER_CALL}"))
 
 
 def compile_statement(statement: ClauseElement, *, plan_per_call: bool = False) -> Statement:

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from taskflow_kit.resources import STATE_KEY, ServiceResources, lifespan_state
 from taskflow_kit.revocation import REVOKING_PRODUCER
 
 if TYPE_CHECKING:
+    import asyncpg
     from sqlalchemy import MetaData
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -177,6 +179,45 @@ def modules_reading_app_state(package: ModuleType) -> list[str]:
     `State` through `request.state` instead; see `taskflow_kit.resources`)."""
     root = Path(str(package.__file__)).parent
     return sorted(str(path) for path in root.rglob("*.py") if "app.state" in path.read_text())
+
+
+def sql_literal(value: Any) -> str:
+    """`value` as an SQL literal of unknown type (EXECUTE casts it to the parameter's type)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        quoted = (str(item).replace("\\", "\\\\").replace('"', '\\"') for item in value)
+        value = "{" + ",".join(f'"{item}"' for item in quoted) + "}"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def explain_as_run(
+    connection: asyncpg.Connection, sql: str, args: list[Any], *, per_call: bool
+) -> str:
+    """`EXPLAIN (ANALYZE, FORMAT JSON)` of `sql` run with `args`, with the plan a service
+    really runs it with: planned for these values when it is planned per call
+    (`taskflow_kit.db.planned_per_call`: EXPLAIN of a statement with parameters plans for the
+    values given, whatever `plan_cache_mode` says); otherwise the generic plan, the one a
+    database set to `force_generic_plan` caches for every caller's values (PREPARE, then
+    EXPLAIN EXECUTE under that setting)."""
+    if per_call:
+        explained: str = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args)
+        return explained
+    await connection.execute(f"PREPARE generic AS {sql}")
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        execute = "EXECUTE generic"
+        if args:
+            execute += "(" + ", ".join(sql_literal(arg) for arg in args) + ")"
+        explained = await connection.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}")
+    finally:
+        await connection.execute("RESET plan_cache_mode; DEALLOCATE generic")
+    return explained
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests

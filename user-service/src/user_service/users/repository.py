@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Select, func, or_, select
+from taskflow_kit.db import plan_rest_of_transaction_per_call
 from taskflow_kit.repository import RepositoryBase, like_pattern
 
 from user_service.users.models import User
@@ -100,4 +101,8 @@ class UserRepository(RepositoryBase[User]):
             .offset(skip)
             .limit(limit)
         )
+        # Planned for its values (this database keeps one generic plan for everything else,
+        # migration 0004_h16e): a rare term is a trigram bitmap, a common one a walk of the
+        # username index, and one cached plan would be wrong for one of them.
+        await plan_rest_of_transaction_per_call(self.session)
         return (await self.session.execute(statement)).scalars().all()
