@@ -14,6 +14,9 @@ COMMON_TAG = "work"  # every 3rd task
 RARE_TAG = "audit"  # every 1000th task
 COMMON_TERM = "report"  # one title in 16
 RARE_TERM = "zeppelin"  # one description in 1000
+# Every `crowded_every`-th task (bulk_insert_parameters): one tag, rare for one owner and
+# common for another.
+CROWDED_TAG = "crowded"
 
 _VERBS = "ARRAY['write','review','plan','fix','call','prepare','update','check']"
 _NOUNS = (
@@ -21,7 +24,7 @@ _NOUNS = (
     "'garden','dentist','car','taxes','slides','survey','contract','hiring']"
 )
 
-# :owner, :count, :assignee_base are bound by the caller; `g` is the row number.
+# :owner, :count, :assignee_base, :crowded_every are bound by the caller; `g` is the row number.
 BULK_INSERT = f"""
 INSERT INTO task (title, description, status, priority, due_date, tags, owner_id, assignee_id,
                   created_at, updated_at, completed_at, version)
@@ -39,7 +42,8 @@ SELECT
     array_remove(ARRAY[
         CASE WHEN g % 3 = 0 THEN 'work' END,
         CASE WHEN g % 5 = 0 THEN 'home' END,
-        CASE WHEN g % 1000 = 3 THEN 'audit' END
+        CASE WHEN g % 1000 = 3 THEN 'audit' END,
+        CASE WHEN g % CAST(:crowded_every AS integer) = 0 THEN 'crowded' END
     ], NULL),
     CAST(:owner AS bigint),
     CASE WHEN g % 50 = 0 THEN CAST(:assignee_base AS bigint) + g % 20 END,
@@ -58,7 +62,14 @@ CROSS JOIN LATERAL (
 """
 
 
-def bulk_insert_parameters(*, owner: int, count: int, assignee_base: int) -> dict[str, int]:
+def bulk_insert_parameters(
+    *, owner: int, count: int, assignee_base: int, crowded_every: int = 1000
+) -> dict[str, int]:
     """Bind values for `BULK_INSERT`: `count` tasks of `owner`, every 50th assigned to one of
-    twenty users from `assignee_base`."""
-    return {"owner": owner, "count": count, "assignee_base": assignee_base}
+    twenty users from `assignee_base`, every `crowded_every`-th tagged CROWDED_TAG."""
+    return {
+        "owner": owner,
+        "count": count,
+        "assignee_base": assignee_base,
+        "crowded_every": crowded_every,
+    }

@@ -26,6 +26,7 @@ from bulk_tasks import (
     BULK_INSERT,
     COMMON_TAG,
     COMMON_TERM,
+    CROWDED_TAG,
     RARE_TAG,
     RARE_TERM,
     bulk_insert_parameters,
@@ -51,6 +52,9 @@ BOARD, BOARD_OWNER, MEMBER = 20_000, 5, 4
 # tag's and term's matches; a count stops at listing.TOTAL_CAP + 1 matches, which takes
 # reading the cap divided by how dense the matches are (1/16 for the common term).
 PAGE_BUDGET = 3_000
+# CROWDED_TAG is on a third of the big user's tasks and three of the small user's: the small
+# user's page and count must not go through the big user's matches.
+CROWDED_EVERY = {BIG: 3, SMALL: 1000}
 COUNT_BUDGET = 20 * (listing.TOTAL_CAP + 1)
 
 LISTINGS: dict[str, dict[str, Any]] = {
@@ -64,6 +68,7 @@ LISTINGS: dict[str, dict[str, Any]] = {
     "due after": {"due_after": datetime.now(UTC) + timedelta(days=300)},
     "common tag": {"tags": [COMMON_TAG]},
     "rare tag": {"tags": [RARE_TAG]},
+    "tag crowded by another user": {"tags": [CROWDED_TAG]},
     "common term": {"search": COMMON_TERM},
     "rare term": {"search": RARE_TERM},
     "owned": {"scope": "owned"},
@@ -122,7 +127,9 @@ async def plans_database_url() -> AsyncIterator[str]:
         engine = create_async_engine(async_database_url(url))
         async with engine.begin() as connection:
             for owner, count in SIZES.items():
-                parameters = bulk_insert_parameters(owner=owner, count=count, assignee_base=100)
+                parameters = bulk_insert_parameters(
+                    owner=owner, count=count, assignee_base=100, crowded_every=CROWDED_EVERY[owner]
+                )
                 await connection.execute(text(BULK_INSERT), parameters)
             # A few of the big user's tasks are assigned to the small one: both branches
             # of visibility have rows.

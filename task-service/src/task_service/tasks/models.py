@@ -116,9 +116,11 @@ class Task(Base):
                 ("title", text(index_sql(TITLE_KEY_SQL))),
             )
         ),
-        # With btree_gin and pg_trgm (the migration falls back without them): tags and text
-        # search scoped by owner inside the GIN index, so one user's rows never cost another.
-        Index("ix_task_owner_tags", "owner_id", "tags", postgresql_using="gin"),
+        # Tags: the tags alone (migration 0007_h16f); the owner's part of a tag lookup is the
+        # tag keys' GIN (0005_h16c, an expression index the migrations keep).
+        Index("ix_task_tags", "tags", postgresql_using="gin"),
+        # With btree_gin and pg_trgm (the migration falls back without them): text search
+        # scoped by owner inside the GIN index, so one user's rows never cost another.
         Index(
             "ix_task_owner_text_trgm",
             "owner_id",
