@@ -30,7 +30,7 @@ from taskflow_kit.db import (
     tls_configured,
 )
 from taskflow_kit.errors import Conflict, ProblemError, install_error_handlers
-from taskflow_kit.migrations import drop_database, ensure_database
+from taskflow_kit.migrations import alter_database, drop_database, ensure_database
 from taskflow_kit.resources import ServiceResources
 from taskflow_kit.testing import WithState, test_database_server_url, unique_name, with_state
 
@@ -215,6 +215,34 @@ async def test_a_session_plans_per_call_until_its_transaction_ends(engine: Async
             await getattr(session, end)()
             assert (await session.execute(show)).scalar_one() == default != "force_custom_plan"
             await session.commit()
+
+
+async def test_alter_database_sets_and_puts_back_a_databases_defaults(engine: AsyncEngine) -> None:
+    """What the plan-mode migrations run: new sessions get the settings; None puts them back."""
+    dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+
+    async def new_session_settings() -> tuple[str, str]:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return (
+                await connection.fetchval("SHOW plan_cache_mode"),
+                await connection.fetchval("SHOW jit"),
+            )
+        finally:
+            await connection.close()
+
+    default = await new_session_settings()
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(alter_database(plan_cache_mode="force_generic_plan", jit="off"))
+        assert await new_session_settings() == ("force_generic_plan", "off")
+        await connection.execute(alter_database(plan_cache_mode=None, jit=None))
+        assert await new_session_settings() == default
+    finally:
+        await connection.close()
+    for bad in ({"jit": "off; DROP TABLE item"}, {"plan cache": "auto"}):
+        with pytest.raises(ValueError, match="not a setting"):
+            alter_database(**bad)
 
 
 def test_expanding_in_is_refused() -> None:

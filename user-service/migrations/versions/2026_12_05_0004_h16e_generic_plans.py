@@ -20,28 +20,15 @@ Create Date: 2026-12-05
 from collections.abc import Sequence
 
 from alembic import op
+from taskflow_kit.migrations import alter_database
 
 revision: str = "0004_h16e"
 down_revision: str | None = "0003_h21"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-GENERIC_PLANS = """
-DO $$
-BEGIN
-    EXECUTE format('ALTER DATABASE %I SET plan_cache_mode = force_generic_plan', current_database());
-    EXECUTE format('ALTER DATABASE %I SET jit = off', current_database());
-END
-$$
-"""
-CUSTOM_PLANS = """
-DO $$
-BEGIN
-    EXECUTE format('ALTER DATABASE %I SET plan_cache_mode = force_custom_plan', current_database());
-    EXECUTE format('ALTER DATABASE %I RESET jit', current_database());
-END
-$$
-"""
+GENERIC_PLANS = alter_database(plan_cache_mode="force_generic_plan", jit="off")
+CUSTOM_PLANS = alter_database(plan_cache_mode="force_custom_plan", jit=None)
 
 
 def upgrade() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import zlib
 from pathlib import Path
@@ -31,6 +32,22 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
 )
+
+
+_SETTING_VALUE = re.compile(r"[A-Za-z0-9_.]+")  # a word or a number: written unquoted
+
+
+def alter_database(**settings: str | None) -> str:
+    """SQL setting this database's defaults for new sessions (`name=value`) or putting them back
+    (`name=None`), for a migration to `op.execute`. ALTER DATABASE wants the database's name,
+    which a migration does not know: a DO block finds it (`current_database()`)."""
+    lines = []
+    for name, value in settings.items():
+        if not name.isidentifier() or not (value is None or _SETTING_VALUE.fullmatch(value)):
+            raise ValueError(f"not a setting this helper writes: {name}={value!r}")
+        change = f"RESET {name}" if value is None else f"SET {name} = {value}"
+        lines.append(f"    EXECUTE format('ALTER DATABASE %I {change}', current_database());\n")
+    return "DO $$\nBEGIN\n" + "".join(lines) + "END\n$$"
 
 
 def run_env(context: Any, metadata: MetaData, *, default_url: str) -> None:
