@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.db import (
+    PLAN_PER_CALL,
     ConnectionDep,
     SessionDep,
     Statement,
@@ -25,6 +27,7 @@ from taskflow_kit.db import (
     create_engine,
     create_pool,
     create_sessionmaker,
+    on_cached_plans,
     plan_rest_of_transaction_per_call,
     planned_per_call,
     tls_configured,
@@ -199,6 +202,71 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
         assert await plans(connection, per_call) == (0, 7)
     finally:
         await connection.close()
+
+
+async def test_a_pool_connection_changes_its_plan_setting_only_when_a_statement_needs_it(
+    engine: AsyncEngine,
+) -> None:
+    """task-service's pool (`PlanModeConnection`): listings in a row set the per-call setting
+    once, the next statement on cached plans puts it back once, the setting survives the
+    connection's return to the pool, and a transaction begins on cached plans; each statement
+    gets the plan it is marked for."""
+    url = engine.url.render_as_string(hide_password=False)
+    setup = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await setup.execute(alter_database(plan_cache_mode="force_generic_plan"))
+    finally:
+        await setup.close()
+    x = bindparam("x", type_=Integer)
+    cached = compile_statement(text("SELECT 1 + :x").bindparams(x))
+    per_call = compile_statement(text("SELECT 2 + :x - 1").bindparams(x), plan_per_call=True)
+    settings: list[str] = []
+
+    def log(query: Any) -> None:
+        if query.query.startswith(("SET", "RESET")):
+            settings.append(query.query)
+
+    pool = await create_pool(url, min_size=1, max_size=1)  # one connection: the same each time
+    try:
+        async with pool.acquire() as connection:
+            connection.add_query_logger(log)
+            for value in range(3):
+                assert await per_call.fetchval(connection, x=value) == 1 + value
+            assert settings == [f"SET {PLAN_PER_CALL}"]
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        async with pool.acquire() as connection:  # back from the pool: still set
+            assert await per_call.fetchval(connection, x=5) == 6
+            assert len(settings) == 1
+            for value in range(2):
+                assert await cached.fetchval(connection, x=value) == 1 + value
+            assert settings[1:] == ["RESET plan_cache_mode"]
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            # In a transaction on cached plans: SET LOCAL, gone with the transaction.
+            async with connection.transaction():
+                assert await per_call.fetchval(connection, x=1) == 2
+            assert settings[2:] == [f"SET LOCAL {PLAN_PER_CALL}"]
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            # A transaction after a listing begins on cached plans (what get_transaction does).
+            assert await per_call.fetchval(connection, x=1) == 2
+            await on_cached_plans(connection)
+            async with connection.transaction():
+                assert await cached.fetchval(connection, x=2) == 3
+            assert settings[3:] == [f"SET {PLAN_PER_CALL}", "RESET plan_cache_mode"]
+            plans = {
+                row["statement"]: (row["generic_plans"], row["custom_plans"])
+                for row in await connection.fetch(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                )
+            }
+        assert plans[per_call.sql] == (0, 6)
+        assert plans[cached.sql] == (3, 0)
+    finally:
+        await pool.close()
+        setup = await asyncpg.connect(asyncpg_dsn(url))  # the module's database, as it was
+        try:
+            await setup.execute(alter_database(plan_cache_mode=None))
+        finally:
+            await setup.close()
 
 
 async def test_a_session_plans_per_call_until_its_transaction_ends(engine: AsyncEngine) -> None:

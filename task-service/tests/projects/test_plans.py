@@ -194,6 +194,8 @@ class _Recording:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.connection, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
+            return method  # not a statement (the connection's plan setting, its transaction)
 
         async def recorded(sql: str, *args: Any) -> Any:
             self.statements.append((sql, args))

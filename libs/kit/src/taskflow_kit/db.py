@@ -136,7 +136,8 @@ class Statement:
     (a tag one user holds on half their million tasks and another on three): one generic plan
     serves some values 20x slower than their own plan. Such a statement is planned for its
     values on every call (`plan_cache_mode = force_custom_plan` around it): it pays its planning
-    and a round trip or two for the setting, every other statement neither. A database whose
+    and, when its connection was on cached plans, a round trip for the setting
+    (`PlanModeConnection`); every other statement neither. A database whose
     other statements must never be planned per call says `force_generic_plan` for itself (so
     does task-service's, migration 0006_h16d)."""
 
@@ -174,9 +175,35 @@ class Statement:
         values: Mapping[str, Any],
     ) -> Any:
         if not self.plan_per_call:
+            if _PLANNING.get() is not connection:
+                await on_cached_plans(connection)
             return await method(self.sql, *self.args(values))
         async with planned_per_call(connection):
             return await method(self.sql, *self.args(values))
+
+
+class PlanModeConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg is untyped
+    """An asyncpg connection that remembers whether its session was set to plan every
+    statement for its values (`planned_per_call`), so that setting is changed only when a
+    statement needs the other one: a run of listings on one pooled connection pays no round
+    trip for it, a listing after a read one (SET), a read after a listing one (RESET). Fresh
+    connections start on the database's own setting (cached plans, `force_generic_plan`).
+
+    The flag errs on the safe side: it is set once the server has taken the SET, and cleared
+    before the RESET is sent, so a failed round trip can leave a statement planned once more
+    than needed, never a listing on a cached plan."""
+
+    __slots__ = ("_per_call",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._per_call = False
+
+    def plans_per_call(self) -> bool:
+        return self._per_call
+
+    def note_plans_per_call(self, per_call: bool) -> None:
+        self._per_call = per_call
 
 
 # What a statement planned for its values runs under (`planned_per_call`).
@@ -189,22 +216,46 @@ _PLANNING: ContextVar[asyncpg.Connection | None] = ContextVar("planning", defaul
 async def planned_per_call(connection: asyncpg.Connection) -> AsyncIterator[None]:
     """Every statement run on `connection` inside is planned for its values. PostgreSQL reads
     `plan_cache_mode` at each execution, so a cached statement is planned afresh. One setting
-    serves several statements (a page and its total: one round trip before, one after), and a
-    `plan_per_call` statement inside adds none. In a transaction the setting ends with it (SET
-    LOCAL: on rollback too); outside one it is put back to the session's default."""
+    serves several statements (a page and its total), and a `plan_per_call` statement inside
+    adds none. On a pool's connection (`PlanModeConnection`) the session keeps the setting
+    after the block, until a statement on cached plans puts it back (`on_cached_plans`): no
+    round trip while listings follow each other. In a transaction the setting is SET LOCAL
+    (it ends with the transaction, on rollback too); on another connection it is put back to
+    the session's default after the block."""
     if _PLANNING.get() is connection:
         yield
         return
-    local = connection.is_in_transaction()
-    scope = "LOCAL " if local else ""
-    await connection.execute(f"SET {scope}{PLAN_PER_CALL}")
+    remembers = getattr(connection, "plans_per_call", None)
+    restore = False
+    if remembers is not None and remembers():
+        pass  # the session plans every statement per call already
+    elif connection.is_in_transaction():
+        await connection.execute(f"SET LOCAL {PLAN_PER_CALL}")
+    else:
+        await connection.execute(f"SET {PLAN_PER_CALL}")
+        if remembers is None:
+            restore = True
+        else:
+            connection.note_plans_per_call(True)
     token = _PLANNING.set(connection)
     try:
         yield
     finally:
         _PLANNING.reset(token)
-        if not local:
+        if restore:
             await connection.execute("RESET plan_cache_mode")
+
+
+async def on_cached_plans(connection: asyncpg.Connection) -> None:
+    """Put a pool connection that a listing left planning per call back on the database's
+    setting (cached plans), before a statement that should use them; nothing to do (and no
+    round trip) otherwise. In a transaction the session's setting stays as it is: a transaction
+    is put back before it begins (`get_transaction`)."""
+    remembers = getattr(connection, "plans_per_call", None)
+    if remembers is None or not remembers() or connection.is_in_transaction():
+        return
+    connection.note_plans_per_call(False)
+    await connection.execute("RESET plan_cache_mode")
 
 
 async def plan_rest_of_transaction_per_call(session: AsyncSession) -> None:
@@ -258,6 +309,7 @@ async def create_pool(
         max_inactive_connection_lifetime=0,
         ssl=None if tls_configured(url) else False,
         statement_cache_size=statement_cache_size,
+        connection_class=PlanModeConnection,
         init=_json_codecs,
         reset=_nothing_to_reset,
     )
@@ -314,6 +366,7 @@ async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]
     Declared with `scope="function"`: the commit happens before the response is sent."""
     async with resources(request).need_pool().acquire() as connection:
         try:
+            await on_cached_plans(connection)  # a write runs on cached plans
             transaction = connection.transaction()
             await transaction.start()
             try:
