@@ -19,7 +19,6 @@ from taskflow_kit.db import (
     PLAN_PER_CALL,
     ConnectionDep,
     SessionDep,
-    Statement,
     TransactionDep,
     async_database_url,
     asyncpg_dsn,
@@ -35,7 +34,13 @@ from taskflow_kit.db import (
 from taskflow_kit.errors import Conflict, ProblemError, install_error_handlers
 from taskflow_kit.migrations import alter_database, drop_database, ensure_database
 from taskflow_kit.resources import ServiceResources
-from taskflow_kit.testing import WithState, test_database_server_url, unique_name, with_state
+from taskflow_kit.testing import (
+    WithState,
+    plans_of,
+    test_database_server_url,
+    unique_name,
+    with_state,
+)
 
 
 def test_async_url_selects_asyncpg() -> None:
@@ -165,14 +170,6 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
     per_call = compile_statement(text("SELECT 2 + :x - 1").bindparams(x), plan_per_call=True)
     failing = compile_statement(text("SELECT 1 / :x").bindparams(x), plan_per_call=True)
 
-    async def plans(connection: asyncpg.Connection, statement: Statement) -> tuple[int, int]:
-        row = await connection.fetchrow(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
-            statement.sql,
-        )
-        assert row is not None
-        return row["generic_plans"], row["custom_plans"]
-
     connection = await asyncpg.connect(
         asyncpg_dsn(engine.url.render_as_string(hide_password=False)),
         server_settings={"plan_cache_mode": "force_generic_plan"},
@@ -189,8 +186,8 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
         with pytest.raises(asyncpg.DivisionByZeroError):
             await failing.fetchval(connection, x=0)
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-        assert await plans(connection, cached) == (3, 0)
-        assert await plans(connection, per_call) == (0, 6)
+        assert await plans_of(connection, cached.sql) == (3, 0)
+        assert await plans_of(connection, per_call.sql) == (0, 6)
         # One setting for several statements: a per-call statement inside neither sets nor
         # resets it, and every statement inside is planned for its values.
         async with planned_per_call(connection):
@@ -198,8 +195,8 @@ async def test_a_statement_planned_per_call_gets_a_plan_for_each_call_and_leaves
             assert await connection.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
             assert await cached.fetchval(connection, x=1) == 2
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-        assert await plans(connection, cached) == (3, 1)
-        assert await plans(connection, per_call) == (0, 7)
+        assert await plans_of(connection, cached.sql) == (3, 1)
+        assert await plans_of(connection, per_call.sql) == (0, 7)
     finally:
         await connection.close()
 
@@ -252,14 +249,8 @@ async def test_a_pool_connection_changes_its_plan_setting_only_when_a_statement_
             async with connection.transaction():
                 assert await cached.fetchval(connection, x=2) == 3
             assert settings[3:] == [f"SET {PLAN_PER_CALL}", "RESET plan_cache_mode"]
-            plans = {
-                row["statement"]: (row["generic_plans"], row["custom_plans"])
-                for row in await connection.fetch(
-                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-                )
-            }
-        assert plans[per_call.sql] == (0, 6)
-        assert plans[cached.sql] == (3, 0)
+            assert await plans_of(connection, per_call.sql) == (0, 6)
+            assert await plans_of(connection, cached.sql) == (3, 0)
     finally:
         await pool.close()
         setup = await asyncpg.connect(asyncpg_dsn(url))  # the module's database, as it was

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -109,15 +110,23 @@ def test_text_lines_are_plain_key_values() -> None:
     assert "\x1b[" not in line  # no terminal colouring
 
 
+def written_access_line(*, json_lines: bool, **fields: Any) -> str:
+    """The access line `access_log.line(**fields)` writes with text or JSON logs."""
+    configure_logging(service="logs-test", level="INFO", json=json_lines)
+    out = io.StringIO()
+    access_log.writer = LineWriter(out)
+    access_log.line(**fields)
+    access_log.writer.flush()
+    return out.getvalue().strip()
+
+
 def test_the_text_access_line_reads_as_any_other_text_line() -> None:
     """The access line is formatted in one step in text mode: the same line the text renderer
     writes for the same fields."""
     from taskflow_kit.logs import _text_line
 
-    configure_logging(service="logs-test", level="INFO", json=False)
-    out = io.StringIO()
-    access_log.writer = LineWriter(out)
-    access_log.line(
+    line = written_access_line(
+        json_lines=False,
         method="POST",
         path="/api/v1/tasks/",
         status=201,
@@ -125,8 +134,6 @@ def test_the_text_access_line_reads_as_any_other_text_line() -> None:
         request_id="r",
         trace_id="t",
     )
-    access_log.writer.flush()
-    line = out.getvalue().strip()
     timestamp = line.split(" ", 1)[0]
     expected = _text_line(
         {
@@ -150,10 +157,8 @@ def test_the_json_access_line_is_the_line_the_json_renderer_writes() -> None:
     the same fields gives, escapes included."""
     from taskflow_kit.logs import _json_line
 
-    configure_logging(service="logs-test", level="INFO", json=True)
-    out = io.StringIO()
-    access_log.writer = LineWriter(out)
-    access_log.line(
+    line = written_access_line(
+        json_lines=True,
         method="GET",
         path='/api/v1/tasks/"odd"\\path/\u00e9\u2603',
         status=404,
@@ -161,8 +166,6 @@ def test_the_json_access_line_is_the_line_the_json_renderer_writes() -> None:
         request_id="r-1",
         trace_id="0af7651916cd43dd8448eb211c80319c",
     )
-    access_log.writer.flush()
-    line = out.getvalue().strip()
     fields = json.loads(line)
     assert line == _json_line(
         {

@@ -40,7 +40,7 @@ from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
 from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
-from taskflow_kit.testing import explain_as_run, migrated_database
+from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BIG, SMALL = 1, 2
@@ -387,24 +387,12 @@ async def test_listings_are_planned_per_call_and_reads_by_id_are_not(
         values = listing.list_values(task_filter, SMALL, now)
         for _ in range(8):
             await page.fetch(connection, **values)
-        assert await plans(connection, page.sql) == (0, 8)
+        assert await plans_of(connection, page.sql) == (0, 8)
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert not _GET_VISIBLE.plan_per_call
     for _ in range(8):
         await _GET_VISIBLE.fetchrow(connection, task_id=task_id, user_id=SMALL)
-    assert await plans(connection, _GET_VISIBLE.sql) == (8, 0)
-
-
-async def plans(connection: asyncpg.Connection, sql: str) -> tuple[int, int]:
-    """(generic, custom) plans the connection's prepared statements of `sql` ran with."""
-    row = await connection.fetchrow(
-        "SELECT coalesce(sum(generic_plans), 0)::int AS generic, "
-        "coalesce(sum(custom_plans), 0)::int AS custom "
-        "FROM pg_prepared_statements WHERE statement = $1",
-        sql,
-    )
-    assert row is not None
-    return row["generic"], row["custom"]
+    assert await plans_of(connection, _GET_VISIBLE.sql) == (8, 0)
 
 
 @pytest.mark.parametrize("user", USERS)

@@ -220,6 +220,19 @@ async def explain_as_run(
     return explained
 
 
+async def plans_of(connection: asyncpg.Connection, sql: str) -> tuple[int, int]:
+    """(generic, custom) plans that `connection`'s prepared statements of `sql` ran with
+    (`pg_prepared_statements`: (0, 0) when it was never prepared)."""
+    row = await connection.fetchrow(
+        "SELECT coalesce(sum(generic_plans), 0)::int AS generic, "
+        "coalesce(sum(custom_plans), 0)::int AS custom "
+        "FROM pg_prepared_statements WHERE statement = $1",
+        sql,
+    )
+    assert row is not None  # an aggregate returns a row
+    return row["generic"], row["custom"]
+
+
 # These helpers are named test_* for readability; keep pytest from collecting them as tests
 # when a test module imports them.
 test_database_server_url.__test__ = False  # type: ignore[attr-defined]
