@@ -149,9 +149,8 @@ class Api:
 
     async def set_flags(self, user_id: int, **values: bool) -> None:
         """Change a user row directly (test setup only, e.g. to make an administrator)."""
-        async with self.app.state.sessionmaker() as session:
-            await session.execute(update(User).where(User.id == user_id).values(**values))
-            await session.commit()
+        async with self.app.state.engine.begin() as connection:
+            await connection.execute(update(User).where(User.id == user_id).values(**values))
 
 
 @pytest.fixture

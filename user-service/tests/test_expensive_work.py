@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from structlog.testing import capture_logs
 from user_service.auth.pruning import prune_refresh_tokens
 from user_service.models import RefreshToken
@@ -126,32 +126,36 @@ async def test_expired_and_long_revoked_refresh_tokens_are_pruned_in_batches(api
     alice = await api.account(username="alice")
     now = datetime.now(UTC)
 
-    def token(**fields: object) -> RefreshToken:
-        values = {
+    def token(**fields: object) -> dict[str, object]:
+        return {
+            "user_id": alice.id,
+            "family_id": uuid.uuid4(),
             "expires_at": now + timedelta(days=1),
             "token_hash": uuid.uuid4().hex + uuid.uuid4().hex,
+            "revoked_at": None,
             **fields,
         }
-        return RefreshToken(user_id=alice.id, family_id=uuid.uuid4(), **values)
 
-    sessionmaker = api.app.state.sessionmaker
-    async with sessionmaker() as session:
-        session.add_all(
+    engine = api.app.state.engine
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(RefreshToken),
             [
                 token(expires_at=now - timedelta(minutes=1), token_hash="e" * 64),
                 token(expires_at=now - timedelta(days=3)),
                 token(revoked_at=now - timedelta(days=2)),
                 token(revoked_at=now - timedelta(minutes=5), token_hash="r" * 64),
                 token(token_hash="l" * 64),
-            ]
+            ],
         )
-        await session.commit()
 
-    deleted = await prune_refresh_tokens(sessionmaker, batch=1, revoked_retention=timedelta(days=1))
+    deleted = await prune_refresh_tokens(
+        api.app.state.pool, batch=1, revoked_retention=timedelta(days=1)
+    )
 
     assert deleted == 3
-    async with sessionmaker() as session:
-        kept = set((await session.execute(select(RefreshToken.token_hash))).scalars())
+    async with engine.connect() as connection:
+        kept = set((await connection.execute(select(RefreshToken.token_hash))).scalars())
     # The login's own token, a recently revoked one (reuse is still recognised) and a live one.
     assert {"r" * 64, "l" * 64} <= kept
     assert "e" * 64 not in kept

@@ -4,9 +4,10 @@ Migration 0003_h16b made this database plan every execution (`plan_cache_mode =
 force_custom_plan`) so that the directory's search gets the plan its term needs. That also
 planned every `/auth/me` lookup by id, login lookup, refresh-token claim and outbox row on
 every call (≈ 30-40 µs of PostgreSQL CPU per BEGIN + lookup + COMMIT, measured on this
-service's schema). Only the directory asks for a plan per call now
-(`taskflow_kit.db.plan_rest_of_transaction_per_call`, users/repository.py); every other
-statement keeps one generic plan, cached per connection. tests/plans checks both at size.
+service's schema). Only the directory asks for a plan per call now (its statement is compiled
+with `plan_per_call=True`, users/repository.py; at first it was
+`plan_rest_of_transaction_per_call`, the same setting on the session); every other statement
+keeps one generic plan, cached per connection. tests/plans checks both at size.
 
 JIT goes off for this database too, as for task-service's (0006_h16d): nothing this service
 runs is the long analytical query JIT is for, and a generic plan's estimates can cross

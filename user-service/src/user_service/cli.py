@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.db import create_pool
 
 from user_service.config import Settings
 from user_service.passwords import PasswordHasher
@@ -21,13 +21,13 @@ from user_service.users.service import UserService
 
 
 async def make_admin(settings: Settings, identifier: str) -> int:
-    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with pool.acquire() as connection, connection.transaction():
             # No relay in a one-off command: the services' relays publish the event (woken by
             # the commit's NOTIFY).
-            service = UserService.for_session(
-                session,
+            service = UserService.for_connection(
+                connection,
                 outbox=make_outbox(),
                 hasher=PasswordHasher(rounds=settings.bcrypt_rounds),
             )
@@ -36,11 +36,10 @@ async def make_admin(settings: Settings, identifier: str) -> int:
             except UserNotFound:
                 print(f"No user with username or email {identifier!r}", file=sys.stderr)
                 return 1
-            await session.commit()
-            print(f"{user.username} (id {user.id}) is now an active administrator")
-            return 0
+        print(f"{user.username} (id {user.id}) is now an active administrator")
+        return 0
     finally:
-        await engine.dispose()
+        await pool.close()
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+import asyncpg
 import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -13,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.app import create_service_app
 from taskflow_kit.background import every
-from taskflow_kit.db import create_engine, create_sessionmaker
+from taskflow_kit.db import create_engine, create_pool
 from taskflow_kit.health import health_router
 from taskflow_kit.migrations import prepare_database
 from taskflow_kit.outbox import OutboxRelay
@@ -57,14 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def start(stack: AsyncExitStack) -> Started[State]:
         if settings.migrate_on_start:
             await prepare_database(ALEMBIC_INI, settings.database_url)
-        engine = create_engine(
-            settings.database_url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
+        # The requests and the pruning run on the asyncpg pool; the SQLAlchemy engine serves
+        # the cold paths only: the outbox relay and readiness.
+        engine = create_engine(settings.database_url, pool_size=2, max_overflow=2)
         stack.push_async_callback(engine.dispose)
+        pool = await create_pool(
+            settings.database_url,
+            min_size=settings.db_pool_size,
+            max_size=settings.db_pool_size + settings.db_max_overflow,
+        )
+        stack.push_async_callback(pool.close)
         redis, stream_redis = open_redis(stack, settings.redis_url)
-        sessionmaker = create_sessionmaker(engine)
         relay = OutboxRelay(
             engine=engine,
             database_url=settings.database_url,
@@ -81,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             revocations=revocations,
             prune_store=True,
         )
-        state = build_state(settings, engine=engine, redis=redis, relay=relay)
+        state = build_state(settings, engine=engine, pool=pool, redis=redis, relay=relay)
         await state.password_hasher.warm_up()
         # A Redis that lost its data gets the retained events (and so the revocation hashes)
         # back before this process waits for them; every service's listener waits for this.
@@ -90,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         async def prune() -> None:
             await prune_refresh_tokens(
-                sessionmaker,
+                pool,
                 batch=settings.refresh_token_prune_batch,
                 revoked_retention=timedelta(hours=settings.revoked_refresh_token_retention_hours),
             )
@@ -116,13 +120,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def build_state(
-    settings: Settings, *, engine: AsyncEngine, redis: Redis, relay: OutboxRelay
+    settings: Settings,
+    *,
+    engine: AsyncEngine,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    relay: OutboxRelay,
 ) -> State:
     """Everything the requests use, from the connections the lifespan opened."""
     limits_prefix = f"{settings.redis_prefix}user-service:rl:"
     return State(
         engine=engine,
-        sessionmaker=create_sessionmaker(engine),
+        pool=pool,
         redis=redis,
         settings=settings,
         outbox=make_outbox(),

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import insert
 from taskflow_kit.tokens import issue_token
 from user_service.auth.issuing import hash_refresh_token
 from user_service.models import RefreshToken
@@ -190,16 +191,15 @@ async def test_a_session_past_its_absolute_end_cannot_refresh(
         ttl=timedelta(days=7),
         claims={"sst": int(started.timestamp())},
     )
-    async with app.state.sessionmaker() as session:
-        session.add(
-            RefreshToken(
+    async with app.state.engine.begin() as connection:
+        await connection.execute(
+            insert(RefreshToken).values(
                 user_id=alice.id,
                 family_id=uuid.uuid4(),
                 token_hash=hash_refresh_token(token),
                 expires_at=datetime.now(UTC) + timedelta(days=7),
             )
         )
-        await session.commit()
 
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
 

@@ -142,8 +142,8 @@ async def test_login_rehashes_a_password_made_with_another_cost(
 
     await api.login(username="alice")
 
-    async with app.state.sessionmaker() as session:
-        hashed = await session.scalar(select(User.hashed_password))
+    async with app.state.engine.connect() as connection:
+        hashed = await connection.scalar(select(User.hashed_password))
     assert hashed is not None
     assert hashed.startswith("$2b$05$")
     await api.login(username="alice")  # the new hash verifies

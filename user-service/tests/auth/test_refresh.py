@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import jwt
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from taskflow_kit.events import Event
 from taskflow_kit.tokens import issue_token
-from user_service.models import RefreshToken
+from user_service.models import OUTBOX, RefreshToken
 
 PASSWORD = "correct horse battery staple"
 
@@ -60,8 +63,8 @@ async def test_concurrent_refreshes_of_one_token_let_at_most_one_through(
     responses = await asyncio.gather(*(refresh(client, token) for _ in range(5)))
 
     assert sorted(r.status_code for r in responses) == [200, 401, 401, 401, 401]
-    async with app.state.sessionmaker() as session:
-        live = await session.scalar(
+    async with app.state.engine.connect() as connection:
+        live = await connection.scalar(
             select(func.count())
             .select_from(RefreshToken)
             .where(RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
@@ -168,8 +171,59 @@ async def test_refresh_tokens_are_stored_only_as_hashes(
     client: httpx.AsyncClient, app: FastAPI, api
 ) -> None:
     account = await api.account(username="alice")
-    async with app.state.sessionmaker() as session:
-        stored = (await session.scalars(select(RefreshToken.token_hash))).all()
+    async with app.state.engine.connect() as connection:
+        stored = (await connection.scalars(select(RefreshToken.token_hash))).all()
     assert len(stored) == 1
     assert len(stored[0]) == 64
     assert account.tokens["refresh_token"] not in stored
+
+
+async def logged_out_reasons(app: FastAPI, session_id: str) -> list[str]:
+    """The reasons of the `user.logged_out` events in the outbox for one login session."""
+    async with app.state.engine.connect() as connection:
+        payloads = (
+            await connection.scalars(
+                select(OUTBOX.c.payload).where(OUTBOX.c.type == "user.logged_out")
+            )
+        ).all()
+    events = [Event.from_json(payload) for payload in payloads]
+    return [event.data["reason"] for event in events if event.data["session_id"] == session_id]
+
+
+async def test_a_reuse_commits_the_familys_revocation_and_its_event_with_the_401(
+    client: httpx.AsyncClient, app: FastAPI, api
+) -> None:
+    """The one effect of a failing request that must stick: the rotation's transaction is
+    committed, not rolled back, when it finds reuse."""
+    account = await api.account(username="alice")
+    first = account.tokens["refresh_token"]
+    await refresh(client, first)
+    claims = jwt.decode(account.tokens["access_token"], options={"verify_signature": False})
+    session_id = claims["sid"]
+    family = uuid.UUID(session_id)
+
+    assert (await refresh(client, first)).status_code == 401
+
+    async with app.state.engine.connect() as connection:
+        live = await connection.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_(None))
+        )
+    assert live == 0
+    assert await logged_out_reasons(app, session_id) == ["refresh_token_reused"]
+
+
+async def test_a_refresh_that_fails_after_claiming_rolls_the_claim_back(
+    client: httpx.AsyncClient, api
+) -> None:
+    """A refresh refused after its token was claimed (the account is deactivated) leaves the
+    token unused: once the account is active again it refreshes, and is not taken for reuse."""
+    alice = await api.account(username="alice")
+    await api.set_flags(alice.id, is_active=False)
+    assert (await refresh(client, alice.tokens["refresh_token"])).status_code == 401
+
+    await api.set_flags(alice.id, is_active=True)
+    response = await refresh(client, alice.tokens["refresh_token"])
+
+    assert response.status_code == 200, response.text

@@ -93,9 +93,9 @@ async def test_logout_with_only_the_access_token_ends_that_session(
         "/api/v1/auth/refresh", json={"refresh_token": account.tokens["refresh_token"]}
     )
     assert refreshed.status_code == 401
-    async with app.state.sessionmaker() as session:
+    async with app.state.engine.connect() as connection:
         family = claims(account.tokens["access_token"])["sid"]
-        revoked = await session.scalar(
+        revoked = await connection.scalar(
             text("SELECT count(*) FROM refresh_token WHERE family_id = :f AND revoked_at IS NULL"),
             {"f": family},
         )

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from taskflow_kit.db import async_database_url, asyncpg_dsn
-from taskflow_kit.testing import explain_as_run, migrated_database
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from taskflow_kit.db import PLAN_PER_CALL, async_database_url, asyncpg_dsn, create_pool
+from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
 from user_service.config import ALEMBIC_INI
 from user_service.users.repository import UserRepository
 
@@ -45,20 +45,43 @@ async def plans_database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def recorded(
-    plans_database_url: str,
-) -> AsyncIterator[tuple[AsyncSession, list[tuple[str, Any]]]]:
-    """A session on the plans database that records every statement it runs."""
-    engine = create_async_engine(async_database_url(plans_database_url))
-    statements: list[tuple[str, Any]] = []
+async def connection(plans_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the service's own pool (`create_pool`): the statements run as they do
+    for a request, and its prepared statements say which plans they ran with."""
+    pool = await create_pool(plans_database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as connection:
+            yield connection
+    finally:
+        await pool.close()
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        statements.append((sql, params))
 
-    async with async_sessionmaker(engine)() as session:
-        yield session, statements
-    await engine.dispose()
+class Recording:
+    """An asyncpg connection that remembers every statement run on it, with its arguments."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.connection, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
+            return method
+
+        async def recorded(sql: str, *args: Any) -> Any:
+            self.statements.append((sql, args))
+            return await method(sql, *args)
+
+        return recorded
+
+
+async def explained(plans_database_url: str, sql: str, args: list[Any], *, per_call: bool) -> str:
+    """The plan `sql` runs with for `args` (`explain_as_run`), on a connection of its own."""
+    connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
+    try:
+        return await explain_as_run(connection, sql, args, per_call=per_call)
+    finally:
+        await connection.close()
 
 
 def rows_of_accounts(explained: str) -> tuple[int, bool]:
@@ -89,49 +112,67 @@ def rows_of_accounts(explained: str) -> tuple[int, bool]:
     ],
 )
 async def test_directory_pages_read_an_index(
-    recorded: tuple[AsyncSession, list[tuple[str, Any]]],
+    connection: asyncpg.Connection,
     plans_database_url: str,
     q: str | None,
     admin: bool,
     skip: int,
 ) -> None:
-    session, statements = recorded
-    users = await UserRepository(session).directory(
+    recording = Recording(connection)
+    users = await UserRepository(recording).directory(  # type: ignore[arg-type]
         q=q, skip=skip, limit=20, include_inactive=admin
     )
     assert q is None or all(
         q.lower() in f"{user.username} {user.full_name} {user.email if admin else ''}".lower()
         for user in users
     )
-    # Planned for its term, in the request's transaction only (the database keeps one generic
-    # plan for everything else, migration 0004_h16e).
-    (per_call, _), (sql, params) = statements[-2:]
-    assert per_call == "SET LOCAL plan_cache_mode = force_custom_plan"
-    connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
-    try:
-        explained = await explain_as_run(connection, sql, list(params), per_call=True)
-    finally:
-        await connection.close()
-    rows, sequential = rows_of_accounts(explained)
+    # Planned for its term (the database keeps one generic plan for everything else,
+    # migration 0004_h16e): the request's connection, in no transaction, is set to plan per
+    # call first, and the prepared statement ran with a custom plan, never the generic one.
+    (setting, _), (sql, args) = recording.statements
+    assert setting == f"SET {PLAN_PER_CALL}"
+    assert await plans_of(connection, sql) == (0, 1)
+    plan = await explained(plans_database_url, sql, list(args), per_call=True)
+    rows, sequential = rows_of_accounts(plan)
     assert not sequential, sql
     assert rows <= ROW_BUDGET + skip, (q, rows)
 
 
 async def test_me_is_one_primary_key_lookup(
-    recorded: tuple[AsyncSession, list[tuple[str, Any]]], plans_database_url: str
+    connection: asyncpg.Connection, plans_database_url: str
 ) -> None:
-    session, statements = recorded
-    user = await UserRepository(session).get(ACCOUNTS // 2)
+    recording = Recording(connection)
+    user = await UserRepository(recording).get(ACCOUNTS // 2)  # type: ignore[arg-type]
     assert user is not None
-    connection = await asyncpg.connect(asyncpg_dsn(plans_database_url))
-    try:
-        # The database's own settings: one cached generic plan (migration 0004_h16e), no JIT.
-        settings = await connection.fetch(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('plan_cache_mode', 'jit')"
-        )
-        sql, params = statements[-1]
-        explained = await explain_as_run(connection, sql, list(params), per_call=False)
-    finally:
-        await connection.close()
+    [(sql, args)] = recording.statements
+    # The database's own settings: one cached generic plan (migration 0004_h16e), no JIT.
+    settings = await connection.fetch(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('plan_cache_mode', 'jit')"
+    )
     assert dict(settings) == {"plan_cache_mode": "force_generic_plan", "jit": "off"}
-    assert rows_of_accounts(explained) == (1, False)
+    assert await plans_of(connection, sql) == (1, 0)
+    plan = await explained(plans_database_url, sql, list(args), per_call=False)
+    assert rows_of_accounts(plan) == (1, False)
+
+
+async def test_the_directory_is_planned_per_call_and_reads_by_id_are_not(
+    connection: asyncpg.Connection,
+) -> None:
+    """Listings and lookups in turn on one pooled connection, as requests share it: every
+    listing is planned for its term, every lookup keeps the cached generic plan, and the
+    setting a listing makes (outside a transaction) does not outlive it into a lookup."""
+    recording = Recording(connection)
+    users = UserRepository(recording)  # type: ignore[arg-type]
+    for _ in range(3):
+        await users.directory(q="miller", skip=0, limit=20, include_inactive=False)
+        await users.get(ACCOUNTS // 2)
+        assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    listing, lookup = recording.statements[1][0], recording.statements[3][0]
+    assert [sql for sql, _ in recording.statements] == 3 * [
+        f"SET {PLAN_PER_CALL}",
+        listing,
+        "RESET plan_cache_mode",
+        lookup,
+    ]
+    assert await plans_of(connection, listing) == (0, 3)
+    assert await plans_of(connection, lookup) == (3, 0)

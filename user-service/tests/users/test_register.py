@@ -104,8 +104,8 @@ async def test_twenty_concurrent_registrations_of_one_email_create_one_user(
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 19, [r.text for r in responses if r.status_code != 409]
-    async with app.state.sessionmaker() as session:
-        count = await session.scalar(
+    async with app.state.engine.connect() as connection:
+        count = await connection.scalar(
             select(func.count())
             .select_from(User)
             .where(func.lower(User.email) == "race@example.com")
@@ -129,8 +129,8 @@ async def test_twenty_concurrent_registrations_of_one_username_create_one_user(
     responses = await asyncio.gather(*(register(index) for index in range(20)))
 
     assert sorted(r.status_code for r in responses) == [201] + [409] * 19
-    async with app.state.sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(User)) == 1
+    async with app.state.engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(User)) == 1
 
 
 @pytest.mark.parametrize(

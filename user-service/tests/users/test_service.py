@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from user_service.models import User
 from user_service.passwords import PasswordHasher
 from user_service.users.errors import EmailTaken, UsernameTaken
@@ -47,32 +47,36 @@ async def test_a_race_past_the_pre_check_is_a_conflict_from_the_index(
     from user_service.users.service import UserService
 
     hasher = PasswordHasher(rounds=4)
-    first_session = app.state.sessionmaker()
-    second_session = app.state.sessionmaker()
-    racing: asyncio.Task[object] | None = None
-    try:
-        outbox = app.state.outbox
-        await UserService.for_session(first_session, outbox=outbox, hasher=hasher).register(
-            UserCreate(email="alice@example.com", username="alice", password=PASSWORD)
-        )  # flushed, not committed: invisible to the other session's pre-check
-        racing = asyncio.create_task(
-            UserService.for_session(second_session, outbox=outbox, hasher=hasher).register(
-                UserCreate(**second, password=PASSWORD)
-            )
-        )
-        await wait_until_blocked_on_a_lock(app)  # its INSERT waits on the index entry
-        await first_session.commit()
+    outbox = app.state.outbox
 
-        with pytest.raises(error) as raised:
-            await racing
-        assert isinstance(raised.value.__cause__, IntegrityError)
-    finally:
-        await first_session.close()  # a rollback if the commit was not reached: frees the racer
-        if racing is not None and not racing.done():
-            racing.cancel()
-            with contextlib.suppress(BaseException):
+    async def register_in_its_transaction(connection: asyncpg.Connection) -> object:
+        async with connection.transaction():
+            return await UserService.for_connection(
+                connection, outbox=outbox, hasher=hasher
+            ).register(UserCreate(**second, password=PASSWORD))
+
+    async with app.state.pool.acquire() as first, app.state.pool.acquire() as other:
+        first_transaction = first.transaction()
+        await first_transaction.start()
+        racing: asyncio.Task[object] | None = None
+        try:
+            await UserService.for_connection(first, outbox=outbox, hasher=hasher).register(
+                UserCreate(email="alice@example.com", username="alice", password=PASSWORD)
+            )  # inserted, not committed: invisible to the other transaction's pre-check
+            racing = asyncio.create_task(register_in_its_transaction(other))
+            await wait_until_blocked_on_a_lock(app)  # its INSERT waits on the index entry
+            await first_transaction.commit()
+
+            with pytest.raises(error) as raised:
                 await racing
-        await second_session.close()
+            assert isinstance(raised.value.__cause__, asyncpg.UniqueViolationError)
+        finally:
+            if first.is_in_transaction():  # the commit was not reached: free the racer
+                await first_transaction.rollback()
+            if racing is not None and not racing.done():
+                racing.cancel()
+                with contextlib.suppress(BaseException):
+                    await racing
 
-    async with app.state.sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(User)) == 1
+    async with app.state.engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(User)) == 1

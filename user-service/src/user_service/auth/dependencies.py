@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from taskflow_kit.db import SessionDep
+from taskflow_kit.db import ConnectionDep, TransactionDep
 from taskflow_kit.errors import BadRequest
 
 from user_service.auth.budgets import RouteBudgets
@@ -17,7 +18,7 @@ from user_service.auth.schemas import LoginRequest
 from user_service.auth.service import AuthService
 from user_service.auth.throttle import LoginThrottle, client_address
 from user_service.config import Settings
-from user_service.state import StateDep
+from user_service.state import State, StateDep
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -26,14 +27,25 @@ async def get_login_throttle(state: StateDep) -> LoginThrottle:
     return state.login_throttle
 
 
-async def get_auth_service(state: StateDep, session: SessionDep) -> AuthService:
+def _auth_service(state: State, connection: asyncpg.Connection) -> AuthService:
     return AuthService(
-        session,
+        connection,
         hasher=state.password_hasher,
         throttle=state.login_throttle,
         issuer=state.token_issuer,
         outbox=state.outbox,
     )
+
+
+async def get_auth_service(state: StateDep, connection: TransactionDep) -> AuthService:
+    """The service in the request's transaction (committed before the response)."""
+    return _auth_service(state, connection)
+
+
+async def get_auth_service_on_connection(state: StateDep, connection: ConnectionDep) -> AuthService:
+    """The service on the request's connection with no transaction: the route opens its own
+    (`auth.router.rotate`, which commits a reuse's revocation although the request fails)."""
+    return _auth_service(state, connection)
 
 
 async def get_settings(state: StateDep) -> Settings:
@@ -105,5 +117,6 @@ async def login_credentials(request: Request) -> LoginRequest:
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+AuthServiceOnConnectionDep = Annotated[AuthService, Depends(get_auth_service_on_connection)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 LoginCredentialsDep = Annotated[LoginRequest, Depends(login_credentials)]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from taskflow_kit.tokens import TokenConfig, issue_token
 
-from user_service.users.models import User
+from user_service.users.repository import UserRow
 
 
 def hash_refresh_token(token: str) -> str:
@@ -39,7 +39,7 @@ class TokenIssuer:
     def access_ttl_until(self, session_ends_at: datetime, *, now: datetime) -> timedelta:
         return min(self.access_ttl, session_ends_at - now)
 
-    def access_token(self, user: User, *, session_id: str, ttl: timedelta | None = None) -> str:
+    def access_token(self, user: UserRow, *, session_id: str, ttl: timedelta | None = None) -> str:
         """`sid` names the login session (the refresh-token family): logging out voids it."""
         return issue_token(
             self.config,
@@ -54,7 +54,7 @@ class TokenIssuer:
         )
 
     def refresh_token(
-        self, user: User, *, session_started_at: datetime, now: datetime | None = None
+        self, user: UserRow, *, session_started_at: datetime, now: datetime | None = None
     ) -> IssuedRefreshToken:
         """A refresh token valid for `refresh_ttl` (the idle limit), but never past the
         session's absolute end. It carries the session's start (`sst`), so its successors

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from user_service.auth.repository import RefreshTokenRepository
 
@@ -17,20 +17,16 @@ MAX_BATCHES_PER_RUN = 50
 
 
 async def prune_refresh_tokens(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    *,
-    batch: int,
-    revoked_retention: timedelta,
+    pool: asyncpg.Pool, *, batch: int, revoked_retention: timedelta
 ) -> int:
     """Delete expired tokens and tokens revoked longer than `revoked_retention` ago; the
     number deleted."""
     total = 0
     for _ in range(MAX_BATCHES_PER_RUN):
-        async with sessionmaker() as session:
-            deleted = await RefreshTokenRepository(session).prune(
+        async with pool.acquire() as connection, connection.transaction():
+            deleted = await RefreshTokenRepository(connection).prune(
                 revoked_before=datetime.now(UTC) - revoked_retention, limit=batch
             )
-            await session.commit()
         total += deleted
         if deleted < batch:
             break

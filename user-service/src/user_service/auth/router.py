@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 from taskflow_kit.auth import current_principal, oauth2_scheme
-from taskflow_kit.db import SessionDep
+from taskflow_kit.db import ConnectionDep, on_cached_plans
 from taskflow_kit.errors import Unauthorized, problem_responses
 
 from user_service.auth.budgets import RouteBudgetExceeded, name_key
@@ -19,6 +19,7 @@ from user_service.auth.cookies import (
 )
 from user_service.auth.dependencies import (
     AuthServiceDep,
+    AuthServiceOnConnectionDep,
     ClientAddressDep,
     LoginCredentialsDep,
     RouteBudgetsDep,
@@ -106,16 +107,26 @@ async def login(
 
 
 async def rotate(
-    auth_service: AuthService, session: AsyncSession, token: str, *, address: str
+    auth_service: AuthService, connection: asyncpg.Connection, token: str, *, address: str
 ) -> SessionTokens:
-    """`AuthService.refresh`, with its one effect that must outlive a failure: on reuse the
-    token family's revocation (and its event) is committed before the 401 is raised, which the
-    request's session dependency would otherwise roll back."""
+    """`AuthService.refresh` in a transaction of its own, with its one effect that must outlive
+    a failure: on reuse the token family's revocation (and its event) is committed before the
+    401 is raised; any other failure rolls the transaction back. Like the request transaction
+    (`taskflow_kit.db.get_transaction`) it runs on cached plans and commits before the
+    response is sent."""
+    await on_cached_plans(connection)
+    transaction = connection.transaction()
+    await transaction.start()
     try:
-        return await auth_service.refresh(token, address=address)
+        tokens = await auth_service.refresh(token, address=address)
     except RefreshTokenReused:
-        await session.commit()
+        await transaction.commit()
         raise
+    except BaseException:
+        await transaction.rollback()
+        raise
+    await transaction.commit()
+    return tokens
 
 
 @router.post(
@@ -126,15 +137,15 @@ async def rotate(
 )
 async def refresh(
     body: RefreshRequest,
-    auth_service: AuthServiceDep,
-    session: SessionDep,
+    auth_service: AuthServiceOnConnectionDep,
+    connection: ConnectionDep,
     address: ClientAddressDep,
     response: Response,
 ) -> TokenPair:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting a
     used one again revokes every token of its login session (401). A session ends at its
     absolute end (`SESSION_MAX_LIFETIME_DAYS` after the login) however often it is refreshed."""
-    tokens = await rotate(auth_service, session, body.refresh_token, address=address)
+    tokens = await rotate(auth_service, connection, body.refresh_token, address=address)
     never_cache(response)
     return tokens.pair()
 
@@ -207,8 +218,8 @@ async def open_session(
     dependencies=[*_SESSION, address_budget("refresh")],
 )
 async def refresh_session(
-    auth_service: AuthServiceDep,
-    session: SessionDep,
+    auth_service: AuthServiceOnConnectionDep,
+    connection: ConnectionDep,
     address: ClientAddressDep,
     settings: SettingsDep,
     request: Request,
@@ -221,7 +232,7 @@ async def refresh_session(
     try:
         if not token:
             raise InvalidRefreshToken()
-        tokens = await rotate(auth_service, session, token, address=address)
+        tokens = await rotate(auth_service, connection, token, address=address)
     except (InvalidRefreshToken, RefreshTokenReused) as error:
         error.headers["set-cookie"] = cleared_session_cookie(secure=secure)
         raise

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 from taskflow_kit.outbox import Outbox
 from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
 
@@ -18,15 +18,13 @@ from user_service.auth.errors import (
     TooManyLoginFailures,
 )
 from user_service.auth.issuing import TokenIssuer, hash_refresh_token
-from user_service.auth.models import RefreshToken
 from user_service.auth.repository import RefreshTokenRepository
 from user_service.auth.schemas import BrowserSession, TokenPair
 from user_service.auth.throttle import LoginThrottle, account_key
 from user_service.passwords import PasswordHasher
 from user_service.security_log import security_event
 from user_service.users.events import UserEvents
-from user_service.users.models import User
-from user_service.users.repository import UserRepository
+from user_service.users.repository import UserRepository, UserRow
 from user_service.users.schemas import PASSWORD_MAX
 
 
@@ -56,18 +54,21 @@ class SessionTokens:
 
 
 class AuthService:
+    """Login, rotation and logout over one connection (in the request's transaction, or in
+    the one `auth.router.rotate` opens)."""
+
     def __init__(
         self,
-        session: AsyncSession,
+        connection: asyncpg.Connection,
         *,
         hasher: PasswordHasher,
         throttle: LoginThrottle,
         issuer: TokenIssuer,
         outbox: Outbox,
     ) -> None:
-        self.users = UserRepository(session)
-        self.refresh_tokens = RefreshTokenRepository(session)
-        self.events = UserEvents(session, outbox)
+        self.users = UserRepository(connection)
+        self.refresh_tokens = RefreshTokenRepository(connection)
+        self.events = UserEvents(connection, outbox)
         self.hasher = hasher
         self.throttle = throttle
         self.issuer = issuer
@@ -76,7 +77,7 @@ class AuthService:
     def token_config(self) -> TokenConfig:
         return self.issuer.config
 
-    async def authenticate(self, identifier: str, password: str, *, address: str) -> User:
+    async def authenticate(self, identifier: str, password: str, *, address: str) -> UserRow:
         """The active user with these credentials; 401 otherwise, 429 while a failure delay
         runs (see `LoginThrottle`).
 
@@ -116,8 +117,11 @@ class AuthService:
 
         await self.throttle.succeeded(attempt)
         if self.hasher.needs_rehash(user.hashed_password):
-            user.hashed_password = await self.hasher.hash(password)
-            await self.users.flush()
+            rehashed = await self.users.update(
+                user.id, {"hashed_password": await self.hasher.hash(password)}
+            )
+            assert rehashed is not None  # the share lock keeps the row from being deleted
+            user = rehashed
         return user
 
     async def login(self, identifier: str, password: str, *, address: str) -> SessionTokens:
@@ -204,18 +208,16 @@ class AuthService:
             raise InvalidRefreshToken() from exc
 
     async def _issue(
-        self, user: User, *, family_id: uuid.UUID, started_at: datetime
+        self, user: UserRow, *, family_id: uuid.UUID, started_at: datetime
     ) -> SessionTokens:
         now = datetime.now(UTC)
         ends_at = self.issuer.session_ends_at(started_at)
         refresh = self.issuer.refresh_token(user, session_started_at=started_at, now=now)
         await self.refresh_tokens.add(
-            RefreshToken(
-                user_id=user.id,
-                family_id=family_id,
-                token_hash=refresh.token_hash,
-                expires_at=refresh.expires_at,
-            )
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=refresh.token_hash,
+            expires_at=refresh.expires_at,
         )
         access_ttl = self.issuer.access_ttl_until(ends_at, now=now)
         return SessionTokens(

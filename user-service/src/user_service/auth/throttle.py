@@ -32,7 +32,7 @@ from starlette.requests import Request
 from taskflow_kit.ratelimit import retry_after_seconds
 
 from user_service.auth.errors import TooManyLoginFailures
-from user_service.users.models import User
+from user_service.users.repository import UserRow
 
 BASE_DELAY_SECONDS = 1.0
 
@@ -95,7 +95,7 @@ def client_address(request: Request, *, trust_forwarded_for: bool, proxy_hops: i
     return request.client.host if request.client else "unknown"
 
 
-def account_key(identifier: str, user: User | None) -> str:
+def account_key(identifier: str, user: UserRow | None) -> str:
     """Count by user id when the account exists (so email and username share one budget), else
     by the submitted name (hashed: bounded key length, no raw input in Redis)."""
     if user is not None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 from taskflow_kit.events import USER_STREAM
 from taskflow_kit.outbox import Outbox, outbox_table
 
 from user_service.database import Base
-from user_service.users.models import User
+from user_service.users.repository import UserRow
 
 PRODUCER = "user-service"
 OUTBOX = outbox_table(Base.metadata)
@@ -27,7 +27,7 @@ def make_outbox() -> Outbox:
     return Outbox(OUTBOX, producer=PRODUCER, stream=USER_STREAM)
 
 
-def user_data(user: User) -> dict[str, Any]:
+def user_data(user: UserRow) -> dict[str, Any]:
     return {
         "id": user.id,
         "username": user.username,
@@ -38,35 +38,40 @@ def user_data(user: User) -> dict[str, Any]:
 
 
 class UserEvents:
-    """Records `user.*` events in the request's transaction."""
+    """Records `user.*` events in the caller's transaction."""
 
-    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
-        self.session = session
+    def __init__(self, connection: asyncpg.Connection, outbox: Outbox) -> None:
+        self.connection = connection
         self.outbox = outbox
 
-    async def registered(self, user: User) -> None:
-        await self.outbox.add(self.session, "user.registered", user.id, {"user": user_data(user)})
+    async def registered(self, user: UserRow) -> None:
+        await self.outbox.add_on(
+            self.connection, "user.registered", user.id, {"user": user_data(user)}
+        )
 
-    async def updated(self, user: User, *, revoke_tokens: bool) -> None:
-        await self.outbox.add(
-            self.session,
+    async def updated(self, user: UserRow, *, revoke_tokens: bool) -> None:
+        await self.outbox.add_on(
+            self.connection,
             "user.updated",
             user.id,
             {"user": user_data(user), "revoke_tokens": revoke_tokens},
         )
 
     async def deleted(self, user_id: int) -> None:
-        await self.outbox.add(self.session, "user.deleted", user_id, {"user_id": user_id})
+        await self.outbox.add_on(self.connection, "user.deleted", user_id, {"user_id": user_id})
 
     async def logged_out(self, user_id: int, session_id: str, *, reason: str) -> None:
-        await self.outbox.add(
-            self.session,
+        await self.outbox.add_on(
+            self.connection,
             "user.logged_out",
             user_id,
             {"user_id": user_id, "session_id": session_id, "reason": reason},
         )
 
     async def sessions_revoked(self, user_id: int, *, reason: str) -> None:
-        await self.outbox.add(
-            self.session, "user.sessions_revoked", user_id, {"user_id": user_id, "reason": reason}
+        await self.outbox.add_on(
+            self.connection,
+            "user.sessions_revoked",
+            user_id,
+            {"user_id": user_id, "reason": reason},
         )

@@ -14,8 +14,6 @@ BIGINT_MAX = 2**63 - 1  # the largest id the column can hold
 
 class User(Base):
     __tablename__ = "user_account"  # "user" is a reserved word in PostgreSQL
-    # Fetch server-side defaults (timestamps) with RETURNING instead of expiring them.
-    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -31,7 +29,7 @@ class User(Base):
 
 
 # Uniqueness is case-insensitive and enforced by the database, so concurrent registrations
-# cannot both win; the names are what the service maps an IntegrityError back to.
+# cannot both win; the names are what the service maps a unique violation back to.
 EMAIL_UNIQUE_INDEX = "uq_user_account_lower_email"
 USERNAME_UNIQUE_INDEX = "uq_user_account_lower_username"
 Index(EMAIL_UNIQUE_INDEX, func.lower(User.email), unique=True)

@@ -24,7 +24,13 @@ from user_service.auth.dependencies import (
 )
 from user_service.auth.errors import TooManyLoginFailures
 from user_service.passwords import PasswordHashingBusy
-from user_service.users.dependencies import CurrentAdminDep, CurrentUserDep, UserServiceDep
+from user_service.users.dependencies import (
+    CurrentAdminDep,
+    CurrentUserDep,
+    CurrentUserInTransactionDep,
+    UserReaderDep,
+    UserWriterDep,
+)
 from user_service.users.errors import (
     CurrentPasswordRequired,
     EmailTaken,
@@ -85,7 +91,7 @@ _REGISTER = [address_budget("register")]
     responses=problem_responses(EmailTaken, RouteBudgetExceeded, PasswordHashingBusy),
     dependencies=_REGISTER,
 )
-async def register(body: UserCreate, user_service: UserServiceDep, response: Response) -> UserRead:
+async def register(body: UserCreate, user_service: UserWriterDep, response: Response) -> UserRead:
     """Create an account. Email and username must be unused (compared ignoring case): 409
     otherwise. Unknown fields are rejected (422)."""
     user = await user_service.register(body)
@@ -107,9 +113,9 @@ async def read_me(user: CurrentUserDep) -> UserRead:
 )
 async def update_me(
     body: UserUpdate,
-    user: CurrentUserDep,
+    user: CurrentUserInTransactionDep,
     principal: PrincipalDep,
-    user_service: UserServiceDep,
+    user_service: UserWriterDep,
     address: ClientAddressDep,
     throttle: LoginThrottleDep,
 ) -> UserRead:
@@ -130,8 +136,8 @@ async def update_me(
 )
 async def change_password(
     body: PasswordChange,
-    user: CurrentUserDep,
-    user_service: UserServiceDep,
+    user: CurrentUserInTransactionDep,
+    user_service: UserWriterDep,
     throttle: LoginThrottleDep,
     address: ClientAddressDep,
     budgets: RouteBudgetsDep,
@@ -154,8 +160,8 @@ async def change_password(
 )
 async def delete_me(
     body: AccountDeletion,
-    user: CurrentUserDep,
-    user_service: UserServiceDep,
+    user: CurrentUserInTransactionDep,
+    user_service: UserWriterDep,
     throttle: LoginThrottleDep,
     address: ClientAddressDep,
 ) -> None:
@@ -174,7 +180,7 @@ async def delete_me(
 )
 async def list_users(
     user: CurrentUserDep,
-    user_service: UserServiceDep,
+    user_service: UserReaderDep,
     q: Annotated[StorableText | None, Query(max_length=100)] = None,
     skip: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -199,7 +205,7 @@ async def list_users(
     responses=problem_responses(Unauthorized, UserNotFound),
 )
 async def read_user(
-    user_id: UserId, user: CurrentUserDep, user_service: UserServiceDep
+    user_id: UserId, user: CurrentUserDep, user_service: UserReaderDep
 ) -> UserRead | UserPublic:
     """One user's public profile (`is_active` false for a deactivated account; 404 if there
     is no such user). Administrators get the full record."""
@@ -218,7 +224,7 @@ async def administer_user(
     user_id: UserId,
     body: AdminUserUpdate,
     admin: CurrentAdminDep,
-    user_service: UserServiceDep,
+    user_service: UserWriterDep,
     address: ClientAddressDep,
 ) -> UserRead:
     """Administrators only: activate or deactivate a user (deactivation ends their sessions),
