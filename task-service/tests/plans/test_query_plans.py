@@ -37,7 +37,7 @@ from task_service.aggregates.repository import AggregateRepository
 from task_service.tasks import listing
 from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
-from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS
+from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS, visible_to
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import async_database_url, asyncpg_dsn
 from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
@@ -231,6 +231,21 @@ async def test_listing_reads_an_index_range_not_the_users_tasks(
         connection, total.sql, total.args(values), per_call=total.plan_per_call
     )
     check(total_plan, user, COUNT_BUDGET, f"{name}: total")
+    if shape.tallied:
+        return
+    # A filter the running counts do not keep: its page is first looked for among its matches
+    # (up to the cap), then those rows are read by id on a cached plan.
+    matches, by_ids = listing.match_statements(shape, READ_COLUMNS, visible_to)
+    matches_plan = await explain(
+        connection, matches.sql, matches.args(values), per_call=matches.plan_per_call
+    )
+    check(matches_plan, user, COUNT_BUDGET, f"{name}: matches")
+    ids = [row["id"] for row in await matches.fetch(connection, **values)]
+    assert not by_ids.plan_per_call
+    rows_plan = await explain(
+        connection, by_ids.sql, by_ids.args({**values, "task_ids": ids}), per_call=False
+    )
+    check(rows_plan, user, 2 * len(ids) + 10, f"{name}: rows by id")
 
 
 @pytest.mark.parametrize("project", [True, False], ids=["the board", "their whole list"])
@@ -395,16 +410,22 @@ async def test_listings_are_planned_per_call_and_reads_by_id_are_not(
     assert await plans_of(connection, _GET_VISIBLE.sql) == (8, 0)
 
 
+@pytest.mark.parametrize("statement", ["total", "matches"])
 @pytest.mark.parametrize("user", USERS)
 async def test_a_tag_count_reads_the_users_own_matches_by_owner_tag_keys(
-    connection: asyncpg.Connection, user: int
+    connection: asyncpg.Connection, user: int, statement: str
 ) -> None:
-    """The count behind a tag filter's `total` finds the caller's matches from one posting
-    list of owner-and-tag keys (migration 0005_h16c), not by intersecting the caller's whole
-    range of a GIN over (owner_id, tags) with the tag's, and reads no other task."""
+    """The count behind a tag filter's `total`, and the matches its page is found among, find
+    the caller's matches from one posting list of owner-and-tag keys (migration 0005_h16c),
+    not by intersecting the caller's whole range of a GIN over (owner_id, tags) with the
+    tag's, nor by walking the caller's tasks in order until a page matches, and read no other
+    task."""
     task_filter = TaskFilter(tags=[RARE_TAG])
     shape = listing.ListShape.of(task_filter)
-    _, total = listing.list_statements(shape, READ_COLUMNS)
+    if statement == "total":
+        _, total = listing.list_statements(shape, READ_COLUMNS)
+    else:
+        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
     values = listing.list_values(task_filter, user, datetime.now(UTC))
     plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
     used = {node.get("Index Name") for node in plan.nodes}

@@ -95,6 +95,7 @@ async def test_total_is_exact_from_the_counts_and_capped_for_other_filters(
 ) -> None:
     monkeypatch.setattr(listing, "TOTAL_CAP", 3)
     listing.list_statements.cache_clear()
+    listing.match_statements.cache_clear()
     try:
         for index in range(6):
             await create_task(client, title=f"report {index}", tags=["x"])
@@ -119,3 +120,4 @@ async def test_total_is_exact_from_the_counts_and_capped_for_other_filters(
         assert todo.json()["total"] == 0
     finally:
         listing.list_statements.cache_clear()
+        listing.match_statements.cache_clear()

@@ -307,15 +307,61 @@ class TaskRepository:
         """One page of the tasks matching the filter, the total, and where the next page starts
         (listing.py says how each stays cheap at any size)."""
         shape = listing.ListShape.of(task_filter)
-        page, total = listing.list_statements(shape, READ_COLUMNS)
         values = listing.list_values(task_filter, user_id, now)
+        counted = None
+        if not shape.tallied:
+            found = await self._among_matches(shape, values, task_filter)
+            if isinstance(found, TaskPage):
+                return found
+            counted = found
+        page, total = listing.list_statements(shape, READ_COLUMNS)
         # Both statements are planned per call (listing.py): under one setting.
         async with planned_per_call(self.connection):
-            return await self._page(page, total, values, task_filter)
+            return await self._page(page, total, values, task_filter, counted)
+
+    async def _among_matches(
+        self, shape: listing.ListShape, values: dict[str, Any], task_filter: TaskFilter
+    ) -> TaskPage | int | None:
+        """The page and its exact total from the filter's matches when there are no more than
+        listing.TOTAL_CAP of them (`ListShape.matches`); otherwise how many were found (more
+        than the cap: the page statement reads the page), or None when the page is past the
+        last match (the total statement counts them)."""
+        matches, by_ids = listing.match_statements(shape, READ_COLUMNS, visible_to)
+        rows = await matches.fetch(self.connection, **values)
+        if not rows:
+            if task_filter.skip == 0 and task_filter.cursor is None:
+                return TaskPage([], 0, True, None)
+            return None
+        found = int(rows[0]["matches"])
+        if found > listing.TOTAL_CAP:
+            return found
+        more = len(rows) > task_filter.limit
+        rows = rows[: task_filter.limit]
+        ids = [row["id"] for row in rows]
+        # On the cached plan (a read by ids): planning it per call would cost more than
+        # running it.
+        read = {
+            row["id"]: row for row in await by_ids.fetch(self.connection, **values, task_ids=ids)
+        }
+        position = None
+        if more:
+            last = rows[-1]
+            position = listing.next_position(
+                task_filter, last["due_date"], last["sort_key"], last["id"]
+            )
+        tasks = [task_read(read[task_id]) for task_id in ids if task_id in read]
+        return TaskPage(tasks, found, True, position)
 
     async def _page(
-        self, page: Statement, total: Statement, values: dict[str, Any], task_filter: TaskFilter
+        self,
+        page: Statement,
+        total: Statement,
+        values: dict[str, Any],
+        task_filter: TaskFilter,
+        counted: int | None,
     ) -> TaskPage:
+        """The page statement's rows and the total: `counted` when the matches were counted
+        already (beyond the cap), the total statement's otherwise."""
         rows = await page.fetch(self.connection, **values)
         more = len(rows) > task_filter.limit
         rows = rows[: task_filter.limit]
@@ -326,6 +372,8 @@ class TaskRepository:
             position = listing.next_position(
                 task_filter, last["due_date"], last["sort_key"], last["id"]
             )
+        if counted is not None:
+            return TaskPage(tasks, listing.TOTAL_CAP, False, position)
         if not more and task_filter.skip == 0 and task_filter.cursor is None:
             return TaskPage(tasks, len(tasks), True, position)
         row = await total.fetchrow(self.connection, **values)
