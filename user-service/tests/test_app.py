@@ -39,6 +39,31 @@ async def test_ready_is_503_without_redis(make_api) -> None:
     assert health.status_code == 200
 
 
+async def test_the_service_starts_while_the_database_is_down_and_answers_503(settings) -> None:
+    """Nothing at start needs the database: the pool opens its connections on demand, so the
+    service comes up, says it is not ready, and answers a request that needs the database
+    with 503 + Retry-After (the client retries) rather than failing to start."""
+    from taskflow_kit.testing import serving
+
+    dead = f"postgresql://postgres@127.0.0.1:{closed_port()}/taskflow_users"
+    app = create_app(settings.model_copy(update={"database_url": dead}))
+    async with serving(app) as served:
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            health = await client.get("/health")
+            ready = await client.get("/ready")
+            login = await client.post(
+                "/api/v1/auth/login", json={"username": "alice", "password": "a password!"}
+            )
+
+    assert health.status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"]["status"] == "down"
+    assert login.status_code == 503, login.text
+    assert "retry-after" in login.headers
+    assert login.headers["content-type"] == "application/problem+json"
+
+
 async def test_metrics_use_route_templates(client: httpx.AsyncClient, api) -> None:
     alice = await api.account(username="alice")
     await client.get(f"/api/v1/users/{alice.id}", headers=alice.headers)
