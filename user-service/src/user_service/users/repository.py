@@ -126,6 +126,8 @@ def _update_statement(columns: tuple[str, ...]) -> Statement:
 
 @lru_cache(maxsize=8)
 def _directory_statement(*, active_only: bool, search: bool, search_email: bool) -> Statement:
+    """A page of the directory, compiled once per shape (six occur); `pattern`, `skip` and
+    `limit` are its values."""
     statement = select(*USER_COLUMNS)
     if active_only:
         statement = statement.where(User.is_active.is_(True))
@@ -231,10 +233,10 @@ class UserRepository:
         as `include_inactive`): the public profile hides the email, so `q=@corp.com` must not
         list a company's users to anyone else.
         """
+        if search_email is None:
+            search_email = include_inactive
         statement = _directory_statement(
-            active_only=not include_inactive,
-            search=bool(q),
-            search_email=include_inactive if search_email is None else search_email,
+            active_only=not include_inactive, search=bool(q), search_email=bool(q) and search_email
         )
         values: dict[str, Any] = {"skip": skip, "limit": limit}
         if q:
