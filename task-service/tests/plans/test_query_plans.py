@@ -39,7 +39,7 @@ from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
 from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS, visible_to
 from task_service.tasks.schemas import TaskFilter
-from taskflow_kit.db import async_database_url, asyncpg_dsn
+from taskflow_kit.db import Statement, async_database_url, asyncpg_dsn
 from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
@@ -197,6 +197,13 @@ async def explain(
 USERS = [pytest.param(BIG, id="big user"), pytest.param(SMALL, id="small user")]
 
 
+def statements(task_filter: TaskFilter) -> tuple[Statement, Statement]:
+    """(page, total) of a listing as the repository runs them: a first page or a page after a
+    cursor of a shape the running counts keep on a cached plan, with its size in the SQL."""
+    shape = listing.ListShape.of(task_filter)
+    return listing.list_statements(shape, READ_COLUMNS, listing.cached_rows(shape, task_filter))
+
+
 def check(plan: Plan, user: int, budget: int, what: str) -> None:
     """Within the row budget; and for the small user, never a sequential scan (it would read
     the big user's rows). The big user's may be one that stops early (a count up to the cap
@@ -216,7 +223,7 @@ async def test_listing_reads_an_index_range_not_the_users_tasks(
 ) -> None:
     task_filter = TaskFilter(**LISTINGS[name])
     shape = listing.ListShape.of(task_filter)
-    page, total = listing.list_statements(shape, READ_COLUMNS)
+    page, total = statements(task_filter)
     values = listing.list_values(task_filter, user, datetime.now(UTC))
 
     page_plan = await explain(connection, page.sql, page.args(values), per_call=page.plan_per_call)
@@ -265,7 +272,7 @@ async def test_a_members_page_of_a_board_reads_a_page_not_the_board(
         task_filter = TaskFilter(
             sort_by=sort, sort_order=order, project_id=board if project else None
         )
-        page, total = listing.list_statements(listing.ListShape.of(task_filter), READ_COLUMNS)
+        page, total = statements(task_filter)
         values = listing.list_values(task_filter, MEMBER, datetime.now(UTC))
         for statement, budget in ((page, 200), (total, COUNT_BUDGET)):
             plan = await explain(
@@ -289,7 +296,7 @@ async def test_a_page_deep_by_cursor_costs_what_the_first_does(
     last = rows[deep.limit - 1]
     position = listing.next_position(deep, last["due_date"], last["sort_key"], last["id"])
     after = TaskFilter(sort_by=sort, sort_order="asc", cursor=encode_cursor(position))
-    page, _ = listing.list_statements(listing.ListShape.of(after), READ_COLUMNS)
+    page, _ = statements(after)
     values = listing.list_values(after, user, now)
     plan = await explain(connection, page.sql, page.args(values), per_call=page.plan_per_call)
     check(plan, user, 200, f"cursor after 2,000 by {sort}")
@@ -382,27 +389,32 @@ async def test_a_members_statistics_read_the_board_not_the_table(
         check(plan, SMALL, 2 * BOARD + 1_000, sql)
 
 
-async def test_listings_are_planned_per_call_and_reads_by_id_are_not(
+async def test_filtered_listings_are_planned_per_call_and_the_rest_are_not(
     connection: asyncpg.Connection,
 ) -> None:
     """A prepared statement's cached generic plan (PostgreSQL's choice after five runs) may
     serve one user's tag with the plan of another, 20x slower, and does not see a page's
-    `LIMIT $n`: every listing is planned for its values on every call. Every other statement
-    keeps one cached plan (planning a statement over `task`'s indexes costs more than running
-    it), and the generic plans those get are the ones the tests above check. The setting a
-    per-call statement makes outside a transaction does not outlive it."""
+    `LIMIT $n`: a filtered listing (and a page by `skip`) is planned for its values on every
+    call. Every other statement keeps one cached plan (planning a statement over `task`'s
+    indexes costs more than running it), a plain list's page with its size in the SQL, and
+    the generic plans those get are the ones the tests above check. The setting a per-call
+    statement makes outside a transaction does not outlive it."""
     assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert await connection.fetchval("SHOW jit") == "off"
     now = datetime.now(UTC)
     task_id = await connection.fetchval("SELECT min(id) FROM task WHERE owner_id = $1", SMALL)
-    for task_filter in (TaskFilter(tags=[RARE_TAG]), TaskFilter()):
-        page, total = listing.list_statements(listing.ListShape.of(task_filter), READ_COLUMNS)
-        assert page.plan_per_call
-        assert total.plan_per_call
+    for task_filter, per_call in (
+        (TaskFilter(tags=[RARE_TAG]), True),
+        (TaskFilter(skip=20), True),
+        (TaskFilter(), False),
+        (TaskFilter(statuses=["done"], sort_by="priority"), False),
+    ):
+        page, total = statements(task_filter)
+        assert (page.plan_per_call, total.plan_per_call) == (per_call, task_filter.tags != [])
         values = listing.list_values(task_filter, SMALL, now)
         for _ in range(8):
             await page.fetch(connection, **values)
-        assert await plans_of(connection, page.sql) == (0, 8)
+        assert await plans_of(connection, page.sql) == ((0, 8) if per_call else (8, 0))
         assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert not _GET_VISIBLE.plan_per_call
     for _ in range(8):

@@ -314,8 +314,12 @@ class TaskRepository:
             if isinstance(found, TaskPage):
                 return found
             counted = found
-        page, total = listing.list_statements(shape, READ_COLUMNS)
-        # Both statements are planned per call (listing.py): under one setting.
+        page, total = listing.list_statements(
+            shape, READ_COLUMNS, listing.cached_rows(shape, task_filter)
+        )
+        if not (page.plan_per_call and total.plan_per_call):
+            return await self._page(page, total, values, task_filter, counted)
+        # Both planned per call (listing.py): under one setting.
         async with planned_per_call(self.connection):
             return await self._page(page, total, values, task_filter, counted)
 
