@@ -1,5 +1,6 @@
-"""The request session (SQLAlchemy) and the request transaction (asyncpg) commit on success and
-roll back on error; statements compiled once run on asyncpg (real PostgreSQL)."""
+"""The request transaction (asyncpg) commits on success and rolls back on error; statements
+compiled once run on asyncpg; the engine (the relay's and consumers') replaces dead connections
+(real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,18 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, table, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskflow_kit.db import (
     PLAN_PER_CALL,
     ConnectionDep,
-    SessionDep,
     TransactionDep,
     async_database_url,
     asyncpg_dsn,
     compile_statement,
     create_engine,
     create_pool,
-    create_sessionmaker,
     on_cached_plans,
-    plan_rest_of_transaction_per_call,
     planned_per_call,
     tls_configured,
 )
@@ -82,12 +81,7 @@ def _outcome(name: str) -> dict[str, str]:
 def app(engine: AsyncEngine, pool: asyncpg.Pool) -> WithState:
     app = FastAPI()
     install_error_handlers(app)
-    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(engine), pool=pool))
-
-    @app.post("/session/{name}", status_code=201)
-    async def add(name: str, session: SessionDep) -> dict[str, str]:
-        await session.execute(text("INSERT INTO item VALUES (:n)"), {"n": name})
-        return _outcome(name)
+    served = with_state(app, ServiceResources(pool=pool))
 
     @app.post("/asyncpg/{name}", status_code=201)
     async def add_on_asyncpg(name: str, connection: TransactionDep) -> dict[str, str]:
@@ -95,9 +89,6 @@ def app(engine: AsyncEngine, pool: asyncpg.Pool) -> WithState:
         return _outcome(name)
 
     return served
-
-
-DEPENDENCIES = pytest.mark.parametrize("via", ["session", "asyncpg"])
 
 
 async def count(engine: AsyncEngine, name: str) -> int:
@@ -108,10 +99,8 @@ async def count(engine: AsyncEngine, name: str) -> int:
         return int(result.scalar_one())
 
 
-@DEPENDENCIES
-async def test_commit_happens_before_the_response(
-    app: WithState, engine: AsyncEngine, via: str
-) -> None:
+async def test_commit_happens_before_the_response(app: WithState, engine: AsyncEngine) -> None:
+    via = "asyncpg"
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
@@ -121,8 +110,8 @@ async def test_commit_happens_before_the_response(
         assert await count(engine, f"kept-{via}") == 1
 
 
-@DEPENDENCIES
-async def test_error_rolls_back(app: WithState, engine: AsyncEngine, via: str) -> None:
+async def test_error_rolls_back(app: WithState, engine: AsyncEngine) -> None:
+    via = "asyncpg"
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
@@ -260,22 +249,6 @@ async def test_a_pool_connection_changes_its_plan_setting_only_when_a_statement_
             await setup.close()
 
 
-async def test_a_session_plans_per_call_until_its_transaction_ends(engine: AsyncEngine) -> None:
-    """The session-style variant (user-service's directory): every statement after it in the
-    transaction is planned for its values; commit and rollback both end the setting."""
-    show = text("SHOW plan_cache_mode")
-    sessions = create_sessionmaker(engine)
-    async with sessions() as session:
-        default = (await session.execute(show)).scalar_one()
-        await session.commit()
-        for end in ("commit", "rollback"):
-            await plan_rest_of_transaction_per_call(session)
-            assert (await session.execute(show)).scalar_one() == "force_custom_plan"
-            await getattr(session, end)()
-            assert (await session.execute(show)).scalar_one() == default != "force_custom_plan"
-            await session.commit()
-
-
 async def test_alter_database_sets_and_puts_back_a_databases_defaults(engine: AsyncEngine) -> None:
     """What the plan-mode migrations run: new sessions get the settings; None puts them back."""
     dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
@@ -334,26 +307,6 @@ async def test_a_released_connection_keeps_its_prepared_statements(pool: asyncpg
     assert prepared == 1
 
 
-async def test_unreachable_database_is_503_not_500() -> None:
-    dead = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")
-    app = FastAPI()
-    install_error_handlers(app)
-    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(dead)))
-
-    @app.get("/items")
-    async def items(session: SessionDep) -> list[str]:
-        result = await session.execute(text("SELECT name FROM item"))
-        return list(result.scalars())
-
-    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        response = await client.get("/items")
-    await dead.dispose()
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "5"
-    assert response.headers["content-type"] == "application/problem+json"
-
-
 async def test_state_checks_report_each_dependency(engine: AsyncEngine) -> None:
     from taskflow_kit.health import health_router
     from taskflow_kit.redis_client import create_redis
@@ -406,38 +359,27 @@ async def terminate(pids: list[int]) -> None:
 
 
 @pytest.mark.parametrize("pooled", [1, 3])
-async def test_a_terminated_pooled_connection_costs_at_most_one_503(
+async def test_a_terminated_pooled_connection_fails_one_use_at_most(
     engine: AsyncEngine, pooled: int
 ) -> None:
-    # No pre-ping: a dead pooled connection is found by the request that uses it. That request
-    # is a 503 + Retry-After (or succeeds), never a 500 or a hang; SQLAlchemy invalidates it
-    # and every connection pooled before it, so every later request gets a fresh one.
+    # No pre-ping: a dead pooled connection is found by the work that uses it (a relay round,
+    # an event), which fails with a disconnect error or succeeds, never hangs; SQLAlchemy
+    # invalidates it and every connection pooled before it, so every later use gets a fresh one.
     own = create_engine(engine.url.render_as_string(hide_password=False), pool_size=pooled)
-    app = FastAPI()
-    install_error_handlers(app)
-    served = with_state(app, ServiceResources(sessionmaker=create_sessionmaker(own)))
-
-    @app.get("/pid")
-    async def pid(session: SessionDep) -> int:
-        return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-
-    transport = httpx.ASGITransport(app=served, raise_app_exceptions=False)
     try:
         old = await backend_pids(own, pooled)
         await terminate(old)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            statuses = []
-            for _ in range(pooled + 3):
-                response = await asyncio.wait_for(client.get("/pid"), timeout=10)
-                statuses.append(response.status_code)
-                if response.status_code == 503:
-                    assert response.headers["retry-after"] == "5"
-                    assert response.headers["content-type"] == "application/problem+json"
-                else:
-                    assert response.status_code == 200
-                    assert response.json() not in old
-        assert statuses[0] in (200, 503)
-        assert statuses[1:] == [200] * (pooled + 2)
+        outcomes: list[str] = []
+        for _ in range(pooled + 3):
+            try:
+                async with asyncio.timeout(10), own.connect() as connection:
+                    pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            except DBAPIError as exc:
+                outcomes.append("lost" if exc.connection_invalidated else repr(exc))
+            else:
+                outcomes.append("old" if pid in old else "fresh")
+        assert outcomes[0] in ("fresh", "lost")
+        assert outcomes[1:] == ["fresh"] * (pooled + 2)
     finally:
         await own.dispose()
 

@@ -12,8 +12,6 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
-from sqlalchemy import text
-from taskflow_kit.db import SessionDep
 from taskflow_kit.health import health_router
 from taskflow_kit.resources import (
     MissingResource,
@@ -98,19 +96,6 @@ async def test_a_request_without_state_fails_saying_how_to_give_it() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         with pytest.raises(MissingResource, match="lifespan_state"):
             await client.get("/greeting")
-
-
-async def test_a_session_without_a_sessionmaker_fails_naming_it() -> None:
-    app = FastAPI()
-
-    @app.get("/items")
-    async def items(session: SessionDep) -> int:
-        return int((await session.execute(text("SELECT 1"))).scalar_one())
-
-    transport = httpx.ASGITransport(app=with_state(app, ServiceResources()))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        with pytest.raises(MissingResource, match="sessionmaker"):
-            await client.get("/items")
 
 
 async def test_readiness_checks_what_the_state_holds(redis: Redis) -> None:

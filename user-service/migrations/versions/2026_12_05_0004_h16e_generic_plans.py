@@ -5,8 +5,8 @@ force_custom_plan`) so that the directory's search gets the plan its term needs.
 planned every `/auth/me` lookup by id, login lookup, refresh-token claim and outbox row on
 every call (≈ 30-40 µs of PostgreSQL CPU per BEGIN + lookup + COMMIT, measured on this
 service's schema). Only the directory asks for a plan per call now (its statement is compiled
-with `plan_per_call=True`, users/repository.py; at first it was
-`plan_rest_of_transaction_per_call`, the same setting on the session); every other statement
+with `plan_per_call=True`, users/repository.py; at first it set the same setting on its
+SQLAlchemy session, `SET LOCAL`); every other statement
 keeps one generic plan, cached per connection. tests/plans checks both at size.
 
 JIT goes off for this database too, as for task-service's (0006_h16d): nothing this service

@@ -1,10 +1,11 @@
-"""Database access for services: the SQLAlchemy engine and session (schema, Alembic, cold
-paths), and asyncpg's pool with statements SQLAlchemy built, compiled once (hot paths).
+"""Database access for services: the SQLAlchemy engine (schema, Alembic, the outbox relay and
+event consumers), and asyncpg's pool with statements SQLAlchemy built, compiled once (every
+request).
 
-Two request dependencies hand out a connection: `get_session` (an `AsyncSession`) and
-`get_transaction` / `get_connection` (an asyncpg connection, in a transaction or not). Each
-commits or rolls back and does nothing else: an effect after the commit (such as publishing
-events) is a named step of the code that wants it, never a hook of the dependency.
+Two request dependencies hand out an asyncpg connection: `get_transaction` (in one transaction)
+and `get_connection` (not). Each commits or rolls back and does nothing else: an effect after
+the commit (such as publishing events) is a named step of the code that wants it, never a hook
+of the dependency.
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ def asyncpg_dsn(url: str, database: str | None = None) -> str:
 def create_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_recycle: float = 300
 ) -> AsyncEngine:
-    """The service's engine. No pre-ping per checkout (it cost three round trips per request:
-    `BEGIN; SELECT; ROLLBACK`); instead connections are replaced after `pool_recycle` seconds,
-    and one found dead in use (database restarted, backend terminated) fails its request with a
-    disconnect error, which SQLAlchemy answers by invalidating that connection and every other
-    one pooled before it, and the error handlers by a 503 + Retry-After. The next request gets
-    a fresh connection.
+    """The service's engine (migrations, the outbox relay, event consumers, readiness). No
+    pre-ping per checkout (three round trips: `BEGIN; SELECT; ROLLBACK`); instead connections
+    are replaced after `pool_recycle` seconds, and one found dead in use (database restarted,
+    backend terminated) fails that use with a disconnect error, which SQLAlchemy answers by
+    invalidating that connection and every other one pooled before it. The next use gets a
+    fresh connection.
     """
     return _create_async_engine(
         async_database_url(url),
@@ -90,29 +91,6 @@ def tls_configured(url: str) -> bool:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request: commit when the endpoint returns, roll back if it raises.
-
-    Services only `flush()`; this is the one place that commits (besides a route's named step
-    for an effect that must stand although the request fails, such as user-service's
-    refresh-token reuse). It is declared with
-    `scope="function"` so the commit happens before the response is sent: a client never
-    reads a 2xx for a write that then fails to commit.
-    """
-    sessionmaker = resources(request).need_sessionmaker()
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def ping_database(engine: AsyncEngine) -> None:
@@ -256,13 +234,6 @@ async def on_cached_plans(connection: asyncpg.Connection) -> None:
         return
     connection.note_plans_per_call(False)
     await connection.execute("RESET plan_cache_mode")
-
-
-async def plan_rest_of_transaction_per_call(session: AsyncSession) -> None:
-    """`planned_per_call` for a service on sessions: every statement the session runs until
-    its transaction ends is planned for its values (SET LOCAL: the setting ends with the
-    transaction, on rollback too). The session begins its transaction here if it has none."""
-    await session.execute(text(f"SET LOCAL {PLAN_PER_CALL}"))
 
 
 def compile_statement(statement: ClauseElement, *, plan_per_call: bool = False) -> Statement:
