@@ -371,7 +371,7 @@ class ListShape:
 
     def matches(self) -> Select[Any]:
         """For a shape that is not `tallied`: its matching tasks as `capped_count` finds them
-        (id, sort key, due date), each with how many were found (`matches`), and of them the
+        (id, sort key), each with how many were found (`matches`), and of them the
         page's rows in order (`skip`, `limit`, the cursor). When `matches` is no more than
         TOTAL_CAP, these are every match, so the page is exact and so is the total, from one
         read of the matches: a filter that matches few of many tasks (a rare tag or term) is
@@ -380,7 +380,8 @@ class ListShape:
         of the matches is high (14 ms instead of 3 for the big user's rare tag). Otherwise
         (more than TOTAL_CAP) the rows are not the page: the page statement reads it."""
         key = self.sort_key.expression
-        columns = (Task.id.label("id"), key.label("sort_key"), Task.due_date.label("due_date"))
+        # The ids and sort keys only: an index holds both, as it holds what the count reads.
+        columns = (Task.id.label("id"), key.label("sort_key"))
         if self.project:
             capped = self._capped(self.branches(), columns, projects=False)
         else:

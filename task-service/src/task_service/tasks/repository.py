@@ -329,7 +329,7 @@ class TaskRepository:
         """The page and its exact total from the filter's matches when there are no more than
         listing.TOTAL_CAP of them (`ListShape.matches`); otherwise how many were found (more
         than the cap: the page statement reads the page), or None when the page is past the
-        last match (the total statement counts them)."""
+        last match (the total statement counts them) or its rows all went in between."""
         matches, by_ids = listing.match_statements(shape, READ_COLUMNS, visible_to)
         rows = await matches.fetch(self.connection, **values)
         if not rows:
@@ -347,13 +347,15 @@ class TaskRepository:
         read = {
             row["id"]: row for row in await by_ids.fetch(self.connection, **values, task_ids=ids)
         }
+        tasks = [task_read(read[task_id]) for task_id in ids if task_id in read]
+        if not tasks:
+            return None  # every row went in between: the page statement reads the page
         position = None
         if more:
-            last = rows[-1]
-            position = listing.next_position(
-                task_filter, last["due_date"], last["sort_key"], last["id"]
-            )
-        tasks = [task_read(read[task_id]) for task_id in ids if task_id in read]
+            # After the last row still there (one deleted in between leaves no gap).
+            last = tasks[-1]
+            key = next(row["sort_key"] for row in rows if row["id"] == last.id)
+            position = listing.next_position(task_filter, last.due_date, key, last.id)
         return TaskPage(tasks, found, True, position)
 
     async def _page(
