@@ -394,8 +394,8 @@ async def test_filtered_listings_are_planned_per_call_and_the_rest_are_not(
 ) -> None:
     """A prepared statement's cached generic plan (PostgreSQL's choice after five runs) may
     serve one user's tag with the plan of another, 20x slower, and does not see a page's
-    `LIMIT $n`: a filtered listing (and a page by `skip`) is planned for its values on every
-    call. Every other statement keeps one cached plan (planning a statement over `task`'s
+    `LIMIT $n`: a listing whose filter's values decide how to find its page (a tag, a term,
+    dates, an assignee) and a page by `skip` are planned for their values on every call. Every other statement keeps one cached plan (planning a statement over `task`'s
     indexes costs more than running it), a plain list's page with its size in the SQL, and
     the generic plans those get are the ones the tests above check. The setting a per-call
     statement makes outside a transaction does not outlive it."""
@@ -408,6 +408,7 @@ async def test_filtered_listings_are_planned_per_call_and_the_rest_are_not(
         (TaskFilter(skip=20), True),
         (TaskFilter(), False),
         (TaskFilter(statuses=["done"], sort_by="priority"), False),
+        (TaskFilter(scope="assigned", sort_by="due_date"), False),
     ):
         page, total = statements(task_filter)
         assert (page.plan_per_call, total.plan_per_call) == (per_call, task_filter.tags != [])

@@ -190,6 +190,21 @@ class ListShape:
             or self.overdue is not None
         )
 
+    @property
+    def selective(self) -> bool:
+        """Whether the filter's values decide how to find a page: how many rows a tag, a term,
+        a date range or an assignee matches is known only from the values (three of a million,
+        or half). Other shapes (scope, project, status and priority) are an ordered walk of an
+        index range whatever the values."""
+        return (
+            self.tags
+            or self.search
+            or self.assignee
+            or self.due_before
+            or self.due_after
+            or self.overdue is not None
+        )
+
     def branches(self) -> list[list[ColumnElement[bool]]]:
         """The conditions of each branch whose union is what the caller may list: personal
         tasks by owner or assignee, then those of the caller's projects (the last branch)."""
@@ -370,7 +385,7 @@ class ListShape:
         return select(*in_project.c).select_from(mine).join(in_project, true()).limit(_cap())
 
     def matches(self) -> Select[Any]:
-        """For a shape that is not `tallied`: its matching tasks as `capped_count` finds them
+        """For a `selective` shape: its matching tasks as `capped_count` finds them
         (id, sort key), each with how many were found (`matches`), and of them the
         page's rows in order (`skip`, `limit`, the cursor). When `matches` is no more than
         TOTAL_CAP, these are every match, so the page is exact and so is the total, from one
@@ -472,18 +487,18 @@ def list_statements(
     # (173,000 rows read for a page of 21). tests/plans checks both at size.
     return (
         compile_statement(statement, plan_per_call=rows is None),
-        compile_statement(shape.total(), plan_per_call=not shape.tallied),
+        compile_statement(shape.total(), plan_per_call=shape.selective),
     )
 
 
 def cached_rows(shape: ListShape, task_filter: TaskFilter) -> int | None:
     """The rows a page reads, to be written into its SQL, when the page runs on a cached plan
-    (None: planned per call). A `tallied` shape (no filter, or status and priority only) is an
-    ordered walk of the caller's range of an index whatever the values, once the plan sees how
-    many rows it needs: its first page, and the page after a cursor, keep one plan per page
-    size. Planning one cost 1.3-2.5 ms at a million rows, running it 0.3-0.5 ms. Pages by
-    `skip` are planned per call (the skip would be part of the SQL)."""
-    if not shape.tallied or task_filter.skip:
+    (None: planned per call). A shape that is not `selective` (no filter, a project, a scope,
+    status and priority) is an ordered walk of an index range whatever the values, once the
+    plan sees how many rows it needs: its first page, and the page after a cursor, keep one
+    plan per page size. Planning one cost 1.3-2.5 ms at a million rows, running it 0.3-0.5 ms.
+    Pages by `skip` are planned per call (the skip would be part of the SQL)."""
+    if shape.selective or task_filter.skip:
         return None
     return task_filter.limit + 1
 
@@ -494,7 +509,7 @@ def match_statements(
     read_columns: tuple[Any, ...],
     visible: Callable[[ColumnElement[int]], ColumnElement[bool]],
 ) -> tuple[Statement, Statement]:
-    """(matches, rows by id) of a shape that is not `tallied`, compiled once per shape: the
+    """(matches, rows by id) of a `selective` shape, compiled once per shape: the
     page found among the capped matches (`ListShape.matches`), then `read_columns` of those
     tasks by id, if still `visible` to the caller and still matching."""
     rows = select(*read_columns).where(

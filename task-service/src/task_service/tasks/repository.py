@@ -309,7 +309,7 @@ class TaskRepository:
         shape = listing.ListShape.of(task_filter)
         values = listing.list_values(task_filter, user_id, now)
         counted = None
-        if not shape.tallied:
+        if shape.selective:
             found = await self._among_matches(shape, values, task_filter)
             if isinstance(found, TaskPage):
                 return found
