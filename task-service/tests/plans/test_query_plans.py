@@ -395,9 +395,10 @@ async def test_filtered_listings_are_planned_per_call_and_the_rest_are_not(
     """A prepared statement's cached generic plan (PostgreSQL's choice after five runs) may
     serve one user's tag with the plan of another, 20x slower, and does not see a page's
     `LIMIT $n`: a listing whose filter's values decide how to find its page (a tag, a term,
-    dates, an assignee) and a page by `skip` are planned for their values on every call. Every other statement keeps one cached plan (planning a statement over `task`'s
-    indexes costs more than running it), a plain list's page with its size in the SQL, and
-    the generic plans those get are the ones the tests above check. The setting a per-call
+    dates, an assignee) and a page by `skip` are planned for their values on every call.
+    Every other statement keeps one cached plan (planning a statement over `task`'s indexes
+    costs more than running it), a plain list's page with its size in the SQL, and the
+    generic plans those get are the ones the tests above check. The setting a per-call
     statement makes outside a transaction does not outlive it."""
     assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert await connection.fetchval("SHOW jit") == "off"
