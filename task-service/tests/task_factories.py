@@ -86,3 +86,20 @@ async def create_project(
         )
         assert added.status_code == 201, added.text
     return project
+
+
+async def pages_by_cursor(
+    client: httpx.AsyncClient, params: dict[str, Any], *, limit: int = 2, user: int = 1
+) -> list[dict[str, Any]]:
+    """Every page of `GET /api/v1/tasks/` with `params`, `limit` tasks each, following
+    `next_cursor` to the end: the answers' bodies, in order."""
+    bodies: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page_params = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/api/v1/tasks/", params=page_params, headers=auth(user))
+        assert response.status_code == 200, response.text
+        bodies.append(response.json())
+        cursor = bodies[-1]["next_cursor"]
+        if cursor is None:
+            return bodies

@@ -40,7 +40,7 @@ from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
 from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS, visible_to
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import Statement, async_database_url, asyncpg_dsn
-from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
+from taskflow_kit.testing import Recording, explain_as_run, migrated_database, plans_of
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 BIG, SMALL = 1, 2
@@ -322,23 +322,6 @@ async def test_a_tasks_dependency_page_reads_its_edges_only(
         check(plan, SMALL, 50, f"{direction}: {statement.sql[:60]}")
     rows = await page.fetch(connection, **values)
     assert len(rows) == (5 if direction == "dependencies" else 1)
-
-
-class Recording:
-    """An asyncpg connection that remembers every statement run on it, with its arguments."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self.connection = connection
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.connection, name)
-
-        async def recorded(sql: str, *args: Any) -> Any:
-            self.statements.append((sql, args))
-            return await method(sql, *args)
-
-        return recorded
 
 
 @pytest.mark.parametrize("user", USERS)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from task_factories import auth, create_task
+from task_factories import auth, create_task, pages_by_cursor
 from task_service.tasks import listing
 
 pytestmark = pytest.mark.usefixtures("client")
@@ -30,15 +30,8 @@ async def test_next_cursor_pages_through_every_sort_including_missing_due_dates(
             params = {"sort_by": sort_by, "sort_order": order}
             everything = (await client.get(URL, params=params, headers=auth(1))).json()
             expected = [task["id"] for task in everything["tasks"]]
-            walked: list[int] = []
-            cursor = None
-            while True:
-                page_params = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
-                body = (await client.get(URL, params=page_params, headers=auth(1))).json()
-                walked.extend(task["id"] for task in body["tasks"])
-                cursor = body["next_cursor"]
-                if cursor is None:
-                    break
+            bodies = await pages_by_cursor(client, params)
+            walked = [task["id"] for body in bodies for task in body["tasks"]]
             assert walked == expected, (sort_by, order)
             assert everything["next_cursor"] is None
 

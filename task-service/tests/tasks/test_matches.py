@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from task_factories import auth, create_task
+from task_factories import auth, create_task, pages_by_cursor
 from task_service.tasks import listing
 from task_service.tasks.repository import READ_COLUMNS, TaskRepository, visible_to
 from task_service.tasks.schemas import TaskFilter
@@ -70,20 +70,12 @@ async def test_cursor_and_skip_pages_give_every_match_once_in_order(
                 app, TaskFilter(tags=[tag], sort_by=sort_by, sort_order=order)
             )
             assert len(expected) == matches
-            walked: list[int] = []
-            cursor = None
-            while True:
-                page_params = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
-                body = (await client.get(URL, params=page_params, headers=auth(1))).json()
-                walked.extend(task["id"] for task in body["tasks"])
-                # Exact under the cap, the cap as a lower bound beyond it, on every page.
-                assert (body["total"], body["total_exact"]) == (
-                    (matches, True) if matches <= CAP else (CAP, False)
-                ), (sort_by, order)
-                cursor = body["next_cursor"]
-                if cursor is None:
-                    break
+            bodies = await pages_by_cursor(client, params)
+            walked = [task["id"] for body in bodies for task in body["tasks"]]
             assert walked == expected, (sort_by, order)
+            # Exact under the cap, the cap as a lower bound beyond it, on every page.
+            total = (matches, True) if matches <= CAP else (CAP, False)
+            assert all((body["total"], body["total_exact"]) == total for body in bodies)
             skipped = await client.get(
                 URL, params={**params, "skip": 1, "limit": 2}, headers=auth(1)
             )

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from taskflow_kit.db import PLAN_PER_CALL, async_database_url, asyncpg_dsn, create_pool
-from taskflow_kit.testing import explain_as_run, migrated_database, plans_of
+from taskflow_kit.testing import Recording, explain_as_run, migrated_database, plans_of
 from user_service.config import ALEMBIC_INI
 from user_service.users.repository import UserRepository
 
@@ -54,25 +54,6 @@ async def connection(plans_database_url: str) -> AsyncIterator[asyncpg.Connectio
             yield connection
     finally:
         await pool.close()
-
-
-class Recording:
-    """An asyncpg connection that remembers every statement run on it, with its arguments."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self.connection = connection
-        self.statements: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.connection, name)
-        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
-            return method
-
-        async def recorded(sql: str, *args: Any) -> Any:
-            self.statements.append((sql, args))
-            return await method(sql, *args)
-
-        return recorded
 
 
 async def explained(plans_database_url: str, sql: str, args: list[Any], *, per_call: bool) -> str:

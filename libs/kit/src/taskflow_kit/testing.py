@@ -220,6 +220,26 @@ async def explain_as_run(
     return explained
 
 
+class Recording:
+    """An asyncpg connection that remembers every statement run on it (`fetch`, `fetchrow`,
+    `fetchval`, `execute`) with its arguments: a repository built on it shows what it ran."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.connection, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
+            return method
+
+        async def recorded(sql: str, *args: Any) -> Any:
+            self.statements.append((sql, args))
+            return await method(sql, *args)
+
+        return recorded
+
+
 async def plans_of(connection: asyncpg.Connection, sql: str) -> tuple[int, int]:
     """(generic, custom) plans that `connection`'s prepared statements of `sql` ran with
     (`pg_prepared_statements`: (0, 0) when it was never prepared)."""
