@@ -385,15 +385,17 @@ class ListShape:
         return select(*in_project.c).select_from(mine).join(in_project, true()).limit(_cap())
 
     def matches(self) -> Select[Any]:
-        """For a `selective` shape: its matching tasks as `capped_count` finds them
-        (id, sort key), each with how many were found (`matches`), and of them the
-        page's rows in order (`skip`, `limit`, the cursor). When `matches` is no more than
-        TOTAL_CAP, these are every match, so the page is exact and so is the total, from one
-        read of the matches: a filter that matches few of many tasks (a rare tag or term) is
-        found through its own index and sorted, never by walking the sort index until a page
-        matches, which is what a page alone is planned as when the planner's sampled estimate
-        of the matches is high (14 ms instead of 3 for the big user's rare tag). Otherwise
-        (more than TOTAL_CAP) the rows are not the page: the page statement reads it."""
+        """For a `selective` shape: how many tasks match as `capped_count` finds them
+        (`matches`, at most TOTAL_CAP + 1 per branch) and, when that is no more than TOTAL_CAP,
+        the page among them (`id`, `sort_key`: `skip`, `limit`, the cursor); one row with a
+        NULL id when there is no such page (past the last match, or more than TOTAL_CAP).
+
+        No more than TOTAL_CAP found means every match was found, so the page is exact and so
+        is the total, from one read of the matches: a filter that matches few of many tasks (a
+        rare tag or term) is found through its own index and sorted, never by walking the sort
+        index until a page matches, which is what a page alone is planned as when the planner's
+        sampled estimate of the matches is high (14 ms instead of 3 for the big user's rare
+        tag). More than that, the page statement reads the page; the matches are not sorted."""
         key = self.sort_key.expression
         # The ids and sort keys only: an index holds both, as it holds what the count reads.
         columns = (Task.id.label("id"), key.label("sort_key"))
@@ -401,15 +403,21 @@ class ListShape:
             capped = self._capped(self.branches(), columns, projects=False)
         else:
             capped = self._capped(self.branches()[:-1], columns, projects=True)
-        found = (union_all(*capped) if len(capped) > 1 else capped[0]).subquery("found")
-        counted = select(*found.c, func.count().over().label("matches")).subquery("counted")
-        statement = select(*counted.c)
+        found = (union_all(*capped) if len(capped) > 1 else capped[0]).cte("found")
+        counted = select(func.count().label("matches")).select_from(found).subquery("counted")
+        conditions = [counted.c.matches <= literal_column(str(TOTAL_CAP))]
         if self.cursor:
-            statement = statement.where(self._after(counted.c.sort_key, counted.c.id))
-        return (
-            statement.order_by(*self._ordered((counted.c.sort_key, counted.c.id)))
+            conditions.append(self._after(found.c.sort_key, found.c.id))
+        page = (
+            select(found.c.id, found.c.sort_key)
+            .where(*conditions)
+            .order_by(*self._ordered((found.c.sort_key, found.c.id)))
             .offset(bindparam("skip", type_=BigInteger))
             .limit(bindparam("limit", type_=BigInteger))
+            .lateral("page")
+        )
+        return select(page.c.id, page.c.sort_key, counted.c.matches).select_from(
+            counted.outerjoin(page, true())
         )
 
     def still_matching(self) -> list[ColumnElement[bool]]:

@@ -328,17 +328,16 @@ class TaskRepository:
     ) -> TaskPage | int | None:
         """The page and its exact total from the filter's matches when there are no more than
         listing.TOTAL_CAP of them (`ListShape.matches`); otherwise how many were found (more
-        than the cap: the page statement reads the page), or None when the page is past the
-        last match (the total statement counts them) or its rows all went in between."""
+        than the cap: the page statement reads the page), or None when the page's rows all
+        went between the two statements (the page statement reads it)."""
         matches, by_ids = listing.match_statements(shape, READ_COLUMNS, visible_to)
         rows = await matches.fetch(self.connection, **values)
-        if not rows:
-            if task_filter.skip == 0 and task_filter.cursor is None:
-                return TaskPage([], 0, True, None)
-            return None
-        found = int(rows[0]["matches"])
+        found = int(rows[0]["matches"])  # one row at least: the count
         if found > listing.TOTAL_CAP:
             return found
+        rows = [row for row in rows if row["id"] is not None]
+        if not rows:
+            return TaskPage([], found, True, None)  # past the last match
         more = len(rows) > task_filter.limit
         rows = rows[: task_filter.limit]
         ids = [row["id"] for row in rows]
@@ -349,7 +348,7 @@ class TaskRepository:
         }
         tasks = [task_read(read[task_id]) for task_id in ids if task_id in read]
         if not tasks:
-            return None  # every row went in between: the page statement reads the page
+            return None
         position = None
         if more:
             # After the last row still there (one deleted in between leaves no gap).
