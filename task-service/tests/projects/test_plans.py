@@ -75,7 +75,13 @@ async def test_a_projects_page_is_read_from_its_index_without_sorting(
 
 
 def _most_rows(node: dict[str, Any]) -> int:
-    """The most rows any node of a plan produced."""
+    """The most rows any node of a plan produced, leaving out the reads of the caller's
+    memberships: a bitmap scan of `project_member`'s index counts the entries of rows that
+    earlier tests deleted (not yet vacuumed), which says nothing of the board."""
+    if node.get("Relation Name") == "project_member" or node.get("Index Name", "").startswith(
+        ("pk_project_member", "ix_project_member")
+    ):
+        return 0
     return max(
         [int(node.get("Actual Rows", 0))] + [_most_rows(child) for child in node.get("Plans", [])]
     )
