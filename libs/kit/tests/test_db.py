@@ -26,7 +26,7 @@ from taskflow_kit.db import (
     compile_statement,
     create_engine,
     create_pool,
-    on_cached_plans,
+    in_transaction,
     planned_per_call,
     tls_configured,
 )
@@ -118,6 +118,29 @@ async def test_error_rolls_back(app: WithState, engine: AsyncEngine) -> None:
         response = await client.post(f"/{via}/fail-{via}")
     assert response.status_code == 409
     assert await count(engine, f"fail-{via}") == 0
+
+
+async def test_in_transaction_commits_despite_only_the_named_exceptions(
+    pool: asyncpg.Pool, engine: AsyncEngine
+) -> None:
+    """An effect that must stand although the request fails (`commit_despite`) is committed
+    and the exception still raised; any other exception rolls the transaction back."""
+
+    class Kept(Exception):
+        pass
+
+    async def write(connection: asyncpg.Connection, name: str, error: Exception) -> None:
+        async with in_transaction(connection, commit_despite=(Kept,)):
+            await connection.execute("INSERT INTO item VALUES ($1)", name)
+            raise error
+
+    async with pool.acquire() as connection:
+        with pytest.raises(Kept):
+            await write(connection, "kept-despite", Kept())
+        with pytest.raises(Conflict):
+            await write(connection, "rolled-back", Conflict("refused after writing"))
+    assert await count(engine, "kept-despite") == 1
+    assert await count(engine, "rolled-back") == 0
 
 
 def test_an_error_cannot_ask_the_session_to_commit() -> None:
@@ -232,10 +255,10 @@ async def test_a_pool_connection_changes_its_plan_setting_only_when_a_statement_
                 assert await per_call.fetchval(connection, x=1) == 2
             assert settings[2:] == [f"SET LOCAL {PLAN_PER_CALL}"]
             assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-            # A transaction after a listing begins on cached plans (what get_transaction does).
+            # A transaction after a listing begins on cached plans (in_transaction, which
+            # get_transaction uses).
             assert await per_call.fetchval(connection, x=1) == 2
-            await on_cached_plans(connection)
-            async with connection.transaction():
+            async with in_transaction(connection):
                 assert await cached.fetchval(connection, x=2) == 3
             assert settings[3:] == [f"SET {PLAN_PER_CALL}", "RESET plan_cache_mode"]
             assert await plans_of(connection, per_call.sql) == (0, 6)

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from taskflow_kit.db import create_pool
+from taskflow_kit.db import create_pool, in_transaction
 
 from user_service.config import Settings
 from user_service.passwords import PasswordHasher
@@ -23,7 +23,7 @@ from user_service.users.service import UserService
 async def make_admin(settings: Settings, identifier: str) -> int:
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        async with pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, in_transaction(connection):
             # No relay in a one-off command: the services' relays publish the event (woken by
             # the commit's NOTIFY).
             service = UserService.for_connection(

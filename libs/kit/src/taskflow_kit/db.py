@@ -331,21 +331,37 @@ async def get_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
             raise
 
 
+@asynccontextmanager
+async def in_transaction(
+    connection: asyncpg.Connection, *, commit_despite: tuple[type[BaseException], ...] = ()
+) -> AsyncIterator[None]:
+    """One transaction on `connection`, begun on cached plans (a write runs on them; a pool
+    connection a listing left planning per call is put back first): committed when the block
+    ends, rolled back if it raises, except for a `commit_despite` exception, which commits
+    what was done before re-raising (an effect that must stand although the request fails,
+    such as user-service's refresh-token reuse)."""
+    await on_cached_plans(connection)
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        yield
+    except commit_despite:
+        await transaction.commit()
+        raise
+    except BaseException:
+        await transaction.rollback()
+        raise
+    await transaction.commit()
+
+
 async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """An asyncpg connection in one transaction for the request: committed when the endpoint
-    returns, rolled back if it raises.
+    """An asyncpg connection in one transaction for the request (`in_transaction`): committed
+    when the endpoint returns, rolled back if it raises.
     Declared with `scope="function"`: the commit happens before the response is sent."""
     async with resources(request).need_pool().acquire() as connection:
         try:
-            await on_cached_plans(connection)  # a write runs on cached plans
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
+            async with in_transaction(connection):
                 yield connection
-            except BaseException:
-                await transaction.rollback()
-                raise
-            await transaction.commit()
         except Exception as exc:
             # A dead connection fails the statement, the rollback or the commit, each with its
             # own asyncpg error: all of them mean the database went away.

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
+from taskflow_kit.db import in_transaction
 
 from user_service.auth.repository import RefreshTokenRepository
 
@@ -23,7 +24,7 @@ async def prune_refresh_tokens(
     number deleted."""
     total = 0
     for _ in range(MAX_BATCHES_PER_RUN):
-        async with pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, in_transaction(connection):
             deleted = await RefreshTokenRepository(connection).prune(
                 revoked_before=datetime.now(UTC) - revoked_retention, limit=batch
             )

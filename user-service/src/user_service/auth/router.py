@@ -7,7 +7,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 from taskflow_kit.auth import current_principal, oauth2_scheme
-from taskflow_kit.db import ConnectionDep, on_cached_plans
+from taskflow_kit.db import ConnectionDep, in_transaction
 from taskflow_kit.errors import Unauthorized, problem_responses
 
 from user_service.auth.budgets import RouteBudgetExceeded, name_key
@@ -114,19 +114,8 @@ async def rotate(
     401 is raised; any other failure rolls the transaction back. Like the request transaction
     (`taskflow_kit.db.get_transaction`) it runs on cached plans and commits before the
     response is sent."""
-    await on_cached_plans(connection)
-    transaction = connection.transaction()
-    await transaction.start()
-    try:
-        tokens = await auth_service.refresh(token, address=address)
-    except RefreshTokenReused:
-        await transaction.commit()
-        raise
-    except BaseException:
-        await transaction.rollback()
-        raise
-    await transaction.commit()
-    return tokens
+    async with in_transaction(connection, commit_despite=(RefreshTokenReused,)):
+        return await auth_service.refresh(token, address=address)
 
 
 @router.post(
