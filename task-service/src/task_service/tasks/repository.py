@@ -308,20 +308,20 @@ class TaskRepository:
         (listing.py says how each stays cheap at any size)."""
         shape = listing.ListShape.of(task_filter)
         values = listing.list_values(task_filter, user_id, now)
-        counted = None
+        matched = None
         if shape.selective:
             found = await self._among_matches(shape, values, task_filter)
             if isinstance(found, TaskPage):
                 return found
-            counted = found
+            matched = found
         page, total = listing.list_statements(
             shape, READ_COLUMNS, listing.cached_rows(shape, task_filter)
         )
         if not (page.plan_per_call and total.plan_per_call):
-            return await self._page(page, total, values, task_filter, counted)
+            return await self._page(page, total, values, task_filter, matched)
         # Both planned per call (listing.py): under one setting.
         async with planned_per_call(self.connection):
-            return await self._page(page, total, values, task_filter, counted)
+            return await self._page(page, total, values, task_filter, matched)
 
     async def _among_matches(
         self, shape: listing.ListShape, values: dict[str, Any], task_filter: TaskFilter
@@ -363,10 +363,10 @@ class TaskRepository:
         total: Statement,
         values: dict[str, Any],
         task_filter: TaskFilter,
-        counted: int | None,
+        matched: int | None,
     ) -> TaskPage:
-        """The page statement's rows and the total: `counted` when the matches were counted
-        already (beyond the cap), the total statement's otherwise."""
+        """The page statement's rows and the total: from `matched` when the matches were
+        counted already (`_among_matches`), from the total statement otherwise."""
         rows = await page.fetch(self.connection, **values)
         more = len(rows) > task_filter.limit
         rows = rows[: task_filter.limit]
@@ -377,8 +377,10 @@ class TaskRepository:
             position = listing.next_position(
                 task_filter, last["due_date"], last["sort_key"], last["id"]
             )
-        if counted is not None:
-            return TaskPage(tasks, listing.TOTAL_CAP, False, position)
+        if matched is not None:  # a selective shape: nothing of it is tallied
+            return TaskPage(
+                tasks, min(matched, listing.TOTAL_CAP), matched <= listing.TOTAL_CAP, position
+            )
         if not more and task_filter.skip == 0 and task_filter.cursor is None:
             return TaskPage(tasks, len(tasks), True, position)
         row = await total.fetchrow(self.connection, **values)
