@@ -308,6 +308,9 @@ class Suite:
             LOG_LEVEL="INFO",
             MIGRATE_ON_START="true",
             PYTHONUNBUFFERED="1",
+            # Below the suite gateway's 2 s read timeout, as the 5 s default is below its 10 s:
+            # a replica frozen inside a transaction holds the rows it locked this long at most.
+            DB_IDLE_IN_TRANSACTION_SECONDS="1",
         )
         return env
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -482,3 +483,43 @@ async def test_the_pool_opens_its_connections_up_front_and_keeps_them(
         assert pool.get_idle_size() == 3
     finally:
         await pool.close()
+
+
+async def test_a_transaction_left_idle_is_ended_and_its_locks_freed(engine: AsyncEngine) -> None:
+    """A process that froze inside a transaction (SIGSTOP, a long pause) holds its row locks
+    only until the idle-in-transaction limit: another replica's write to the same row then goes
+    through, and the frozen one finds its connection gone (503 on its side), not a commit."""
+    url = engine.url.render_as_string(hide_password=False)
+    pool = await create_pool(url, min_size=2, max_size=3, idle_in_transaction_timeout=0.3)
+    try:
+        async with pool.acquire() as connection:
+            assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") == "300ms"
+            await connection.execute("INSERT INTO item VALUES ('locked') ON CONFLICT DO NOTHING")
+        async with pool.acquire() as frozen:
+            transaction = frozen.transaction()
+            await transaction.start()
+            await frozen.execute("UPDATE item SET name = name WHERE name = 'locked'")
+            async with pool.acquire() as other:
+                started = time.monotonic()
+                # Without the limit this waits for the frozen transaction forever (timeout).
+                await asyncio.wait_for(
+                    other.execute("UPDATE item SET name = name WHERE name = 'locked'"), 10
+                )
+                waited = time.monotonic() - started
+            assert 0.2 < waited < 5, waited
+            # The server ended the session and the pool took the dead connection back: the
+            # request's error boundary sees that (InterfaceError) and answers 503 + Retry-After,
+            # as for any lost connection (`DatabaseConnectionLost`).
+            with pytest.raises(asyncpg.InterfaceError, match="released back to the pool"):
+                await frozen.execute("SELECT 1")
+        async with pool.acquire() as connection:  # the pool opens a fresh one in its place
+            assert await connection.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+    relay_engine = create_engine(url, idle_in_transaction_timeout=2.5)  # the relay's, the same
+    try:
+        async with relay_engine.connect() as connection:
+            shown = await connection.scalar(text("SHOW idle_in_transaction_session_timeout"))
+            assert shown == "2500ms"
+    finally:
+        await relay_engine.dispose()

@@ -45,9 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await prepare_database(ALEMBIC_INI, settings.database_url)
         # The SQLAlchemy engine serves the cold paths (aggregates, the event consumer, the
         # relay, readiness); the request paths run on the asyncpg pool.
-        engine = create_engine(settings.database_url, pool_size=5, max_overflow=5)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=5,
+            max_overflow=5,
+            idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
+        )
         stack.push_async_callback(engine.dispose)
-        pool = await create_pool(settings.database_url)
+        pool = await create_pool(
+            settings.database_url,
+            idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
+        )
         stack.push_async_callback(pool.close)
         redis, stream_redis = open_redis(stack, settings.redis_url)
         user_client = ResilientClient(

@@ -60,12 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await prepare_database(ALEMBIC_INI, settings.database_url)
         # The requests and the pruning run on the asyncpg pool; the SQLAlchemy engine serves
         # the cold paths only: the outbox relay and readiness.
-        engine = create_engine(settings.database_url, pool_size=2, max_overflow=2)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=2,
+            max_overflow=2,
+            idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
+        )
         stack.push_async_callback(engine.dispose)
         pool = await create_pool(
             settings.database_url,
             min_size=settings.db_pool_size,
             max_size=settings.db_pool_size + settings.db_max_overflow,
+            idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
         )
         stack.push_async_callback(pool.close)
         redis, stream_redis = open_redis(stack, settings.redis_url)

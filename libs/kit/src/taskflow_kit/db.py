@@ -62,22 +62,32 @@ def asyncpg_dsn(url: str, database: str | None = None) -> str:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_recycle: float = 300
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_recycle: float = 300,
+    idle_in_transaction_timeout: float | None = None,
 ) -> AsyncEngine:
     """The service's engine (migrations, the outbox relay, event consumers, readiness). No
     pre-ping per checkout (three round trips: `BEGIN; SELECT; ROLLBACK`); instead connections
     are replaced after `pool_recycle` seconds, and one found dead in use (database restarted,
     backend terminated) fails that use with a disconnect error, which SQLAlchemy answers by
     invalidating that connection and every other one pooled before it. The next use gets a
-    fresh connection.
+    fresh connection. `idle_in_transaction_timeout`: as for `create_pool` (a relay frozen
+    mid-round would otherwise hold the relay lock, and every replica's events, until it woke).
     """
+    connect_args: dict[str, Any] = {} if tls_configured(url) else {"ssl": False}
+    settings = _session_settings(idle_in_transaction_timeout)
+    if settings:
+        connect_args["server_settings"] = settings
     return _create_async_engine(
         async_database_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=pool_recycle,
-        connect_args={} if tls_configured(url) else {"ssl": False},
+        connect_args=connect_args,
     )
 
 
@@ -264,12 +274,24 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    url: str, *, min_size: int = 10, max_size: int = 20, statement_cache_size: int = 512
+    url: str,
+    *,
+    min_size: int = 10,
+    max_size: int = 20,
+    statement_cache_size: int = 512,
+    idle_in_transaction_timeout: float | None = None,
 ) -> asyncpg.Pool:
     """The service's asyncpg pool: `min_size` connections opened up front and every connection
     kept (nothing is opened per request, none is closed for being idle), without TLS unless the
     URL configures it, JSON decoded, prepared statements cached per connection
     (`statement_cache_size` covers every shape of a service's statements).
+
+    `idle_in_transaction_timeout` (seconds): PostgreSQL ends a session whose transaction waits
+    longer than this for its next statement, and so releases its locks. A request's statements
+    follow each other within milliseconds; a longer wait means its process froze or stalled
+    (stopped, swapped, a long pause), and without the limit every other replica's write to the
+    rows it locked (a user's counters, say) would wait until it woke. Its own request then fails
+    with `DatabaseConnectionLost` (503), and the pool replaces the connection.
 
     A database that is not up yet does not stop the service from starting: the pool opens its
     connections on the first requests instead (which answer 503 while it is down)."""
@@ -283,9 +305,17 @@ async def create_pool(
         connection_class=PlanModeConnection,
         init=_json_codecs,
         reset=_nothing_to_reset,
+        server_settings=_session_settings(idle_in_transaction_timeout),
     )
     await _open(pool, min_size)
     return pool
+
+
+def _session_settings(idle_in_transaction_timeout: float | None) -> dict[str, str] | None:
+    if idle_in_transaction_timeout is None:
+        return None
+    milliseconds = max(1, round(idle_in_transaction_timeout * 1000))
+    return {"idle_in_transaction_session_timeout": str(milliseconds)}
 
 
 async def _open(pool: asyncpg.Pool, count: int) -> None:

@@ -66,6 +66,11 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str | None = None
 
+    # A request transaction idle this long (its process frozen or stalled between statements)
+    # is ended by PostgreSQL, so its row locks stop holding other replicas' writes. Keep it
+    # below the gateway's read timeout (docs/operations.md).
+    db_idle_in_transaction_seconds: float = Field(default=5.0, gt=0)
+
     # Events (outbox → Redis Streams → consumers); see docs/events.md.
     events_stream_maxlen: int = Field(default=100_000, ge=1000)
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
