@@ -240,6 +240,45 @@ async def test_a_fresh_replica_after_redis_lost_its_data_still_refuses_a_revoked
     assert rebuilt_after < 3.0
 
 
+async def test_events_still_pending_when_redis_lost_its_data_are_in_the_map_it_trusts(
+    database: tuple[str, AsyncEngine],
+    engine: AsyncEngine,
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    """A relay stopped after its EXEC and before its commit leaves the events Redis had as
+    pending; then Redis loses its data. The new epoch key is set only with those events in the
+    rebuilt hashes (and in the stream once), so no process trusts a map that misses them."""
+    prefix = f"loss:{uuid.uuid4().hex[:8]}:"
+    redis = create_redis(throwaway_redis.url)
+    store = RevocationStore(redis, key_prefix=prefix)
+    relay = relay_for_test(database, redis, prefix, REVOKING_PRODUCER, hooks=[store.record])
+    outbox = Outbox(OUTBOX, producer=REVOKING_PRODUCER, stream=USER_STREAM)
+    try:
+        await relay.recover()  # the first epoch, on an empty Redis
+        assert await redis.exists(store.epoch_key)
+        deleted = await write(engine, outbox, "user.deleted", 21, {"user_id": 21})
+        logged_out = await write(
+            engine, outbox, "user.logged_out", 22, {"user_id": 22, "session_id": "s-22"}
+        )
+        await redis.flushall()  # still pending in the outbox: never marked published
+
+        await relay.recover()
+        assert await redis.exists(store.epoch_key)
+        revocations = RevocationList()
+        assert await store.load_into(revocations)  # complete, and it has both
+        assert revocations.is_revoked(21, time.time() - 5, None)
+        assert revocations.is_revoked(22, time.time() - 5, "s-22")
+        assert await relay.drain() == 0  # marked published with the new epoch: not sent twice
+        sent = [
+            Event.from_json(fields["event"]).id
+            for _id, fields in await redis.xrange(stream_key(prefix, USER_STREAM))
+        ]
+        assert sent.count(deleted.id) == 1
+        assert sent.count(logged_out.id) == 1
+    finally:
+        await redis.aclose()
+
+
 async def test_a_batch_is_never_published_into_a_redis_that_lost_its_data_meanwhile(
     database: tuple[str, AsyncEngine],
     engine: AsyncEngine,

@@ -15,7 +15,9 @@
   is at least once, and consumers deduplicate by event id.
 - A Redis that lost its data (flushed, or restarted or failed over without it) is noticed by
   its missing epoch key (`taskflow_kit.events.epoch_key`): the relay sends every event its
-  outbox still holds (the retention window) again, in order, then sets the key. Each batch is
+  outbox still holds (the retention window) again, in order, with the events not published yet
+  (marked published with them), then sets the key: the key means every event committed before
+  the new epoch began is in Redis. Each batch is
   published with the key watched, so a loss between the check and the `EXEC` fails the batch
   rather than starting the new stream with younger events ahead of older ones.
 """
@@ -53,6 +55,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -267,7 +270,7 @@ class OutboxRelay:
         async with self.engine.begin() as connection:
             if not await self._try_lock(connection):
                 return 0  # another replica is publishing right now; it will take these rows
-            await self._resend_if_lost(connection)
+            _resent, published = await self._resend_if_lost(connection)
             rows = (
                 await connection.execute(
                     select(table.c.id, table.c.stream, table.c.payload)
@@ -278,7 +281,7 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
-                return 0
+                return published
             await self._exec_while(self.epoch_key, lambda pipe: self._queue(pipe, rows))
             await connection.execute(
                 update(table)
@@ -286,7 +289,7 @@ class OutboxRelay:
                 .values(published_at=func.now())
             )
         PUBLISHED.labels(self.producer).inc(len(rows))
-        return len(rows)
+        return published + len(rows)
 
     async def _try_lock(self, connection: AsyncConnection) -> bool:
         locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key)))
@@ -327,25 +330,34 @@ class OutboxRelay:
         async with self.engine.begin() as connection:
             if not await self._try_lock(connection):
                 return 0
-            return await self._resend_if_lost(connection)
+            resent, _published = await self._resend_if_lost(connection)
+            return resent
 
-    async def _resend_if_lost(self, connection: AsyncConnection) -> int:
-        """With the relay lock held: when the epoch key is missing, XADD again every published
-        event still retained (id order, publish hooks included), then set the key.
+    async def _resend_if_lost(self, connection: AsyncConnection) -> tuple[int, int]:
+        """With the relay lock held: when the epoch key is missing, XADD every event still
+        retained, published or not (id order, publish hooks included), then set the key and mark
+        the ones that were pending as published (in the caller's transaction).
+
+        Pending events go with them so that the key never says "complete" while a committed
+        event is missing from Redis: a relay stopped between its `EXEC` and its commit leaves
+        rows Redis had (then lost) still pending, and a revocation among them must be in the
+        rebuilt hashes before anyone trusts them (`taskflow_kit.revocation`).
 
         Consumers deduplicate by event id, so events Redis still had are applied once; the
         re-sent rows stay marked published (their age still decides when they are pruned).
-        A first start on an empty Redis finds no key either and sends nothing or a little."""
+        A first start on an empty Redis finds no key either and sends nothing or a little.
+        Returns how many events were sent, and how many of them were pending."""
         if await self.redis.exists(self.epoch_key):
-            return 0
+            return 0, 0
         started = time.monotonic()
         table = self.table
         cutoff = dt.datetime.now(dt.UTC) - self.retention
         result = await connection.stream(
-            select(table.c.stream, table.c.payload)
-            .where(table.c.published_at >= cutoff)
+            select(table.c.id, table.c.stream, table.c.payload, table.c.published_at)
+            .where(or_(table.c.published_at >= cutoff, table.c.published_at.is_(None)))
             .order_by(table.c.id)
         )
+        newly_published = 0
         # Redis could lose its data again while this runs: every chunk is sent only while this
         # marker is still there, and the epoch key replaces it in the last MULTI.
         resending = f"{self.epoch_key}:resending"
@@ -354,6 +366,12 @@ class OutboxRelay:
         async for rows in result.partitions(self.batch_size):
             await self._exec_while(resending, functools.partial(self._queue, rows=rows))
             resent += len(rows)
+            pending = [row.id for row in rows if row.published_at is None]
+            if pending:  # committed with the epoch key below, or not at all
+                await connection.execute(
+                    update(table).where(table.c.id.in_(pending)).values(published_at=func.now())
+                )
+                newly_published += len(pending)
         epoch = dt.datetime.now(dt.UTC).isoformat()
 
         def start_epoch(pipe: Pipeline) -> None:
@@ -361,15 +379,17 @@ class OutboxRelay:
             pipe.delete(resending)
 
         await self._exec_while(resending, start_epoch)
-        RESENT.labels(self.producer).inc(resent)
+        PUBLISHED.labels(self.producer).inc(newly_published)
+        RESENT.labels(self.producer).inc(resent - newly_published)
         log = logger.warning if resent else logger.info
         log(
             "outbox_epoch_started",
             producer=self.producer,
             resent=resent,
+            of_them_pending=newly_published,
             seconds=round(time.monotonic() - started, 3),
         )
-        return resent
+        return resent, newly_published
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
