@@ -175,6 +175,8 @@ def test_one_reader_of_database_errors_follows_the_cause_chain() -> None:
 
     starting = Wrapped(DriverError("57P03"))
     assert is_unavailable_database(starting)
+    ended_while_idle = DriverError("25P03")  # idle_in_transaction_session_timeout
+    assert is_unavailable_database(ended_while_idle)
 
     looping = Exception("a")
     looping.__cause__ = Exception("b")

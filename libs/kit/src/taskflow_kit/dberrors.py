@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 # Connection exceptions are class 08. admin_shutdown, crash_shutdown, cannot_connect_now
-# (starting or stopping), and the transient conflicts a retry resolves (deadlock_detected,
-# serialization_failure): answered 503 + Retry-After rather than 500.
-UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001"})
+# (starting or stopping), the session ended for idling in its transaction (its process stalled:
+# `create_pool`'s idle_in_transaction_timeout), and the transient conflicts a retry resolves
+# (deadlock_detected, serialization_failure): answered 503 + Retry-After rather than 500.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03", "40P01", "40001"})
 
 _MAX_DEPTH = 16
 
