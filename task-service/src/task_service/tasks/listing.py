@@ -240,13 +240,10 @@ class ListShape:
         if self.tags:
             conditions.append(Task.tags.contains(bindparam("tags", type_=ARRAY(Text))))
         if self.search:
-            pattern = bindparam("pattern", type_=Text)
-            conditions.append(
-                or_(
-                    Task.title.ilike(pattern, escape="\\"),
-                    Task.description.ilike(pattern, escape="\\"),
-                )
-            )
+            # `title ILIKE p OR description ILIKE p`, on the stored lowered text (ILIKE is
+            # `lower(x) LIKE lower(p)`): one trigram lookup, no lowering per row checked.
+            pattern = func.lower(bindparam("pattern", type_=Text))
+            conditions.append(Task.search_text.like(pattern, escape="\\"))
         if self.assignee:
             conditions.append(Task.assignee_id == bindparam("assignee_id", type_=BigInteger))
         # `due_date < t` is `due key ascending < t` (no due date sorts at +infinity) and

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -66,6 +67,9 @@ DUE_ASC_SQL = "coalesce({t}due_date, CAST('infinity' AS timestamptz))"
 DUE_DESC_SQL = "coalesce({t}due_date, CAST('-infinity' AS timestamptz))"
 
 
+SEARCH_TEXT_SQL = "lower(title || E'\\n' || coalesce(description, ''))"
+
+
 def index_sql(sort_key_sql: str) -> str:
     """A sort key's text as an index expression (unqualified)."""
     return sort_key_sql.format(t="")
@@ -120,14 +124,14 @@ class Task(Base):
         # tag keys' GIN (0005_h16c, an expression index the migrations keep).
         Index("ix_task_tags", "tags", postgresql_using="gin"),
         # With btree_gin and pg_trgm (the migration falls back without them): text search
-        # scoped by owner inside the GIN index, so one user's rows never cost another.
+        # scoped by owner inside the GIN index, so one user's rows never cost another; over the
+        # one lowered copy of the text that a search checks (migration 0008_h16g).
         Index(
-            "ix_task_owner_text_trgm",
+            "ix_task_owner_search_trgm",
             "owner_id",
-            "title",
-            "description",
+            "search_text",
             postgresql_using="gin",
-            postgresql_ops={"title": "gin_trgm_ops", "description": "gin_trgm_ops"},
+            postgresql_ops={"search_text": "gin_trgm_ops"},
         ),
     )
 
@@ -148,6 +152,9 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    # What a search checks: `search_text LIKE lower(pattern)` is `title ILIKE pattern OR
+    # description ILIKE pattern` without lowering two texts per row checked. Never read back.
+    search_text: Mapped[str] = mapped_column(Text, Computed(SEARCH_TEXT_SQL, persisted=True))
 
 
 class TaskDependency(Base):

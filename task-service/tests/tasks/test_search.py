@@ -1,0 +1,103 @@
+"""Search on the stored lowered text (`search_text`, migration 0008_h16g) finds exactly what
+`title ILIKE '%term%' OR description ILIKE '%term%'` finds in PostgreSQL itself, for any text
+and term (case pairs outside ASCII, wildcards taken literally), and follows edits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from task_factories import auth, create_task
+from task_service.database import Base
+from task_service.tasks.models import Task
+from taskflow_kit.repository import like_pattern
+from taskflow_kit.testing import empty_tables
+
+pytestmark = pytest.mark.usefixtures("client")
+
+# Letters whose lower case differs in interesting ways (sharp s, dotted and dotless i, the
+# three sigmas, E acute; written as escapes), the pattern characters a term must match
+# literally, and a space. No line break: a term holding one could
+# match across the end of a title and the start of its description (docs/api.md says so).
+ALPHABET = "aAbB\u00df\u1e9e\u0130\u0131iI\u03a3\u03c3\u03c2\u00c9\u00e9%_\\ "
+texts = st.text(alphabet=ALPHABET, max_size=8)
+terms = st.text(alphabet=ALPHABET, min_size=1, max_size=3).filter(lambda t: t.strip() == t)
+
+
+async def insert_texts(app: FastAPI, rows: list[tuple[str, str | None]]) -> None:
+    now = datetime.now(UTC)
+    async with app.state.sessionmaker() as session, session.begin():
+        session.add_all(
+            Task(
+                title=title,
+                description=description,
+                status="todo",
+                priority="medium",
+                tags=[],
+                owner_id=1,
+                created_at=now,
+                updated_at=now,
+                version=1,
+            )
+            for title, description in rows
+        )
+
+
+async def ilike_reference(app: FastAPI, owner: int, term: str) -> list[int]:
+    """What the search was before 0008_h16g, asked of PostgreSQL itself."""
+    async with app.state.pool.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT id FROM task WHERE owner_id = $1 AND (title ILIKE $2 ESCAPE '\\' "
+            "OR description ILIKE $2 ESCAPE '\\') ORDER BY id",
+            owner,
+            like_pattern(term),
+        )
+    return [row["id"] for row in rows]
+
+
+async def searched(client: httpx.AsyncClient, owner: int, term: str) -> list[int]:
+    response = await client.get(
+        "/api/v1/tasks/", params={"search": term, "limit": 100}, headers=auth(owner)
+    )
+    assert response.status_code == 200, response.text
+    return sorted(task["id"] for task in response.json()["tasks"])
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(st.tuples(texts.filter(bool), st.none() | texts), min_size=1, max_size=8),
+    term=terms,
+)
+async def test_search_finds_what_ilike_finds(
+    client: httpx.AsyncClient, app: FastAPI, rows: list[tuple[str, str | None]], term: str
+) -> None:
+    await empty_tables(app.state.engine, Base.metadata)
+    await insert_texts(app, rows)
+    assert await searched(client, 1, term) == await ilike_reference(app, 1, term)
+
+
+async def test_search_follows_an_edit_of_title_or_description(
+    client: httpx.AsyncClient,
+) -> None:
+    task = await create_task(client, title="Quarterly Report", description="numbers")
+    assert await searched(client, 1, "REPORT") == [task["id"]]
+    changed = await client.patch(
+        f"/api/v1/tasks/{task['id']}",
+        json={"title": "Quarterly summary", "description": "the Zeppelin budget"},
+        headers={**auth(1), "If-Match": f'"{task["version"]}"'},
+    )
+    assert changed.status_code == 200, changed.text
+    assert await searched(client, 1, "report") == []
+    assert await searched(client, 1, "zeppelin") == [task["id"]]
+    assert await searched(client, 1, "SUMMARY") == [task["id"]]
+    # Not across the title's end and the description's start.
+    assert await searched(client, 1, "summarythe") == []
+    assert await searched(client, 1, "summary the") == []
