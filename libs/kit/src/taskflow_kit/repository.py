@@ -8,6 +8,7 @@ from __future__ import annotations
 
 
 def like_pattern(term: str) -> str:
-    """A pattern for `ILIKE ... ESCAPE '\\'` matching `term` anywhere, its wildcards literal."""
+    """A pattern for `LIKE` or `ILIKE ... ESCAPE '\\'` matching `term` anywhere, its wildcards
+    literal."""
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
