@@ -180,15 +180,7 @@ class ListShape:
     def tallied(self) -> bool:
         """Whether the running counts keep the personal part of this filter's total (scope and
         status/priority; the projects' part is counted)."""
-        return self.scope != "assigned" and not (
-            self.project
-            or self.tags
-            or self.search
-            or self.assignee
-            or self.due_before
-            or self.due_after
-            or self.overdue is not None
-        )
+        return self.scope != "assigned" and not (self.project or self.selective)
 
     @property
     def selective(self) -> bool:
