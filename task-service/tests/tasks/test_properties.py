@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-from task_factories import auth
+from task_factories import auth, insert_tasks, plain_task
 from task_service.database import Base
-from task_service.tasks.models import Task, TaskDependency
+from task_service.tasks.models import TaskDependency
 from taskflow_kit.testing import empty_tables
 
 pytestmark = pytest.mark.usefixtures("client")
@@ -25,14 +25,6 @@ PROPERTY_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-async def insert_tasks(app: FastAPI, rows: list[dict[str, Any]]) -> list[int]:
-    async with app.state.sessionmaker() as session, session.begin():
-        tasks = [Task(**row) for row in rows]
-        session.add_all(tasks)
-        await session.flush()
-        return [task.id for task in tasks]
 
 
 def reachable(edges: set[tuple[int, int]], start: int, goal: int) -> bool:
@@ -46,20 +38,6 @@ def reachable(edges: set[tuple[int, int]], start: int, goal: int) -> bool:
                 seen.add(target)
                 stack.append(target)
     return False
-
-
-def plain_task(title: str, owner_id: int = 1) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "title": title,
-        "status": "todo",
-        "priority": "medium",
-        "tags": [],
-        "owner_id": owner_id,
-        "created_at": now,
-        "updated_at": now,
-        "version": 1,
-    }
 
 
 @PROPERTY_SETTINGS

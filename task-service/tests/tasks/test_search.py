@@ -4,16 +4,13 @@ and term (case pairs outside ASCII, wildcards taken literally), and follows edit
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from task_factories import auth, create_task
+from task_factories import auth, create_task, insert_tasks, plain_task
 from task_service.database import Base
-from task_service.tasks.models import Task
 from taskflow_kit.repository import like_pattern
 from taskflow_kit.testing import empty_tables
 
@@ -26,25 +23,6 @@ pytestmark = pytest.mark.usefixtures("client")
 ALPHABET = "aAbB\u00df\u1e9e\u0130\u0131iI\u03a3\u03c3\u03c2\u00c9\u00e9%_\\ "
 texts = st.text(alphabet=ALPHABET, max_size=8)
 terms = st.text(alphabet=ALPHABET, min_size=1, max_size=3).filter(lambda t: t.strip() == t)
-
-
-async def insert_texts(app: FastAPI, rows: list[tuple[str, str | None]]) -> None:
-    now = datetime.now(UTC)
-    async with app.state.sessionmaker() as session, session.begin():
-        session.add_all(
-            Task(
-                title=title,
-                description=description,
-                status="todo",
-                priority="medium",
-                tags=[],
-                owner_id=1,
-                created_at=now,
-                updated_at=now,
-                version=1,
-            )
-            for title, description in rows
-        )
 
 
 async def ilike_reference(app: FastAPI, owner: int, term: str) -> list[int]:
@@ -80,7 +58,7 @@ async def test_search_finds_what_ilike_finds(
     client: httpx.AsyncClient, app: FastAPI, rows: list[tuple[str, str | None]], term: str
 ) -> None:
     await empty_tables(app.state.engine, Base.metadata)
-    await insert_texts(app, rows)
+    await insert_tasks(app, [plain_task(title, description=text) for title, text in rows])
     assert await searched(client, 1, term) == await ilike_reference(app, 1, term)
 
 
