@@ -432,3 +432,44 @@ async def test_a_tag_count_reads_the_users_own_matches_by_owner_tag_keys(
     # Each match once (plus the assigned branch's few rows), whatever the user holds.
     assert plan.task_rows <= matches + 200, plan.task_rows
     assert await connection.fetchval(total.sql, *total.args(values)) is not None
+
+
+@pytest.mark.parametrize("statement", ["total", "matches"])
+@pytest.mark.parametrize("user", USERS)
+async def test_a_rare_terms_count_reads_the_users_own_matches_by_search_keys(
+    connection: asyncpg.Connection, user: int, statement: str
+) -> None:
+    """The count behind a search's `total`, and the matches its page is found among, find
+    the caller's matches from their own owner-and-trigram keys (migration 0009_h16h): not by
+    intersecting the caller's whole range with the term's trigrams (a million entries decoded
+    for a big account), nor by reading other users' candidates for the term."""
+    task_filter = TaskFilter(search=RARE_TERM)
+    shape = listing.ListShape.of(task_filter)
+    if statement == "total":
+        _, total = listing.list_statements(shape, READ_COLUMNS)
+    else:
+        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
+    values = listing.list_values(task_filter, user, datetime.now(UTC))
+    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
+    used = {node.get("Index Name") for node in plan.nodes}
+    assert "ix_task_owner_search_keys" in used
+    matches = SIZES[user] // 1_000
+    # Each of this user's matches once (plus the assigned branch's few rows), whatever the
+    # user or anyone else holds: the board's owner has as many matches per task.
+    assert plan.task_rows <= matches + 200, plan.task_rows
+
+
+@pytest.mark.parametrize("term", ["ab", "a%", "é_"])
+async def test_a_term_too_short_for_search_keys_never_asks_the_index_for_no_keys(
+    connection: asyncpg.Connection, term: str
+) -> None:
+    """A term under three characters has no search key: the statement must not ask the keys'
+    GIN for an empty set of keys (which every row contains: a scan of the whole index)."""
+    task_filter = TaskFilter(search=term)
+    shape = listing.ListShape.of(task_filter)
+    assert not shape.search_keys
+    total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
+    assert "task_search_keys" not in total.sql
+    values = listing.list_values(task_filter, SMALL, datetime.now(UTC))
+    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
+    assert "ix_task_owner_search_keys" not in {node.get("Index Name") for node in plan.nodes}

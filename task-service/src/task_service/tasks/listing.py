@@ -15,6 +15,10 @@
   where a keyset page starts, an index condition.
 - The page's ids are found first (from the index alone when it can), then only those rows are
   read with their dependencies: rows skipped by `skip` are never fetched.
+- A tag or a term (three characters or more) is counted among the caller's own tasks through
+  keys of their own (`<owner>:<tag>`, a hash of owner and three characters): one GIN posting
+  list per user and key, so a big account's matches, or another user's, never cost a small
+  one, and the big account reads its matches, not its whole range (`_owned_keys`).
 - The total is the running counts of `task_tally` (personal tasks) plus the projects' tasks
   counted up to TOTAL_CAP when the filter is one they keep (scope and status/priority only),
   otherwise a count that stops after TOTAL_CAP matches; one project's list is always counted
@@ -75,6 +79,9 @@ from task_service.tasks.schemas import TaskFilter
 
 # Counting stops here for filters the running counts do not keep (docs/api.md, "total").
 TOTAL_CAP = 1_000
+# A search key is this many consecutive characters of the lowered text (migration 0009_h16h):
+# a shorter term has none and is checked on the rows read.
+SEARCH_KEY_LENGTH = 3
 
 USER_ID = bindparam("user_id", type_=BigInteger)
 PROJECT_ID = bindparam("project_id", type_=BigInteger)
@@ -142,6 +149,8 @@ class ListShape:
     priorities: bool
     tags: bool
     search: bool
+    # A term of three characters or more: the caller's own matches are found by search keys.
+    search_keys: bool
     assignee: bool
     due_before: bool
     due_after: bool
@@ -159,6 +168,7 @@ class ListShape:
             priorities=bool(task_filter.priorities),
             tags=bool(task_filter.tags),
             search=bool(task_filter.search),
+            search_keys=len(task_filter.search or "") >= SEARCH_KEY_LENGTH,
             assignee=task_filter.assignee_id is not None,
             due_before=task_filter.due_before is not None,
             due_after=task_filter.due_after is not None,
@@ -340,7 +350,7 @@ class ListShape:
         caller's projects), no more than TOTAL_CAP + 1 of each, in no particular order."""
         conditions = self.conditions()
         capped: list[Select[Any]] = [
-            select(*columns).where(*branch, *conditions, *self._owned_tag_keys(index)).limit(_cap())
+            select(*columns).where(*branch, *conditions, *self._owned_keys(index)).limit(_cap())
             for index, branch in enumerate(branches)
         ]
         if projects:
@@ -415,17 +425,29 @@ class ListShape:
         project = [Task.project_id == PROJECT_ID] if self.project else []
         return [*project, *self.scoped(), *self.conditions()]
 
-    def _owned_tag_keys(self, branch: int) -> list[ColumnElement[bool]]:
-        """For the count of the caller's own personal tasks (the first branch) under a tag
-        filter: the same tags as owner-and-tag keys, which ix_task_owner_tag_keys (migration
-        0005_h16c) finds from one posting list per tag, so the count reads this user's matches
-        only, not the intersection of their whole range with the tag's (redundant with the
-        conditions it joins: it changes which rows are read, not which match)."""
-        if not self.tags or branch != 0 or self.project or self.scope == "assigned":
+    def _owned_keys(self, branch: int) -> list[ColumnElement[bool]]:
+        """For the matches among the caller's own personal tasks (the first branch): the tags
+        as owner-and-tag keys (ix_task_owner_tag_keys, migration 0005_h16c) and the term as
+        owner-and-trigram keys (ix_task_owner_search_keys, 0009_h16h), which those GIN indexes
+        find from this user's own posting lists, so the count reads this user's matches only,
+        not the intersection of their whole range with the tag's or the term's. Redundant
+        with the conditions they join: they change which rows are read, not which match."""
+        if branch != 0 or self.project or self.scope == "assigned":
             return []
-        tags = bindparam("tags", type_=ARRAY(Text))
-        keys = func.task_tag_keys(Task.owner_id, Task.tags, type_=ARRAY(Text))
-        return [keys.contains(func.task_tag_keys(USER_ID, tags, type_=ARRAY(Text)))]
+        keys: list[ColumnElement[bool]] = []
+        if self.tags:
+            tags = bindparam("tags", type_=ARRAY(Text))
+            tag_keys = func.task_tag_keys(Task.owner_id, Task.tags, type_=ARRAY(Text))
+            keys.append(tag_keys.contains(func.task_tag_keys(USER_ID, tags, type_=ARRAY(Text))))
+        if self.search_keys:
+            term = func.lower(bindparam("term", type_=Text))
+            search_keys = func.task_search_keys(
+                Task.owner_id, Task.search_text, type_=ARRAY(BigInteger)
+            )
+            keys.append(
+                search_keys.contains(func.task_search_keys(USER_ID, term, type_=ARRAY(BigInteger)))
+            )
+        return keys
 
     def total(self) -> Select[Any]:
         """`tallied`: the personal tasks' exact total from the running counts (0 when the shape
@@ -527,6 +549,7 @@ def list_values(task_filter: TaskFilter, user_id: int, now: datetime) -> dict[st
         "priorities": [str(priority) for priority in task_filter.priorities],
         "tags": task_filter.tags,
         "pattern": like_pattern(task_filter.search) if task_filter.search else None,
+        "term": task_filter.search,
         "assignee_id": task_filter.assignee_id,
         "due_before": task_filter.due_before,
         "due_after": task_filter.due_after,

@@ -125,7 +125,10 @@ class Task(Base):
         Index("ix_task_tags", "tags", postgresql_using="gin"),
         # With btree_gin and pg_trgm (the migration falls back without them): text search
         # scoped by owner inside the GIN index, so one user's rows never cost another; over the
-        # one lowered copy of the text that a search checks (migration 0008_h16g).
+        # one lowered copy of the text that a search checks (migration 0008_h16g). What a
+        # search counts among one user's own tasks is found by the owner-and-trigram keys' GIN
+        # (0009_h16h, an expression index the migrations keep, like the tag keys'); this one
+        # serves a page that walks no index range in order.
         Index(
             "ix_task_owner_search_trgm",
             "owner_id",
