@@ -408,17 +408,29 @@ async def test_filtered_listings_are_planned_per_call_and_the_rest_are_not(
     assert await plans_of(connection, _GET_VISIBLE.sql) == (8, 0)
 
 
+KEYED_FILTERS = [
+    pytest.param({"tags": [RARE_TAG]}, "ix_task_owner_tag_keys", id="rare tag"),
+    pytest.param({"search": RARE_TERM}, "ix_task_owner_search_keys", id="rare term"),
+]
+
+
 @pytest.mark.parametrize("statement", ["total", "matches"])
 @pytest.mark.parametrize("user", USERS)
-async def test_a_tag_count_reads_the_users_own_matches_by_owner_tag_keys(
-    connection: asyncpg.Connection, user: int, statement: str
+@pytest.mark.parametrize(("given", "keys_index"), KEYED_FILTERS)
+async def test_a_rare_filters_count_reads_the_users_own_matches_by_owner_keys(
+    connection: asyncpg.Connection,
+    user: int,
+    statement: str,
+    given: dict[str, Any],
+    keys_index: str,
 ) -> None:
-    """The count behind a tag filter's `total`, and the matches its page is found among, find
-    the caller's matches from one posting list of owner-and-tag keys (migration 0005_h16c),
-    not by intersecting the caller's whole range of a GIN over (owner_id, tags) with the
-    tag's, nor by walking the caller's tasks in order until a page matches, and read no other
-    task."""
-    task_filter = TaskFilter(tags=[RARE_TAG])
+    """The count behind a tag filter's or a search's `total`, and the matches its page is found
+    among, find the caller's matches from their own keys: owner-and-tag (migration 0005_h16c),
+    owner-and-trigram (0009_h16h). Not by intersecting the caller's whole range of a GIN led by
+    owner_id with the tag's or the term's (a million entries decoded for a big account), nor
+    by walking the caller's tasks in order until a page matches, nor by reading other users'
+    candidates; and no other task is read."""
+    task_filter = TaskFilter(**given)
     shape = listing.ListShape.of(task_filter)
     if statement == "total":
         _, total = listing.list_statements(shape, READ_COLUMNS)
@@ -427,36 +439,11 @@ async def test_a_tag_count_reads_the_users_own_matches_by_owner_tag_keys(
     values = listing.list_values(task_filter, user, datetime.now(UTC))
     plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
     used = {node.get("Index Name") for node in plan.nodes}
-    assert "ix_task_owner_tag_keys" in used
+    assert keys_index in used
     matches = SIZES[user] // 1_000
     # Each match once (plus the assigned branch's few rows), whatever the user holds.
     assert plan.task_rows <= matches + 200, plan.task_rows
     assert await connection.fetchval(total.sql, *total.args(values)) is not None
-
-
-@pytest.mark.parametrize("statement", ["total", "matches"])
-@pytest.mark.parametrize("user", USERS)
-async def test_a_rare_terms_count_reads_the_users_own_matches_by_search_keys(
-    connection: asyncpg.Connection, user: int, statement: str
-) -> None:
-    """The count behind a search's `total`, and the matches its page is found among, find
-    the caller's matches from their own owner-and-trigram keys (migration 0009_h16h): not by
-    intersecting the caller's whole range with the term's trigrams (a million entries decoded
-    for a big account), nor by reading other users' candidates for the term."""
-    task_filter = TaskFilter(search=RARE_TERM)
-    shape = listing.ListShape.of(task_filter)
-    if statement == "total":
-        _, total = listing.list_statements(shape, READ_COLUMNS)
-    else:
-        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
-    values = listing.list_values(task_filter, user, datetime.now(UTC))
-    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
-    used = {node.get("Index Name") for node in plan.nodes}
-    assert "ix_task_owner_search_keys" in used
-    matches = SIZES[user] // 1_000
-    # Each of this user's matches once (plus the assigned branch's few rows), whatever the
-    # user or anyone else holds: the board's owner has as many matches per task.
-    assert plan.task_rows <= matches + 200, plan.task_rows
 
 
 @pytest.mark.parametrize("term", ["ab", "a%", "é_"])
