@@ -1,8 +1,12 @@
 """Search on the stored lowered text (`search_text`, migration 0008_h16g) finds exactly what
 `title ILIKE '%term%' OR description ILIKE '%term%'` finds in PostgreSQL itself, for any text
-and term (case pairs outside ASCII, wildcards taken literally), and follows edits."""
+and term (case pairs outside ASCII, wildcards taken literally), and follows edits; whichever
+way its count finds the matches (`ListShape.dense_term`): walking the caller's tasks, or the
+term's search keys (migration 0009_h16h)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -11,10 +15,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from task_factories import auth, create_task, insert_tasks, plain_task
 from task_service.database import Base
+from task_service.tasks import listing
 from taskflow_kit.repository import like_pattern
 from taskflow_kit.testing import empty_tables
 
-pytestmark = pytest.mark.usefixtures("client")
+pytestmark = pytest.mark.usefixtures("client", "counting")
+
+
+@pytest.fixture(autouse=True, params=["as sampled", "walking", "by keys"])
+def counting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The count's choice as shipped, or forced one way: walking as soon as one of the newest
+    tasks matches (DENSE_WHEN 0), or always by the keys (a threshold no user reaches)."""
+    forced = {"walking": 0, "by keys": 10**12}.get(request.param)
+    if forced is not None:
+        monkeypatch.setattr(listing, "DENSE_WHEN", forced)
+    listing.list_statements.cache_clear()
+    listing.match_statements.cache_clear()
+    yield
+    listing.list_statements.cache_clear()
+    listing.match_statements.cache_clear()
+
 
 # Letters whose lower case differs in interesting ways (sharp s, dotted and dotless i, the
 # three sigmas, E acute; written as escapes), the pattern characters a term must match
@@ -44,7 +64,11 @@ async def searched(client: httpx.AsyncClient, owner: int, term: str) -> list[int
         "/api/v1/tasks/", params={"search": term, "limit": 100}, headers=auth(owner)
     )
     assert response.status_code == 200, response.text
-    return sorted(task["id"] for task in response.json()["tasks"])
+    found = response.json()
+    ids = sorted(task["id"] for task in found["tasks"])
+    # The count found the same tasks as the page (fewer than the cap here: exact).
+    assert (found["total"], found["total_exact"]) == (len(ids), True), found
+    return ids
 
 
 @settings(

@@ -86,7 +86,15 @@ class Task(Base):
         CheckConstraint("version >= 1", name="version_positive"),
         # One btree per sort key, owner first and id last: a user's page in any order is a
         # range of one index, whatever other users hold (issue 16; migration h16b_0003).
-        Index("ix_task_owner_created", "owner_id", "created_at", "id"),
+        # With the text a search checks (and project_id, for "personal"): a search's count that
+        # walks the caller's tasks reads no row (migration 0010_h16i).
+        Index(
+            "ix_task_owner_created",
+            "owner_id",
+            "created_at",
+            "id",
+            postgresql_include=["project_id", "search_text"],
+        ),
         Index("ix_task_owner_updated", "owner_id", "updated_at", "id"),
         Index("ix_task_owner_due_asc", "owner_id", text(index_sql(DUE_ASC_SQL)), "id"),
         Index("ix_task_owner_due_desc", "owner_id", text(index_sql(DUE_DESC_SQL)), "id"),
