@@ -2,9 +2,9 @@
 no row.
 
 A search's count decides between two ways of finding its first 1,001 matches among the
-caller's own tasks (`ListShape.dense_term`, listing.py): the term's search keys (0009_h16h),
-whose bitmap costs ≈ 0.11 µs per match, or walking the caller's tasks newest first until 1,001
-match, which stops early for a term on many of them. Walking checked each row's `search_text`
+caller's own tasks (`ListShape.counts_by_walking`, listing.py): the term's search keys
+(0009_h16h), whose bitmap costs ≈ 0.11 µs per match, or walking the caller's tasks newest first
+until 1,001 match, which stops early for a term on many of them. Walking checked each row's `search_text`
 in the table: ≈ 0.32 µs a row, 5.1 ms for a term on one task in 16 of a million. With the text
 (and `project_id`, which tells a personal task) in the index the walk is an index-only scan:
 0.125 µs a row, 2.0 ms (`EXPLAIN ANALYZE` on `make bench-size`'s database,

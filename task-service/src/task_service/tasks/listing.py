@@ -31,7 +31,7 @@ the values are parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -83,8 +83,8 @@ TOTAL_CAP = 1_000
 # a shorter term has none and is checked on the rows read.
 SEARCH_KEY_LENGTH = 3
 # How a search's count decides between walking the caller's tasks and reading the term's keys
-# (`ListShape.dense_term`): the term's share among this many of the caller's newest tasks, and
-# the walk's cost per row over the keys' cost per match (measured at a million rows).
+# (`ListShape.counts_by_walking`): the term's share among this many of the caller's newest
+# tasks, and the walk's cost per row over the keys' cost per match (at a million rows).
 DENSITY_SAMPLE = 256
 DENSE_WHEN = 1.14
 
@@ -163,6 +163,9 @@ class ListShape:
     sort_by: str
     sort_order: str
     cursor: bool
+    # A search's count walks the caller's own tasks instead of reading the term's keys: the
+    # term is dense among them (`counts_by_walking`, decided per call by DENSITY_PROBE).
+    walks: bool = False
 
     @classmethod
     def of(cls, task_filter: TaskFilter) -> ListShape:
@@ -356,22 +359,19 @@ class ListShape:
         conditions = self.conditions()
         capped: list[Select[Any]] = []
         for index, branch in enumerate(branches):
-            keys = self._owned_keys(index)
-            if not (keys and self.search_keys):
+            if not (self.walks and index == 0):
+                keys = self._owned_keys(index)
                 capped.append(select(*columns).where(*branch, *conditions, *keys).limit(_cap()))
                 continue
-            # A search among the caller's own tasks: walk them newest first when the term is
-            # dense among them, else read the term's keys (`dense_term`). Both are in the SQL,
-            # each behind its half of one condition computed once, so exactly one runs.
-            is_dense = self.dense_term()
+            # A term dense among the caller's own tasks: walk them newest first (from the
+            # index alone, migration 0010_h16i) until the cap, instead of a bitmap of every match.
             walk = (
                 select(*columns)
-                .where(*branch, *conditions, is_dense)
+                .where(*branch, *conditions)
                 .order_by(Task.created_at.desc(), Task.id.desc())
                 .limit(_cap())
             )
-            keyed = select(*columns).where(*branch, *conditions, *keys, ~is_dense).limit(_cap())
-            capped.extend([walk, keyed])
+            capped.append(walk)
         if projects:
             capped.append(self._per_project_capped(conditions, columns))
         return capped
@@ -444,43 +444,28 @@ class ListShape:
         project = [Task.project_id == PROJECT_ID] if self.project else []
         return [*project, *self.scoped(), *self.conditions()]
 
-    def dense_term(self) -> ColumnElement[bool]:
-        """Whether the term is dense enough among the caller's own personal tasks that walking
-        them newest first (ix_task_owner_created holds the text: no row read) reaches the
-        count's cap sooner than the term's keys would find every match.
+    @property
+    def counts_by_density(self) -> bool:
+        """Whether the count of this shape searches the caller's own tasks by keys, which a
+        term dense among them would better walk (`counts_by_walking`)."""
+        return self.search_keys and not self.project and self.scope != "assigned"
 
-        The keys' bitmap costs about the same per match as the walk costs per row it checks
-        (0.11 and 0.125 µs at a million rows, docs/performance.md), so with `d` the term's
-        share of the caller's `n` tasks: the walk checks (TOTAL_CAP + 1) / d rows, the keys
-        find d·n matches, and the walk is cheaper when d²·n > TOTAL_CAP + 1 (times the ratio
-        of the two costs). `d` is taken from the caller's newest DENSITY_SAMPLE tasks, `n`
-        from the running counts. The planner cannot make this choice: it prices the keys as
-        if the term's trigrams were independent, 29 rows for a term on 62,500 tasks. Either
-        way the same tasks match; only the cost differs."""
-        pattern = func.lower(bindparam("pattern", type_=Text))
-        newest = (
-            select(Task.search_text)
-            .where(Task.owner_id == USER_ID, Task.project_id.is_(None))
-            .order_by(Task.created_at.desc(), Task.id.desc())
-            .limit(DENSITY_SAMPLE)
-            .subquery("newest")
-        )
-        sampled = (
-            select(func.count())
-            .select_from(newest)
-            .where(newest.c.search_text.like(pattern, escape="\\"))
-            .scalar_subquery()
-        )
-        owned = (
-            select(func.coalesce(func.sum(TaskTally.tasks), 0))
-            .where(TaskTally.user_id == USER_ID, TaskTally.owned.is_(True))
-            .scalar_subquery()
-        )
-        # Computed once per statement (a CTE), read by both ways of counting.
-        seen = select(sampled.label("matched"), owned.label("owned")).cte("dense_term")
+    def counts_by_walking(self, matched: int, owned: int) -> ListShape:
+        """This shape, counting by walking the caller's own tasks when the term is dense enough
+        among them that the walk reaches the count's cap sooner than the term's keys would find
+        every match.
+
+        The keys' bitmap costs about the same per match as the walk (from the index alone)
+        costs per row it checks: 0.11 and 0.125 µs at a million rows (docs/performance.md).
+        With `d` the term's share of the caller's `n` tasks, the walk checks (TOTAL_CAP + 1) / d
+        rows and the keys find d·n matches, so the walk is cheaper when d²·n > TOTAL_CAP + 1
+        (times the ratio of the two costs, DENSE_WHEN). `d` is `matched` of the caller's newest
+        DENSITY_SAMPLE tasks, `n` their `owned` tasks, both from DENSITY_PROBE. The planner
+        cannot make this choice: it prices the keys as if the term's trigrams were independent
+        (29 rows for a term on 62,500 tasks). Either way the same tasks match; only the cost
+        differs."""
         threshold = DENSE_WHEN * DENSITY_SAMPLE * DENSITY_SAMPLE * (TOTAL_CAP + 1)
-        dense = seen.c.matched * seen.c.matched * seen.c.owned > literal_column(str(int(threshold)))
-        return select(dense).scalar_subquery()
+        return replace(self, walks=matched * matched * owned > threshold)
 
     def _owned_keys(self, branch: int) -> list[ColumnElement[bool]]:
         """For the matches among the caller's own personal tasks (the first branch): the tags
@@ -539,6 +524,36 @@ class ListShape:
 
     def _ordered(self, columns: tuple[Any, ...]) -> list[Any]:
         return [column.desc() if self.descending else column.asc() for column in columns]
+
+
+def _density_probe() -> Statement:
+    """How many of the caller's newest DENSITY_SAMPLE personal tasks contain the term
+    (`matched`, from ix_task_owner_created alone) and how many personal tasks they own
+    (`owned`, the running counts): what `ListShape.counts_by_walking` decides on. One cached
+    plan: it reads the same index range whatever the values."""
+    newest = (
+        select(Task.search_text)
+        .where(Task.owner_id == USER_ID, Task.project_id.is_(None))
+        .order_by(Task.created_at.desc(), Task.id.desc())
+        .limit(literal_column(str(DENSITY_SAMPLE)))
+        .subquery("newest")
+    )
+    pattern = func.lower(bindparam("pattern", type_=Text))
+    matched = (
+        select(func.count())
+        .select_from(newest)
+        .where(newest.c.search_text.like(pattern, escape="\\"))
+        .scalar_subquery()
+    )
+    owned = (
+        select(func.coalesce(func.sum(TaskTally.tasks), 0))
+        .where(TaskTally.user_id == USER_ID, TaskTally.owned.is_(True))
+        .scalar_subquery()
+    )
+    return compile_statement(select(matched.label("matched"), owned.label("owned")))
+
+
+DENSITY_PROBE = _density_probe()
 
 
 @lru_cache(maxsize=2048)

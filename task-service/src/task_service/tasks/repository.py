@@ -308,6 +308,10 @@ class TaskRepository:
         (listing.py says how each stays cheap at any size)."""
         shape = listing.ListShape.of(task_filter)
         values = listing.list_values(task_filter, user_id, now)
+        if shape.counts_by_density:
+            density = await listing.DENSITY_PROBE.fetchrow(self.connection, **values)
+            assert density is not None  # a SELECT of scalar subqueries returns one row
+            shape = shape.counts_by_walking(density["matched"], int(density["owned"]))
         matched = None
         if shape.selective:
             found = await self._among_matches(shape, values, task_filter)
