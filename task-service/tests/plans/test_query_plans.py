@@ -215,6 +215,22 @@ async def shape_as_run(
     return shape.counts_by_walking(density["matched"], int(density["owned"]))
 
 
+async def counted(
+    connection: asyncpg.Connection, task_filter: TaskFilter, user: int, statement: str
+) -> tuple[listing.ListShape, Plan, Statement, dict[str, Any]]:
+    """The shape as run, and the plan of the statement that counts its matches: the total
+    (`statement="total"`) or the matches its page is found among (`"matches"`); with that
+    statement and its values."""
+    shape = await shape_as_run(connection, task_filter, user)
+    if statement == "total":
+        _, total = listing.list_statements(shape, READ_COLUMNS)
+    else:
+        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
+    values = listing.list_values(task_filter, user, datetime.now(UTC))
+    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
+    return shape, plan, total, values
+
+
 def statements(task_filter: TaskFilter) -> tuple[Statement, Statement]:
     """(page, total) of a listing as the repository runs them: a first page or a page after a
     cursor of a shape the running counts keep on a cached plan, with its size in the SQL."""
@@ -448,15 +464,8 @@ async def test_a_rare_filters_count_reads_the_users_own_matches_by_owner_keys(
     owner_id with the tag's or the term's (a million entries decoded for a big account), nor
     by walking the caller's tasks in order until a page matches, nor by reading other users'
     candidates; and no other task is read."""
-    task_filter = TaskFilter(**given)
-    shape = await shape_as_run(connection, task_filter, user)
+    shape, plan, total, values = await counted(connection, TaskFilter(**given), user, statement)
     assert not shape.walks
-    if statement == "total":
-        _, total = listing.list_statements(shape, READ_COLUMNS)
-    else:
-        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
-    values = listing.list_values(task_filter, user, datetime.now(UTC))
-    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
     used = {node.get("Index Name") for node in plan.nodes}
     assert keys_index in used
     matches = SIZES[user] // 1_000
@@ -490,15 +499,8 @@ async def test_a_dense_terms_count_walks_the_users_newest_tasks_from_the_index_a
     its count stops at the cap after ≈ 1,335 of the caller's newest tasks, read from
     ix_task_owner_created alone (it holds the text, migration 0010_h16i), where the term's
     keys would have built a bitmap of every match (`ListShape.counts_by_walking`)."""
-    task_filter = TaskFilter(search="notes")
-    shape = await shape_as_run(connection, task_filter, user)
+    shape, plan, _, _ = await counted(connection, TaskFilter(search="notes"), user, statement)
     assert shape.walks
-    if statement == "total":
-        _, total = listing.list_statements(shape, READ_COLUMNS)
-    else:
-        total, _ = listing.match_statements(shape, READ_COLUMNS, visible_to)
-    values = listing.list_values(task_filter, user, datetime.now(UTC))
-    plan = await explain(connection, total.sql, total.args(values), per_call=total.plan_per_call)
     ran = [node for node in plan.nodes if node.get("Actual Loops")]
     walks = [
         node
