@@ -37,7 +37,7 @@ from task_service.aggregates.repository import AggregateRepository
 from task_service.tasks import listing
 from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
-from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS, visible_to
+from task_service.tasks.repository import _GET_VISIBLE, READ_COLUMNS, listing_shape, visible_to
 from task_service.tasks.schemas import TaskFilter
 from taskflow_kit.db import Statement, async_database_url, asyncpg_dsn
 from taskflow_kit.testing import Recording, explain_as_run, migrated_database, plans_of
@@ -200,19 +200,16 @@ USERS = [pytest.param(BIG, id="big user"), pytest.param(SMALL, id="small user")]
 async def shape_as_run(
     connection: asyncpg.Connection, task_filter: TaskFilter, user: int
 ) -> listing.ListShape:
-    """The listing's shape as the repository runs it: for a search, counting by walking or by
-    keys as the density probe decides for this user."""
-    shape = listing.ListShape.of(task_filter)
-    if not shape.counts_by_density:
-        return shape
+    """The listing's shape as the repository runs it (`listing_shape`); for a search, the
+    density probe's plan checked too."""
     values = listing.list_values(task_filter, user, datetime.now(UTC))
-    probe = listing.DENSITY_PROBE
-    plan = await explain(connection, probe.sql, probe.args(values), per_call=False)
-    # The newest tasks from the index alone, and the running counts: never the user's tasks.
-    assert plan.task_rows <= listing.DENSITY_SAMPLE, plan.task_rows
-    assert "Index Only Scan" in {node["Node Type"] for node in plan.scans_of_task()}
-    density = await probe.fetchrow(connection, **values)
-    return shape.counts_by_walking(density["matched"], int(density["owned"]))
+    if listing.ListShape.of(task_filter).counts_by_density:
+        probe = listing.DENSITY_PROBE
+        plan = await explain(connection, probe.sql, probe.args(values), per_call=False)
+        # The newest tasks from the index alone, and the running counts: never the user's tasks.
+        assert plan.task_rows <= listing.DENSITY_SAMPLE, plan.task_rows
+        assert "Index Only Scan" in {node["Node Type"] for node in plan.scans_of_task()}
+    return await listing_shape(connection, task_filter, values)
 
 
 async def counted(

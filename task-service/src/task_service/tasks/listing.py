@@ -57,6 +57,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import TypeEngine
 from taskflow_kit.db import Statement, compile_statement
 from taskflow_kit.repository import like_pattern
@@ -97,6 +98,23 @@ _TIMESTAMP = Task.due_date.type
 def _cap() -> ColumnElement[Any]:
     """TOTAL_CAP + 1 written into the SQL, so a cached plan sees how far a count goes."""
     return literal_column(str(TOTAL_CAP + 1))
+
+
+def _contains_term(
+    search_text: ColumnElement[str] | QueryableAttribute[str],
+) -> ColumnElement[bool]:
+    """`title ILIKE p OR description ILIKE p` on the stored lowered text (ILIKE is
+    `lower(x) LIKE lower(p)`): one trigram lookup, no lowering per row checked."""
+    return search_text.like(func.lower(bindparam("pattern", type_=Text)), escape="\\")
+
+
+def _personal_tasks(*conditions: ColumnElement[bool]) -> ColumnElement[Any]:
+    """The caller's personal tasks counted by the running counts of `task_tally`."""
+    return (
+        select(func.coalesce(func.sum(TaskTally.tasks), 0))
+        .where(TaskTally.user_id == USER_ID, *conditions)
+        .scalar_subquery()
+    )
 
 
 def _key(sql: str) -> ColumnElement[Any]:
@@ -250,10 +268,7 @@ class ListShape:
         if self.tags:
             conditions.append(Task.tags.contains(bindparam("tags", type_=ARRAY(Text))))
         if self.search:
-            # `title ILIKE p OR description ILIKE p`, on the stored lowered text (ILIKE is
-            # `lower(x) LIKE lower(p)`): one trigram lookup, no lowering per row checked.
-            pattern = func.lower(bindparam("pattern", type_=Text))
-            conditions.append(Task.search_text.like(pattern, escape="\\"))
+            conditions.append(_contains_term(Task.search_text))
         if self.assignee:
             conditions.append(Task.assignee_id == bindparam("assignee_id", type_=BigInteger))
         # `due_date < t` is `due key ascending < t` (no due date sorts at +infinity) and
@@ -445,10 +460,16 @@ class ListShape:
         return [*project, *self.scoped(), *self.conditions()]
 
     @property
+    def counts_own_tasks(self) -> bool:
+        """Whether the count's first branch is the caller's own personal tasks (the branch
+        that owner keys serve and a dense term's walk reads)."""
+        return not self.project and self.scope != "assigned"
+
+    @property
     def counts_by_density(self) -> bool:
         """Whether the count of this shape searches the caller's own tasks by keys, which a
         term dense among them would better walk (`counts_by_walking`)."""
-        return self.search_keys and not self.project and self.scope != "assigned"
+        return self.search_keys and self.counts_own_tasks
 
     def counts_by_walking(self, matched: int, owned: int) -> ListShape:
         """This shape, counting by walking the caller's own tasks when the term is dense enough
@@ -474,7 +495,7 @@ class ListShape:
         find from this user's own posting lists, so the count reads this user's matches only,
         not the intersection of their whole range with the tag's or the term's. Redundant
         with the conditions they join: they change which rows are read, not which match."""
-        if branch != 0 or self.project or self.scope == "assigned":
+        if branch != 0 or not self.counts_own_tasks:
             return []
         keys: list[ColumnElement[bool]] = []
         if self.tags:
@@ -509,7 +530,7 @@ class ListShape:
 
     def tallied_count(self) -> ColumnElement[Any]:
         """The personal tasks' exact total from the running counts (for a `tallied` shape)."""
-        conditions: list[ColumnElement[bool]] = [TaskTally.user_id == USER_ID]
+        conditions: list[ColumnElement[bool]] = []
         if self.scope == "owned":
             conditions.append(TaskTally.owned.is_(True))
         if self.statuses:
@@ -518,9 +539,7 @@ class ListShape:
             conditions.append(
                 TaskTally.priority == any_(bindparam("priorities", type_=ARRAY(String)))
             )
-        return (
-            select(func.coalesce(func.sum(TaskTally.tasks), 0)).where(*conditions).scalar_subquery()
-        )
+        return _personal_tasks(*conditions)
 
     def _ordered(self, columns: tuple[Any, ...]) -> list[Any]:
         return [column.desc() if self.descending else column.asc() for column in columns]
@@ -538,18 +557,13 @@ def _density_probe() -> Statement:
         .limit(literal_column(str(DENSITY_SAMPLE)))
         .subquery("newest")
     )
-    pattern = func.lower(bindparam("pattern", type_=Text))
     matched = (
         select(func.count())
         .select_from(newest)
-        .where(newest.c.search_text.like(pattern, escape="\\"))
+        .where(_contains_term(newest.c.search_text))
         .scalar_subquery()
     )
-    owned = (
-        select(func.coalesce(func.sum(TaskTally.tasks), 0))
-        .where(TaskTally.user_id == USER_ID, TaskTally.owned.is_(True))
-        .scalar_subquery()
-    )
+    owned = _personal_tasks(TaskTally.owned.is_(True))
     return compile_statement(select(matched.label("matched"), owned.label("owned")))
 
 

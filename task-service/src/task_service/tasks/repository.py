@@ -212,6 +212,19 @@ def _update_statement(columns: tuple[str, ...]) -> Statement:
     )
 
 
+async def listing_shape(
+    connection: asyncpg.Connection, task_filter: TaskFilter, values: dict[str, Any]
+) -> listing.ListShape:
+    """The listing's shape as run: for a search among the caller's own tasks, counting by
+    walking them or by the term's keys, as `listing.DENSITY_PROBE` finds the term's density."""
+    shape = listing.ListShape.of(task_filter)
+    if not shape.counts_by_density:
+        return shape
+    density = await listing.DENSITY_PROBE.fetchrow(connection, **values)
+    assert density is not None  # a SELECT of scalar subqueries returns one row
+    return shape.counts_by_walking(density["matched"], int(density["owned"]))
+
+
 @dataclass(frozen=True, slots=True)
 class TaskPage:
     """A page of tasks, the total (a lower bound unless `total_exact`), and where the next
@@ -306,12 +319,8 @@ class TaskRepository:
     async def find_page(self, task_filter: TaskFilter, user_id: int, now: datetime) -> TaskPage:
         """One page of the tasks matching the filter, the total, and where the next page starts
         (listing.py says how each stays cheap at any size)."""
-        shape = listing.ListShape.of(task_filter)
         values = listing.list_values(task_filter, user_id, now)
-        if shape.counts_by_density:
-            density = await listing.DENSITY_PROBE.fetchrow(self.connection, **values)
-            assert density is not None  # a SELECT of scalar subqueries returns one row
-            shape = shape.counts_by_walking(density["matched"], int(density["owned"]))
+        shape = await listing_shape(self.connection, task_filter, values)
         matched = None
         if shape.selective:
             found = await self._among_matches(shape, values, task_filter)
