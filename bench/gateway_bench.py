@@ -12,6 +12,11 @@ It starts, on free loopback ports:
     the gateway of that commit too (its `api-gateway/src` and `libs/kit/src`, taken with
     `git archive`), both ways;
   * nginx (1 worker, upstream keep-alive) routing the same prefixes to the same upstreams;
+  * "the floor": the gateway's two libraries with nothing of the gateway's work, a minimal
+    ASGI proxy on the same uvicorn (uvloop + httptools) with one pooled aiohttp session, routing
+    the same prefixes (no checks, limits, logs, metrics, trace context, replicas or retries):
+    what any gateway built on uvicorn + aiohttp costs on this machine, so the gateway's own
+    share is the difference, read in the same run;
 and measures, with `wrk` and a fixed-rate open-loop generator written here (wrk2 is not
 packaged), rounds interleaved (medians), because this 2-core machine is shared:
   1. `GET /api/v1/tasks/{id}` with a token, 32 connections: req/s and CPU per request of each
@@ -25,9 +30,16 @@ packaged), rounds interleaved (medians), because this 2-core machine is shared:
      and each gateway taking 1 s turns;
   5. task-service's list (20 tasks, token) direct vs through the gateway, 32 connections.
 
+With `--instructions`, also the instructions each gateway (text log) and the floor execute per
+request on the read and the mix, under `valgrind --tool=callgrind` (counted only while wrk runs
+with 4 connections after a warm-up, minus the process's idle rate measured for 10 s after): a
+count the machine's speed and the other processes do not change, where CPU time on this shared
+machine spreads by ±30% between runs. Time-driven background work (the rate limiter's flush
+every 200 ms, health probes) weighs more per request under valgrind, which serves ~60 req/s.
+
 Needs `wrk` and `nginx` (Debian: `apt-get install -y wrk nginx`): without them it stops with an
 error, it never skips. PostgreSQL and Redis as in development. Not part of `make test`.
-Usage: `python bench/gateway_bench.py [--quick] [--compare REV] [--json F]`.
+Usage: `python bench/gateway_bench.py [--quick] [--compare REV] [--instructions] [--json F]`.
 """
 
 from __future__ import annotations
@@ -109,6 +121,54 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 """
+
+# The floor: uvicorn + one aiohttp session, forwarding each request as it came (body read whole,
+# answer relayed in one body message) and doing nothing else.
+FLOOR_APP = """
+import os
+import aiohttp
+from yarl import URL
+
+TASKS = os.environ["FLOOR_TASK_SERVICE_URL"]
+OTHERS = os.environ["FLOOR_OTHER_URL"]
+DROPPED = {b"date", b"server", b"connection", b"transfer-encoding", b"keep-alive"}
+session = None
+
+
+async def app(scope, receive, send):
+    global session
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                session = aiohttp.ClientSession(auto_decompress=False)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    path = scope["path"]
+    base = TASKS if path.startswith(("/api/v1/tasks", "/api/v1/projects")) else OTHERS
+    target = scope["raw_path"].decode()
+    if scope["query_string"]:
+        target += "?" + scope["query_string"].decode()
+    headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k != b"host"]
+    async with session.request(
+        scope["method"], URL(base + target, encoded=True), headers=headers,
+        data=body or None, allow_redirects=False,
+    ) as response:
+        answer = await response.read()
+        out = [(k, v) for k, v in response.raw_headers if k.lower() not in DROPPED]
+    await send({"type": "http.response.start", "status": response.status, "headers": out})
+    await send({"type": "http.response.body", "body": answer})
+"""
+FLOOR = "floor: uvicorn + aiohttp, no work"
 
 NGINX_CONF = """
 worker_processes 1;
@@ -426,17 +486,18 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def require_tools() -> None:
+def require_tools(*, valgrind: bool = False) -> None:
+    tools = ("wrk", "nginx", "valgrind", "callgrind_control") if valgrind else ("wrk", "nginx")
     missing = [
         tool
-        for tool in ("wrk", "nginx")
+        for tool in tools
         if shutil.which(tool) is None and not (tool == "nginx" and Path("/usr/sbin/nginx").exists())
     ]
     if missing:
         raise SystemExit(
             f"missing: {', '.join(missing)}. The benchmark compares the gateway with nginx under "
-            "wrk; install both (Debian/Ubuntu: `apt-get update && apt-get install -y wrk nginx`)"
-            " and run `make bench` again."
+            "wrk (and counts instructions with valgrind); install them (Debian/Ubuntu: "
+            "`apt-get update && apt-get install -y wrk nginx valgrind`) and run it again."
         )
 
 
@@ -503,8 +564,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=None, help="seconds per wrk run")
     parser.add_argument("--compare", metavar="REV", help="also run the gateway of this commit")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per request under callgrind (needs valgrind; +1 min each)",
+    )
     args = parser.parse_args()
-    require_tools()
+    require_tools(valgrind=args.instructions)
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3 if args.quick else 8)
     latency_seconds = 4 if args.quick else 10
@@ -512,6 +578,7 @@ def main() -> None:
     redis_prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     (tmp / "bench_backend.py").write_text(BACKEND_APP)
+    (tmp / "bench_floor.py").write_text(FLOOR_APP)
     sources = {"now": f"{ROOT / 'api-gateway' / 'src'}:{ROOT / 'libs' / 'kit' / 'src'}"}
     if args.compare:
         revision = subprocess.run(
@@ -582,6 +649,20 @@ def main() -> None:
             ready="/health",
         )
         gateways: list[Gateway] = []
+
+        def gateway_env(pythonpath: str, log: str) -> dict[str, str]:
+            return {
+                **shared_env,
+                "PYTHONPATH": pythonpath,
+                "LOG_JSON": str(log == "json").lower(),
+                "GATEWAY_USER_SERVICE_URLS": backend.url,
+                "GATEWAY_STATS_SERVICE_URLS": backend.url,
+                "GATEWAY_TASK_SERVICE_URLS": task.url,
+                # Counted in Redis on every request, but never refusing one.
+                "GATEWAY_RATE_LIMIT_PER_IP": "1000000000",
+                "GATEWAY_RATE_LIMIT_PER_USER": "1000000000",
+            }
+
         for source_name, pythonpath in sources.items():
             for log in ("text", "json"):
                 port = free_port()
@@ -596,21 +677,20 @@ def main() -> None:
                             .replace(")", ""),
                             uvicorn_argv("api_gateway.main:create_app", port, factory=True),
                             port=port,
-                            env={
-                                **shared_env,
-                                "PYTHONPATH": pythonpath,
-                                "LOG_JSON": str(log == "json").lower(),
-                                "GATEWAY_USER_SERVICE_URLS": backend.url,
-                                "GATEWAY_STATS_SERVICE_URLS": backend.url,
-                                "GATEWAY_TASK_SERVICE_URLS": task.url,
-                                # Counted in Redis on every request, but never refusing one.
-                                "GATEWAY_RATE_LIMIT_PER_IP": "1000000000",
-                                "GATEWAY_RATE_LIMIT_PER_USER": "1000000000",
-                            },
+                            env=gateway_env(pythonpath, log),
                             ready="/health",
                         ),
                     )
                 )
+        floor_port = free_port()
+        floor_env = {"FLOOR_TASK_SERVICE_URL": task.url, "FLOOR_OTHER_URL": backend.url}
+        floor = bench.start(
+            "floor",
+            uvicorn_argv("bench_floor:app", floor_port),
+            port=floor_port,
+            env=floor_env,
+            ready="/api/v1/users/bench",
+        )
         nginx_port = free_port()
         (tmp / "nginx.conf").write_text(
             NGINX_CONF.format(
@@ -635,6 +715,7 @@ def main() -> None:
             out = {} if direct is None else {"direct": (direct.url + path, direct.pid)}
             for gateway in gateways:
                 out[gateway.name] = (gateway.process.url + path, gateway.process.pid)
+            out[FLOOR] = (floor.url + path, floor.pid)
             out["nginx"] = (nginx.url + path, nginx.pid)
             return out
 
@@ -746,6 +827,37 @@ def main() -> None:
             connections=32,
             headers=auth,
         )
+        if args.instructions:
+            counted: dict[str, tuple[str, dict[str, str]]] = {
+                f"gateway {source_name}, text log": (
+                    "api_gateway.main:create_app",
+                    gateway_env(pythonpath, "text"),
+                )
+                for source_name, pythonpath in sources.items()
+            }
+            counted[FLOOR] = ("bench_floor:app", floor_env)
+            loads = {"read": (read_path, auth, None), "mix": ("/", None, tmp / "mix.lua")}
+            print("instructions per request under callgrind, wrk 4 connections", flush=True)
+            instructions: dict[str, dict[str, dict[str, float]]] = {}
+            for name, (app, env) in counted.items():
+                for kind, (path, headers, script) in loads.items():
+                    count = count_instructions(
+                        tmp,
+                        app,
+                        env,
+                        factory=name != FLOOR,
+                        path=path,
+                        headers=headers,
+                        script=script,
+                        seconds=4 if args.quick else 15,
+                    )
+                    instructions.setdefault(name, {})[kind] = count
+                    print(
+                        f"  {name:38s} {kind:4s} {count['requests']:5.0f} requests  "
+                        f"{count['net_m']:.3f} M instructions/request (net of idle)",
+                        flush=True,
+                    )
+            results["instructions"] = instructions
     finally:
         bench.stop_all()
         database.close()
@@ -758,6 +870,97 @@ def main() -> None:
     print(report)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+IDLE_SECONDS = 10  # the idle window measured after the busy one, to subtract background work
+
+
+def count_instructions(
+    tmp: Path,
+    app: str,
+    env: dict[str, str],
+    *,
+    factory: bool,
+    path: str,
+    headers: dict[str, str] | None,
+    script: Path | None,
+    seconds: int,
+) -> dict[str, float]:
+    """Instructions the process executes per request: run under callgrind with instrumentation
+    off, warm up with wrk, count only while wrk runs for `seconds` (4 connections), then count
+    `IDLE_SECONDS` without requests; net = busy - idle rate x `seconds`, per request."""
+    port = free_port()
+    out = tmp / f"callgrind-{uuid.uuid4().hex[:8]}"
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}.%p",
+        *uvicorn_argv(app, port, factory=factory),
+    ]
+    log = out.with_suffix(".log")
+    popen = subprocess.Popen(
+        argv,
+        cwd=tmp,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pid = str(popen.pid)
+    url = f"http://127.0.0.1:{port}{path}"
+
+    def control(*options: str) -> None:
+        subprocess.run(["callgrind_control", *options, pid], capture_output=True, check=True)
+
+    try:
+        deadline = time.monotonic() + 300  # Python starts ~50x slower under valgrind
+        while True:
+            if popen.poll() is not None:
+                raise SystemExit(f"{app} under valgrind exited; log:\n{log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{app} under valgrind did not start") from None
+                time.sleep(1)
+        run_wrk(url, seconds=8, connections=4, headers=headers, script=script)  # warm-up
+        control("--instr=on")
+        requests = run_wrk(
+            url, seconds=seconds, connections=4, headers=headers, script=script
+        ).requests
+        control("--instr=off")
+        control("--dump=busy")
+        control("--zero")
+        control("--instr=on")
+        time.sleep(IDLE_SECONDS)
+        control("--instr=off")
+        control("--dump=idle")
+    finally:
+        popen.terminate()
+        try:
+            popen.wait(60)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    totals = {}
+    for dump in out.parent.glob(f"{out.name}.{pid}*"):
+        text = dump.read_text(errors="replace")
+        reason = re.search(r"^desc: Trigger: dump (busy|idle)$", text, re.MULTILINE)
+        # "summary:" may be 0 in a dump requested from outside; "totals:" holds the count.
+        counts = [int(n) for n in re.findall(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)]
+        if reason and counts:
+            totals[reason.group(1)] = max(counts)
+    if set(totals) != {"busy", "idle"} or not requests:
+        raise SystemExit(f"callgrind dumps of {app} incomplete: {sorted(totals)}")
+    net = totals["busy"] - totals["idle"] * seconds / IDLE_SECONDS
+    return {
+        "requests": requests,
+        "raw_m": totals["busy"] / requests / 1e6,
+        "net_m": net / requests / 1e6,
+        "idle_m_per_second": totals["idle"] / IDLE_SECONDS / 1e6,
+    }
 
 
 async def _mark_revocations_complete(prefix: str) -> None:
@@ -810,13 +1013,49 @@ def throughput_table(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def floor_table(results: dict[str, Any]) -> list[str]:
+    """Each gateway's CPU per request beside the floor's (uvicorn + aiohttp doing nothing else),
+    and the difference: the gateway's own work."""
+    lines = [
+        "| CPU us per request: the gateway's own share | the floor | gateway | above the floor |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in ("read", "mix", "raw"):
+        rows = results[key]["rows"]
+        floor = rows[FLOOR]["cpu_us_per_request"]
+        for name, row in rows.items():
+            if name.startswith("gateway"):
+                cpu = row["cpu_us_per_request"]
+                lines.append(
+                    f"| {key}: {name} | {floor:.0f} | {cpu:.0f} | {cpu - floor:.0f} "
+                    f"({cpu / floor - 1:+.0%}) |"
+                )
+    return lines
+
+
+def instructions_table(counts: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    floor = counts[FLOOR]
+    lines = [
+        "| M instructions per request under callgrind (net of idle), 4 connections "
+        "| read | vs the floor | mix | vs the floor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, kinds in counts.items():
+        read, mix = kinds["read"]["net_m"], kinds["mix"]["net_m"]
+        lines.append(
+            f"| {name} | {read:.3f} | {read / floor['read']['net_m']:.2f}x "
+            f"| {mix:.3f} | {mix / floor['mix']['net_m']:.2f}x |"
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         f"Gateway benchmark, {results['date']} ({results['machine']}, load average at start "
         f"{', '.join(f'{x:.2f}' for x in results['load_average_at_start'])}); medians of "
         f"{results['rounds']} round(s) x {results['seconds_per_run']} s. Process CPU is the "
-        "measured process alone (task-service or the stand-in for direct, a gateway, nginx "
-        "master+worker).",
+        "measured process alone (task-service or the stand-in for direct, a gateway, the floor, "
+        "nginx master+worker).",
     ]
     for key in ("read", "mix", "raw", "list"):
         if key in results:
@@ -830,6 +1069,9 @@ def render(results: dict[str, Any]) -> str:
     for name, row in lat.items():
         label = "added by the gateway now" if name == "added" else name
         lines.append(f"| {label} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |")
+    lines += ["", *floor_table(results)]
+    if "instructions" in results:
+        lines += ["", *instructions_table(results["instructions"])]
     checks: list[tuple[str, str, bool]] = []
     for key, what in (("read", "GET /api/v1/tasks/{id}"), ("mix", "the frontend mix")):
         rows = results[key]["rows"]
@@ -838,7 +1080,8 @@ def render(results: dict[str, Any]) -> str:
             checks.append(
                 (
                     f"gateway CPU <= 350 us per request, {what}, {log} log "
-                    f"(nginx: {rows['nginx']['cpu_us_per_request']:.0f} us)",
+                    f"(nginx: {rows['nginx']['cpu_us_per_request']:.0f} us, "
+                    f"the floor: {rows[FLOOR]['cpu_us_per_request']:.0f} us)",
                     f"{row['cpu_us_per_request']:.0f} us",
                     row["cpu_us_per_request"] <= TARGETS["cpu_us_per_request"],
                 )
