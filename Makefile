@@ -20,7 +20,7 @@ help:
 	@echo "make seed     load a demo team into a running 'make run' (sign in as demo / demo-password)"
 	@echo "make bench    suite benchmark, quick (< 3 min); COMPARE=<rev> adds that commit's stack"
 	@echo "make bench-full  suite benchmark, full (3 rounds; e.g. COMPARE=a245de8)"
-	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx)"
+	@echo "make bench-gateway  the gateway's own benchmark (needs wrk and nginx); COMPARE=<rev>, INSTRUCTIONS=1 (valgrind)"
 	@echo "make bench-size  1M + 10k tasks in one task database: every list query, both users"
 
 # Bootstrap uv into .tools/ when it is not on PATH: a fresh machine needs only Python and pip.
@@ -96,7 +96,7 @@ bench-full: uv
 
 bench-gateway: uv
 	$(SYNC)
-	$(UV) run --frozen python bench/gateway_bench.py
+	$(UV) run --frozen python bench/gateway_bench.py $(BENCH_COMPARE) $(if $(INSTRUCTIONS),--instructions)
 
 bench-size: uv
 	$(SYNC)
