@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 
 from conftest import BackendStarter, GatewayFactory
@@ -253,8 +254,9 @@ async def test_proxied_requests_get_metrics_request_ids_and_problems(
     _backend, server = await start_backend()
     async with make_gateway(tasks=[server.url], max_body_bytes=10) as gw:
         assert (await gw.client.get("/api/v1/tasks/5")).status_code == 200
-        # Proxied prefixes never reach the router: the innermost middleware hands them over,
-        # inside the request-id and problem+json middlewares.
+        # Proxied prefixes never reach the router: ProxyEdge, outside the stack, serves those
+        # without an Origin; cross-origin ones reach the innermost middleware, which hands them
+        # over inside the request-id and problem+json middlewares.
         assert gw.app.user_middleware[-1].cls is ProxyDispatch
         refused = await gw.client.post("/api/v1/tasks/", content=b"x" * 11)
         assert refused.status_code == 413
@@ -264,6 +266,75 @@ async def test_proxied_requests_get_metrics_request_ids_and_problems(
         assert 'route="/api/v1/tasks",service="api-gateway",status="200"' in metrics
         assert 'route="/api/v1/tasks",service="api-gateway",status="413"' in metrics
         assert "/api/v1/tasks/5" not in metrics
+
+
+async def test_a_proxied_request_is_answered_alike_with_or_without_origin(
+    make_gateway: GatewayFactory, start_backend: BackendStarter
+) -> None:
+    """The two ways a proxied request goes through the gateway give the same answer: without
+    an Origin, ProxyEdge's one layer; with one, the middleware stack (CORS, request context,
+    error boundary) down to ProxyDispatch. Same status, problem body and headers but CORS's;
+    each request id returned, one access line and one count in the metrics per request."""
+    from prometheus_client import REGISTRY
+    from taskflow_kit.logs import LineWriter, access_log
+
+    origin = "http://localhost:3000"
+    requests = [
+        ("GET", "/api/v1/tasks/5", {}, b""),  # proxied: 200
+        ("GET", "/api/v1/tasks/5", {"Authorization": "Bearer forged"}, b""),  # 401
+        ("POST", "/api/v1/tasks/", {}, b"x" * 11),  # 413
+        ("GET", "/api/v1/tasks/%2e%2e/x", {}, b""),  # 400, unsafe path
+    ]
+    # Bodies name their request id (and the stand-in echoes the request): lengths differ.
+    ignored = {"date", "x-request-id", "vary", "ratelimit-remaining", "ratelimit-reset"}
+    ignored.add("content-length")
+    _backend, server = await start_backend()
+    async with make_gateway(tasks=[server.url], max_body_bytes=10, log_level="INFO") as gw:
+        lines = io.StringIO()
+        access_log.writer = LineWriter(lines)
+        series = {"service": "api-gateway", "method": "GET", "route": "/api/v1/tasks"}
+        ok = {**series, "status": "200"}
+        counted = REGISTRY.get_sample_value("taskflow_http_requests_total", ok) or 0.0
+        for index, (method, path, headers, body) in enumerate(requests):
+            plain, cross = [
+                await gw.client.request(
+                    method,
+                    path,
+                    content=body,
+                    headers={**headers, "X-Request-ID": f"{way}-{index}", **extra},
+                )
+                for way, extra in (("edge", {}), ("stack", {"Origin": origin}))
+            ]
+            assert plain.status_code == cross.status_code, path
+            assert plain.headers["x-request-id"] == f"edge-{index}"
+            assert cross.headers["x-request-id"] == f"stack-{index}"
+            assert plain.headers["vary"] == "Origin"
+            assert "Origin" in cross.headers["vary"]
+            assert "access-control-allow-origin" not in plain.headers
+            assert cross.headers["access-control-allow-origin"] == origin
+            same = [
+                (name, value)
+                for name, value in plain.headers.multi_items()
+                if name not in ignored and not name.startswith("access-control-")
+            ]
+            assert same == [
+                (name, value)
+                for name, value in cross.headers.multi_items()
+                if name not in ignored and not name.startswith("access-control-")
+            ], path
+            if plain.status_code >= 400:
+                problem, cross_problem = plain.json(), cross.json()
+                assert problem.pop("request_id") == f"edge-{index}"
+                assert cross_problem.pop("request_id") == f"stack-{index}"
+                assert problem == cross_problem
+        after = REGISTRY.get_sample_value("taskflow_http_requests_total", ok)
+        access_log.writer.flush()
+    assert after == counted + 2
+    logged = lines.getvalue().splitlines()
+    for index in range(len(requests)):
+        for way in ("edge", "stack"):
+            (line,) = [entry for entry in logged if f"request_id={way}-{index} " in entry]
+            assert "path=/api/v1/tasks" in line
 
 
 def test_a_websocket_route_added_to_the_app_is_reached() -> None:
@@ -303,11 +374,14 @@ async def test_an_unexpected_error_is_a_problem_with_the_request_id(
             raise RuntimeError("a bug in the gateway")
 
         gw.gateway.limits.check = broken
-        response = await gw.client.get("/api/v1/tasks/1")
-        assert response.status_code == 500
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["request_id"] == response.headers["x-request-id"]
-        assert "bug" not in response.text
+        # Both ways: ProxyEdge's boundary (no Origin) and the stack's (cross-origin).
+        for headers in ({}, {"Origin": "http://localhost:3000"}):
+            response = await gw.client.get("/api/v1/tasks/1", headers=headers)
+            assert response.status_code == 500
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["request_id"] == response.headers["x-request-id"]
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "bug" not in response.text
 
 
 async def test_while_serving_the_start_up_heap_is_frozen_and_young_collections_are_rarer(

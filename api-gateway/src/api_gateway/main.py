@@ -12,13 +12,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware import Middleware
 from taskflow_kit.app import create_service_app
 from taskflow_kit.health import health_router
+from taskflow_kit.metrics import RequestMetrics
 
 from api_gateway.config import Settings
 from api_gateway.gateway import Gateway
 from api_gateway.live import live_route
 from api_gateway.replicas import Resolver, resolve_host
-from api_gateway.routing import ProxyDispatch
-from api_gateway.security_headers import EdgeHeaders
+from api_gateway.routing import ProxyDispatch, ProxyEdge
+from api_gateway.security_headers import EdgeHeaders, SecurityHeaders
 from api_gateway.status_page import metrics_route, status_router
 from api_gateway.web import WebAssets, web_router
 
@@ -105,10 +106,11 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
     app.openapi = gateway.docs.document  # type: ignore[method-assign]
 
     origins = settings.cors_origin_list()
-    # Outermost: CORS preflights and errors get the security headers too.
+    security = SecurityHeaders(settings.hsts_seconds)
+    # Outermost of the stack: CORS preflights and errors get the security headers too.
     app.add_middleware(
         EdgeHeaders,
-        hsts_seconds=settings.hsts_seconds,
+        security=security,
         allow_origins=origins,
         allow_credentials="*" not in origins,
         allow_methods=CORS_METHODS,
@@ -119,6 +121,20 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver = resolve
     # Innermost (inside the kit's request-id and problem+json middlewares): the proxied
     # prefixes go straight to their forwarders, past FastAPI's router and exception layers.
     app.user_middleware.append(Middleware(ProxyDispatch, forwarders=gateway.forwarders))
+    # Outside the whole stack (FastAPI's own layers included): proxied requests without an
+    # Origin, nearly all traffic, are served by one layer that does what the stack's layers do
+    # for them (routing.ProxyEdge). Starlette builds the stack on the first request.
+    build_stack = app.build_middleware_stack
+
+    def build_edge() -> ProxyEdge:
+        return ProxyEdge(
+            build_stack(),
+            forwarders=gateway.forwarders,
+            security=security,
+            metrics=RequestMetrics(SERVICE),
+        )
+
+    app.build_middleware_stack = build_edge  # type: ignore[method-assign]
     return app
 
 

@@ -273,16 +273,26 @@ class ProblemMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except ProblemError as exc:
-            if started:
-                logger.warning("error_after_response_started", path=scope.get("path"))
-                return
-            await exc.response()(scope, receive, send)
         except Exception as exc:
-            response = unexpected_error_response(exc, path=scope.get("path"))
-            if started:
-                return
-            await response(scope, receive, send)
+            await answer_error(exc, scope, receive, send, started=started)
+
+
+async def answer_error(
+    exc: Exception, scope: Scope, receive: Receive, send: Send, *, started: bool
+) -> None:
+    """What the error boundary does with an exception: a `ProblemError` is rendered with its
+    status, anything else is logged once and answered 500 (503 + Retry-After for an unreachable
+    database); after the answer `started`, it is only logged. `ProblemMiddleware` is its ASGI
+    form; the gateway's proxied requests use it directly (api_gateway.routing.ProxyEdge)."""
+    if isinstance(exc, ProblemError):
+        if started:
+            logger.warning("error_after_response_started", path=scope.get("path"))
+            return
+        await exc.response()(scope, receive, send)
+        return
+    response = unexpected_error_response(exc, path=scope.get("path"))
+    if not started:
+        await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

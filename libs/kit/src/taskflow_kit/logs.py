@@ -228,13 +228,64 @@ def normalise_request_id(value: str | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+class RequestContext:
+    """One request's (or WebSocket's) context, from its start to its access line: the request id
+    (from `X-Request-ID` or new) and trace id (from a valid `traceparent` or a new trace:
+    taskflow_kit.tracing) bound for every log line, the header returning the id, and `finish`,
+    which records the metrics and writes the access line. `RequestContextMiddleware` is its ASGI
+    form; the gateway's proxied requests use it directly (api_gateway.routing.ProxyEdge)."""
+
+    __slots__ = ("_token", "_trace", "header", "method", "path", "request_id", "status", "trace_id")
+
+    def __init__(self, scope: Scope, method: str) -> None:
+        incoming = traceparent = tracestate = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
+        self.method = method
+        self.path: str = scope["path"]
+        self.request_id = request_id = normalise_request_id(incoming)
+        self._trace = tracing.start_request(
+            traceparent, tracestate, method=method, path=self.path, request_id=request_id
+        )
+        self.trace_id = trace_id = self._trace.trace_id
+        self._token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+        self.header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        self.status = 500  # until an answer starts
+
+    def finish(
+        self, started: float, *, metrics: RequestMetrics | None, route: object, log: bool
+    ) -> None:
+        """Metrics and the access line for an answer that began at `started` (perf_counter);
+        the context's bindings end."""
+        elapsed = time.perf_counter() - started
+        if metrics is not None:
+            metrics.record(self.method, route, self.status, elapsed)
+        if log:
+            access_log.line(
+                method=self.method,
+                path=self.path,
+                status=self.status,
+                duration_ms=round(elapsed * 1000, 2),
+                request_id=self.request_id,
+                trace_id=self.trace_id,
+            )
+        structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+        request_id_var.reset(self._token)
+        self._trace.end()
+
+
 class RequestContextMiddleware:
-    """Per HTTP request and WebSocket connection: binds a request id (from `X-Request-ID` or
-    new) and a trace id (from a valid `traceparent` or a new trace: taskflow_kit.tracing),
-    returns the request id, records the metrics (when `service` is given) and writes one access
-    line. A WebSocket's line and metrics come when it ends, with method `WEBSOCKET`, status 101
-    if it was accepted (else the refusal's status, 403 for a close before accepting) and its
-    lifetime as duration."""
+    """Per HTTP request and WebSocket connection, a `RequestContext`: binds a request id and a
+    trace id, returns the request id, records the metrics (when `service` is given) and writes
+    one access line. A WebSocket's line and metrics come when it ends, with method `WEBSOCKET`,
+    status 101 if it was accepted (else the refusal's status, 403 for a close before accepting)
+    and its lifetime as duration."""
 
     def __init__(
         self, app: ASGIApp, *, service: str | None = None, access_log: bool = True
@@ -248,60 +299,31 @@ class RequestContextMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        incoming = traceparent = tracestate = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-            elif name == b"traceparent":
-                traceparent = value.decode("latin-1")
-            elif name == b"tracestate":
-                tracestate = value.decode("latin-1")
-        request_id = normalise_request_id(incoming)
-        method = scope["method"] if kind == "http" else WEBSOCKET
-        traced = tracing.start_request(
-            traceparent, tracestate, method=method, path=scope["path"], request_id=request_id
-        )
-        trace_id = traced.trace_id
-        token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+        context = RequestContext(scope, scope["method"] if kind == "http" else WEBSOCKET)
         started = time.perf_counter()
-        status = 500
-        header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
+        header = context.header
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
             kind = message["type"]
             if kind == "http.response.start" or kind == "websocket.http.response.start":
-                status = message["status"]
-                message["headers"] = _with_header(message.get("headers", ()), header)
+                context.status = message["status"]
+                message["headers"] = with_header(message.get("headers", ()), header)
             elif kind == "websocket.accept":
-                status = 101
-                message["headers"] = _with_header(message.get("headers", ()), header)
-            elif kind == "websocket.close" and status == 500:
-                status = 403  # closed before accepting: the server answers 403
+                context.status = 101
+                message["headers"] = with_header(message.get("headers", ()), header)
+            elif kind == "websocket.close" and context.status == 500:
+                context.status = 403  # closed before accepting: the server answers 403
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.record(method, scope.get("route"), status, elapsed)
-            if self.access_log:
-                access_log.line(
-                    method=method,
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                    request_id=request_id,
-                    trace_id=trace_id,
-                )
-            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
-            request_id_var.reset(token)
-            traced.end()
+            context.finish(
+                started, metrics=self.metrics, route=scope.get("route"), log=self.access_log
+            )
 
 
-def _with_header(
+def with_header(
     headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]
 ) -> list[tuple[bytes, bytes]]:
     """The headers with `header` in place of any of the same name (an upstream's own id)."""
