@@ -4,7 +4,6 @@ and `ProxyDispatch`, inside the middleware stack, for cross-origin requests."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -114,7 +113,6 @@ class ProxyEdge:
             return
         route = scope["route"] = self.routes[prefix]
         context = RequestContext(scope, scope["method"])
-        started = time.perf_counter()
         answered = False
 
         async def send_answer(message: Message) -> None:
@@ -132,7 +130,7 @@ class ProxyEdge:
         except Exception as exc:
             await answer_error(exc, scope, receive, send_answer, started=answered)
         finally:
-            context.finish(started, metrics=self.metrics, route=route, log=True)
+            context.finish(metrics=self.metrics, route=route, log=True)
 
 
 class ProxyDispatch:

@@ -13,9 +13,10 @@ from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from taskflow_kit.logs import REQUEST_ID_HEADER
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-_REQUEST_ID = b"x-request-id"
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
 class SecurityHeaders:

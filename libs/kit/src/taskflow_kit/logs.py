@@ -235,7 +235,17 @@ class RequestContext:
     which records the metrics and writes the access line. `RequestContextMiddleware` is its ASGI
     form; the gateway's proxied requests use it directly (api_gateway.routing.ProxyEdge)."""
 
-    __slots__ = ("_token", "_trace", "header", "method", "path", "request_id", "status", "trace_id")
+    __slots__ = (
+        "_started",
+        "_token",
+        "_trace",
+        "header",
+        "method",
+        "path",
+        "request_id",
+        "status",
+        "trace_id",
+    )
 
     def __init__(self, scope: Scope, method: str) -> None:
         incoming = traceparent = tracestate = None
@@ -257,13 +267,12 @@ class RequestContext:
         structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
         self.header = (_REQUEST_ID_HEADER, request_id.encode("latin-1"))
         self.status = 500  # until an answer starts
+        self._started = time.perf_counter()
 
-    def finish(
-        self, started: float, *, metrics: RequestMetrics | None, route: object, log: bool
-    ) -> None:
-        """Metrics and the access line for an answer that began at `started` (perf_counter);
-        the context's bindings end."""
-        elapsed = time.perf_counter() - started
+    def finish(self, *, metrics: RequestMetrics | None, route: object, log: bool) -> None:
+        """Metrics and the access line (the duration counted from the context's start); the
+        context's bindings end."""
+        elapsed = time.perf_counter() - self._started
         if metrics is not None:
             metrics.record(self.method, route, self.status, elapsed)
         if log:
@@ -300,17 +309,16 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         context = RequestContext(scope, scope["method"] if kind == "http" else WEBSOCKET)
-        started = time.perf_counter()
         header = context.header
 
         async def send_with_id(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.start" or kind == "websocket.http.response.start":
                 context.status = message["status"]
-                message["headers"] = with_header(message.get("headers", ()), header)
+                message["headers"] = _with_header(message.get("headers", ()), header)
             elif kind == "websocket.accept":
                 context.status = 101
-                message["headers"] = with_header(message.get("headers", ()), header)
+                message["headers"] = _with_header(message.get("headers", ()), header)
             elif kind == "websocket.close" and context.status == 500:
                 context.status = 403  # closed before accepting: the server answers 403
             await send(message)
@@ -318,12 +326,10 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            context.finish(
-                started, metrics=self.metrics, route=scope.get("route"), log=self.access_log
-            )
+            context.finish(metrics=self.metrics, route=scope.get("route"), log=self.access_log)
 
 
-def with_header(
+def _with_header(
     headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]
 ) -> list[tuple[bytes, bytes]]:
     """The headers with `header` in place of any of the same name (an upstream's own id)."""
