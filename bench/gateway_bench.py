@@ -569,6 +569,12 @@ def main() -> None:
         action="store_true",
         help="also count instructions per request under callgrind (needs valgrind; +1 min each)",
     )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="start everything, print the targets (URLs, pids, the mix's wrk script) and wait "
+        "for Ctrl-C: for profiling one process under a load of your own",
+    )
     args = parser.parse_args()
     require_tools(valgrind=args.instructions)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -718,6 +724,17 @@ def main() -> None:
             out[FLOOR] = (floor.url + path, floor.pid)
             out["nginx"] = (nginx.url + path, nginx.pid)
             return out
+
+        if args.hold:
+            print(f"mix: wrk -s {tmp / 'mix.lua'} -c16 -d10s <url>")
+            read = f"/api/v1/tasks/{ids[4242][0]}"
+            print(f"read: curl -H 'Authorization: Bearer {read_token}' <url>{read}")
+            for name, (url, pid) in table("", direct=task).items():
+                print(f"  {name:38s} {url}  pid {pid}")
+            stop = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # taken by sigwait, then cleaned up
+            signal.sigwait(stop)
+            return
 
         def measure(
             key: str,

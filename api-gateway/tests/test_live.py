@@ -200,6 +200,46 @@ def test_a_socket_gets_a_request_id_an_access_line_and_metrics() -> None:
     assert "request_id=live-42" in line
 
 
+def test_the_stream_is_followed_only_while_a_socket_is_open_and_from_before_ready() -> None:
+    """A replica with no socket does not read the task stream (every write of the API makes an
+    event); the first socket resumes it before `ready`, so an event published right after
+    `ready` reaches it; the last socket to leave pauses it again."""
+    import redis as sync_redis
+    from taskflow_kit.events import EVENT_FIELD, TASK_STREAM, stream_key
+
+    settings = gateway_settings()
+    app = create_app(settings)
+    stream = stream_key(settings.redis_prefix, TASK_STREAM)
+    publisher = sync_redis.Redis.from_url(settings.redis_url)
+    event = Event(
+        type="task.updated",
+        producer="task-service",
+        subject_id="5",
+        data={"task": {"id": 5}, "audience": [7]},
+    )
+    try:
+        with TestClient(app) as client:
+            live = app.state.gateway.live
+            assert live.status()["paused"] is True
+            # User 7's, but published before the socket: not sent (nobody was listening).
+            publisher.xadd(stream, {EVENT_FIELD: task_event(7, None).to_json()})
+            with client.websocket_connect("/api/v1/ws") as ws:
+                ws.send_text(json.dumps({"token": access_token(7)}))
+                assert ws.receive_json() == {"type": "ready", "user_id": 7}
+                assert live.status()["paused"] is False
+                publisher.xadd(stream, {EVENT_FIELD: event.to_json()})
+                received = ws.receive_json()
+                assert (received["type"], received["id"]) == ("task.updated", event.id)
+                ws.close()
+            deadline = time.monotonic() + 5  # the server ends the socket after the client
+            while not live.status()["paused"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert live.status()["paused"] is True
+    finally:
+        publisher.delete(stream)
+        publisher.close()
+
+
 def closed_with(ws: Any) -> tuple[int, str]:
     """The close of a socket whose next message must be its close (nothing else arrives)."""
     with pytest.raises(WebSocketDisconnect) as closed:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -25,7 +27,7 @@ from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from taskflow_kit.background import Supervised, stop_if_cancelled
+from taskflow_kit.background import Supervised, stop_if_cancelled, wait_for_up_to
 from taskflow_kit.events import (
     EVENT_FIELD,
     Event,
@@ -311,7 +313,14 @@ class StreamTail:
     `start()` records where each stream ends, so nothing published after it is missed even
     while Redis is unreachable for a while (reading resumes from the last id seen). The ids of
     the last `remember` events handled are kept: an event a relay sends again (after Redis lost
-    its data) reaches the handler once, not once per copy."""
+    its data) reaches the handler once, not once per copy.
+
+    A tail nobody needs for a while (the gateway's live updates with no socket open on the
+    replica) can be `pause()`d: it stops reading after the read in progress, so the events of
+    a busy system cost it nothing. `resume()` notes the streams' end again before it returns
+    (what was published while paused is skipped: nobody was listening), so whoever resumed it
+    gets everything published after that; if the end cannot be read (Redis down), reading goes
+    on from where it paused instead, which repeats events rather than miss any."""
 
     def __init__(
         self,
@@ -334,6 +343,10 @@ class StreamTail:
         self._supervised = Supervised("stream_tail", failures=(RedisError, OSError), tail=name)
         self.remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._following = asyncio.Event()  # cleared while paused
+        self._following.set()
+        self._parked = False  # the reading loop is waiting for `resume()`, not reading
+        self._resuming = asyncio.Lock()
 
     async def start(self) -> None:
         """Note the current end of every stream (`0-0` for an empty or missing one)."""
@@ -345,8 +358,40 @@ class StreamTail:
     def healthy(self) -> bool:
         return self._supervised.healthy
 
+    @property
+    def paused(self) -> bool:
+        """`pause()` was called and `resume()` not since."""
+        return not self._following.is_set()
+
+    @property
+    def idle(self) -> bool:
+        """Paused and no longer reading: the read in progress when it paused is over."""
+        return self._parked
+
+    def pause(self) -> None:
+        """Stop reading once the read in progress (at most `block` seconds) is handled."""
+        self._following.clear()
+
+    async def resume(self, *, within: float = 2.0) -> None:
+        """Read again, from the streams' current end (see the class); returns once reading is
+        due, so an event published after it is handled. Concurrent calls share one resume."""
+        async with self._resuming:
+            if self._following.is_set():
+                return
+            if self._parked:  # not reading since it paused: skip what was published meanwhile
+                with contextlib.suppress(RedisError, OSError):  # else from the pause (see above)
+                    await wait_for_up_to(self.start(), within)
+            # Still reading (paused and resumed within one read): nothing was skipped.
+            self._following.set()
+
     async def run(self) -> None:
         async def round_() -> None:
+            if not self._following.is_set():
+                self._parked = True
+                try:
+                    await self._following.wait()
+                finally:
+                    self._parked = False
             if len(self.positions) < len(self.streams):
                 await self.start()
             await self.read_once()
