@@ -208,7 +208,11 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=lambda *_: _WriterLogger(writer),
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors and writer of the configuration it
+        # first saw, so a later `configure_logging` (each app a test builds) or structlog's
+        # `capture_logs` would not reach it. No request path logs through structlog (the
+        # access line has its own writer), so caching saved nothing measurable.
+        cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
     access_log.service = service
