@@ -8,6 +8,7 @@ uses a throwaway server of the test's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -493,40 +494,53 @@ async def test_the_workers_share_one_supervised_loop() -> None:
     assert supervised.healthy
 
 
-async def test_a_paused_tail_reads_nothing_and_resumes_from_the_end(
-    redis: Redis, stream_redis: Redis, stream: str
-) -> None:
-    """Paused, the tail stops reading; `resume()` skips what was published meanwhile (nobody
-    was listening) and, once it returned, every event published reaches the handler."""
+@contextlib.asynccontextmanager
+async def following_tail(
+    redis: Redis, stream_redis: Redis, stream: str, *, block: float
+) -> AsyncIterator[tuple[StreamTail, list[str]]]:
+    """A running tail of `stream` that has handled one event; yields it with the ids of the
+    events it handled, in order."""
     seen: list[str] = []
 
     async def handle(event: Event) -> None:
         seen.append(event.id)
 
-    tail = StreamTail(stream_redis, streams=[stream], handler=handle, block=0.05)
+    tail = StreamTail(stream_redis, streams=[stream], handler=handle, block=block)
     await tail.start()
     async with running(tail.run()):
-        before = an_event(0)
-        await publish(redis, stream, before)
+        await publish(redis, stream, an_event(0))
         await eventually(lambda: _seen(seen, 1), timeout=5, what="the first entry")
-        tail.pause()
-        assert tail.paused
+        yield tail, seen
 
-        async def idle() -> bool:
-            return tail.idle
 
-        await eventually(idle, timeout=5, what="the read in progress to end")
-        skipped = an_event(1)
-        await publish(redis, stream, skipped)
+async def stopped_reading(tail: StreamTail) -> None:
+    """Pause `tail` and wait until the read in progress is over."""
+    tail.pause()
+    assert tail.paused
+
+    async def idle() -> bool:
+        return tail.idle
+
+    await eventually(idle, timeout=5, what="the tail to stop reading")
+
+
+async def test_a_paused_tail_reads_nothing_and_resumes_from_the_end(
+    redis: Redis, stream_redis: Redis, stream: str
+) -> None:
+    """Paused, the tail stops reading; `resume()` skips what was published meanwhile (nobody
+    was listening) and, once it returned, every event published reaches the handler."""
+    async with following_tail(redis, stream_redis, stream, block=0.05) as (tail, seen):
+        await stopped_reading(tail)
+        await publish(redis, stream, an_event(1))
         await asyncio.sleep(0)  # the loop is parked: nothing reads what was just published
         assert tail.idle
-        assert seen == [before.id]
+        assert len(seen) == 1
         await tail.resume()
         assert not tail.paused
         after = an_event(2)
         await publish(redis, stream, after)
         await eventually(lambda: _seen(seen, 2), timeout=5, what="the entry after resume")
-    assert seen == [before.id, after.id]
+    assert seen[1:] == [after.id]
 
 
 async def test_a_tail_resumed_before_it_stopped_reading_misses_nothing(
@@ -534,24 +548,14 @@ async def test_a_tail_resumed_before_it_stopped_reading_misses_nothing(
 ) -> None:
     """Paused and resumed within one read (a socket left and another came): the tail never
     stopped, so nothing is skipped."""
-    seen: list[str] = []
-
-    async def handle(event: Event) -> None:
-        seen.append(event.id)
-
-    tail = StreamTail(stream_redis, streams=[stream], handler=handle, block=1.0)
-    await tail.start()
-    async with running(tail.run()):
-        first = an_event(0)
-        await publish(redis, stream, first)
-        await eventually(lambda: _seen(seen, 1), timeout=5, what="the first entry")
+    async with following_tail(redis, stream_redis, stream, block=1.0) as (tail, seen):
         tail.pause()
         await tail.resume()
         events = [an_event(seq) for seq in range(1, 4)]
         for event in events:
             await publish(redis, stream, event)
         await eventually(lambda: _seen(seen, 4), timeout=5, what="every entry")
-    assert seen == [first.id] + [event.id for event in events]
+    assert seen[1:] == [event.id for event in events]
 
 
 async def test_concurrent_resumes_share_one_and_a_failed_end_reads_on_from_the_pause(
@@ -559,34 +563,22 @@ async def test_concurrent_resumes_share_one_and_a_failed_end_reads_on_from_the_p
 ) -> None:
     """Two sockets arriving together note the stream's end once; when the end cannot be read
     (Redis failing), the tail reads on from where it paused: events repeat, none is missed."""
-    seen: list[str] = []
     starts: list[str] = []
+    async with following_tail(redis, stream_redis, stream, block=0.05) as (tail, seen):
+        real_start = tail.start
 
-    async def handle(event: Event) -> None:
-        seen.append(event.id)
+        async def counted_start() -> None:
+            starts.append("start")
+            await asyncio.sleep(0.05)  # both resumes are waiting while the end is read
+            await real_start()
 
-    tail = StreamTail(stream_redis, streams=[stream], handler=handle, block=0.05)
-    await tail.start()
-    real_start = tail.start
-
-    async def counted_start() -> None:
-        starts.append("start")
-        await asyncio.sleep(0.05)  # both resumes are waiting while the end is read
-        await real_start()
-
-    async def idle() -> bool:
-        return tail.idle
-
-    async with running(tail.run()):
-        tail.pause()
-        await eventually(idle, timeout=5, what="the tail to stop reading")
+        await stopped_reading(tail)
         monkeypatch.setattr(tail, "start", counted_start)
         await asyncio.gather(tail.resume(), tail.resume())
         assert starts == ["start"]
         assert not tail.paused
 
-        tail.pause()
-        await eventually(idle, timeout=5, what="the tail to stop reading again")
+        await stopped_reading(tail)
         while_paused = an_event(1)
         await publish(redis, stream, while_paused)
 
@@ -595,5 +587,5 @@ async def test_concurrent_resumes_share_one_and_a_failed_end_reads_on_from_the_p
 
         monkeypatch.setattr(tail, "start", failing_start)
         await tail.resume()
-        await eventually(lambda: _seen(seen, 1), timeout=5, what="the entry from the pause")
-    assert seen == [while_paused.id]
+        await eventually(lambda: _seen(seen, 2), timeout=5, what="the entry from the pause")
+    assert seen[1:] == [while_paused.id]
