@@ -39,7 +39,9 @@ every 200 ms, health probes) weighs more per request under valgrind, which serve
 
 Needs `wrk` and `nginx` (Debian: `apt-get install -y wrk nginx`): without them it stops with an
 error, it never skips. PostgreSQL and Redis as in development. Not part of `make test`.
-Usage: `python bench/gateway_bench.py [--quick] [--compare REV] [--instructions] [--json F]`.
+Usage: `python bench/gateway_bench.py [--quick] [--compare REV] [--instructions] [--json F]`;
+`--hold` starts everything, prints each target (URL, pid, the mix's wrk script) and waits for
+Ctrl-C, to profile one process under a load of your own.
 """
 
 from __future__ import annotations
