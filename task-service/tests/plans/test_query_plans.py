@@ -33,7 +33,7 @@ from bulk_tasks import (
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from task_service.aggregates.repository import AggregateRepository
+from task_service.aggregates.repository import AggregateRepository, Scope
 from task_service.tasks import listing
 from task_service.tasks.cursor import encode_cursor
 from task_service.tasks.graph_repository import _DEPENDENCIES, _DEPENDENTS
@@ -361,7 +361,7 @@ async def test_aggregates_read_counts_and_index_ranges(
     connection: asyncpg.Connection, user: int
 ) -> None:
     recording = Recording(connection)
-    repository = AggregateRepository(recording)  # type: ignore[arg-type]
+    repository = AggregateRepository(recording)
     now = datetime.now(UTC)
     counts = await repository.counts("user", now, user_id=user)
     since = now.date() - timedelta(days=29)
@@ -380,7 +380,7 @@ async def test_aggregates_read_counts_and_index_ranges(
 
 @pytest.mark.parametrize("scope", ["user", "project"])
 async def test_a_members_statistics_read_the_board_not_the_table(
-    connection: asyncpg.Connection, scope: str
+    connection: asyncpg.Connection, scope: Scope
 ) -> None:
     """The board member's statistics (their own, which hold the board's tasks, and the
     board's) read the board's rows through its index, never the other 150,000-odd tasks."""
@@ -388,7 +388,7 @@ async def test_a_members_statistics_read_the_board_not_the_table(
         "SELECT project_id FROM project_member WHERE user_id = $1", MEMBER
     )
     recording = Recording(connection)
-    repository = AggregateRepository(recording)  # type: ignore[arg-type]
+    repository = AggregateRepository(recording)
     now = datetime.now(UTC)
     project_id = board if scope == "project" else None
     counts = await repository.counts(scope, now, user_id=MEMBER, project_id=project_id)
