@@ -169,7 +169,9 @@ class LiveHub:
     # -- events in ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Note where the stream ends now: events from this moment on are pushed."""
+        """Note where the stream ends now. The tail stays paused until the first socket, whose
+        `resume()` notes the end again; this position is only where reading starts if that
+        cannot be read (Redis failing then)."""
         with contextlib.suppress(Exception):
             await wait_for_up_to(self.tail.start(), 2.0)
 
