@@ -29,6 +29,7 @@ from taskflow_kit.db import (
     create_pool,
     in_transaction,
     planned_per_call,
+    rerun_on_conflict,
     tls_configured,
 )
 from taskflow_kit.db import _is_lost as is_lost
@@ -144,6 +145,85 @@ async def test_in_transaction_commits_despite_only_the_named_exceptions(
             await write(connection, "rolled-back", Conflict("refused after writing"))
     assert await count(engine, "kept-despite") == 1
     assert await count(engine, "rolled-back") == 0
+
+
+async def waiting_on_a_lock(connection: asyncpg.Connection, pid: int) -> None:
+    """Return once backend `pid` waits for a lock (bounded)."""
+    async with asyncio.timeout(10):
+        while not await connection.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_a_deadlocks_victim_is_run_again_and_meets_the_other_transactions_outcome(
+    engine: AsyncEngine,
+) -> None:
+    """A real deadlock: the victim's first run is rolled back whole (the other transaction
+    gets its lock), and its second run, after the other commits, commits."""
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE slot (id int PRIMARY KEY, owner text)"))
+        await connection.execute(text("INSERT INTO slot VALUES (1, NULL), (2, NULL)"))
+    dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+    # The victim looks for a deadlock after 50 ms of waiting, the other only after 30 s: the
+    # victim is the one PostgreSQL aborts.
+    victim = await asyncpg.connect(dsn, server_settings={"deadlock_timeout": "50ms"})
+    other = await asyncpg.connect(dsn, server_settings={"deadlock_timeout": "30s"})
+    watcher = await asyncpg.connect(dsn)
+    runs: list[str] = []
+
+    async def take_both() -> int:
+        runs.append(
+            await victim.fetchval("UPDATE slot SET owner = 'victim' WHERE id = 1 RETURNING id")
+        )
+        await victim.execute("UPDATE slot SET owner = 'victim' WHERE id = 2")
+        return len(runs)
+
+    try:
+        holding = other.transaction()
+        await holding.start()
+        await other.execute("UPDATE slot SET owner = 'other' WHERE id = 2")
+        running = asyncio.create_task(rerun_on_conflict(victim, take_both))
+        await waiting_on_a_lock(watcher, victim.get_server_pid())  # holds 1, waits for 2
+        await other.execute("UPDATE slot SET owner = 'other' WHERE id = 1")  # closes the cycle
+        await holding.commit()
+        assert await asyncio.wait_for(running, 10) == 2
+    finally:
+        for connection in (victim, other, watcher):
+            await connection.close()
+    async with engine.begin() as connection:
+        owners = (await connection.execute(text("SELECT owner FROM slot ORDER BY id"))).all()
+        await connection.execute(text("DROP TABLE slot"))
+    assert [owner for (owner,) in owners] == ["victim", "victim"]
+
+
+async def test_a_transaction_that_keeps_deadlocking_fails_after_its_attempts(
+    pool: asyncpg.Pool,
+) -> None:
+    """The last run's error propagates (the error boundary answers it 503 + Retry-After); an
+    error that is no conflict is not run again."""
+    runs = 0
+
+    async def deadlocks() -> None:
+        nonlocal runs
+        runs += 1
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    async def refuses() -> None:
+        nonlocal runs
+        runs += 1
+        raise Conflict("refused")
+
+    async with pool.acquire() as connection:
+        with pytest.raises(asyncpg.DeadlockDetectedError) as raised:
+            await rerun_on_conflict(connection, deadlocks, attempts=3)
+        assert runs == 3
+        assert is_unavailable_database(raised.value)
+        runs = 0
+        with pytest.raises(Conflict):
+            await rerun_on_conflict(connection, refuses, attempts=3)
+        assert runs == 1
+        assert not connection.is_in_transaction()
 
 
 def test_an_error_cannot_ask_the_session_to_commit() -> None:

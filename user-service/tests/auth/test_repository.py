@@ -68,7 +68,7 @@ async def test_a_token_is_claimed_once(connection: asyncpg.Connection) -> None:
     assert claimed.used_at is not None
     assert claimed.revoked_at is None
     assert await tokens.claim(token_hash) is None
-    assert await tokens.get_by_hash(token_hash) == claimed
+    assert await tokens.lock_by_hash(token_hash) == claimed
     assert await tokens.claim("f" * 64) is None
 
 
@@ -126,6 +126,6 @@ async def test_revocations_touch_the_families_they_name(connection: asyncpg.Conn
     assert await tokens.revoke_other_families(alice, keep=None) == [kept]
     assert await tokens.revoke_all_for_user(alice) == 0
     assert await tokens.revoke_all_for_user(bob) == 1
-    revoked = await tokens.get_by_hash(bobs)
+    revoked = await tokens.lock_by_hash(bobs)
     assert revoked is not None
     assert revoked.revoked_at is not None

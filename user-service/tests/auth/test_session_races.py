@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from user_service.auth.issuing import hash_refresh_token
 from user_service.models import User
 
 PASSWORD = "correct horse battery staple"
@@ -129,3 +130,95 @@ async def test_logout_with_a_refresh_token_ignores_a_stale_access_token(
         headers={"Authorization": "Bearer not-a-token"},
     )
     assert response.status_code == 204
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+@asynccontextmanager
+async def holding_token(app: FastAPI, token: str) -> AsyncIterator[AsyncConnection]:
+    """Another request's transaction that has claimed `token` (holding its row lock); it
+    commits when the block ends."""
+    async with app.state.engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(
+            text(
+                "UPDATE refresh_token SET used_at = coalesce(used_at, now()) WHERE token_hash = :h"
+            ),
+            {"h": hash_refresh_token(token)},
+        )
+        yield connection
+        await transaction.commit()
+
+
+async def live_tokens(app: FastAPI, token: str) -> int:
+    """How many tokens of `token`'s session are neither used nor revoked."""
+    async with app.state.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                text(
+                    "SELECT count(*) FROM refresh_token WHERE revoked_at IS NULL"
+                    " AND family_id = (SELECT family_id FROM refresh_token WHERE token_hash = :h)"
+                ),
+                {"h": hash_refresh_token(token)},
+            )
+        )
+
+
+async def test_a_reuse_queues_on_the_token_another_reuse_holds_before_locking_the_session(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    """Two reuses of one token: the second waits for the first while holding none of the
+    session's tokens, so the first revokes the session without waiting (before, the second
+    locked the session's older tokens first and the two deadlocked: a 503)."""
+    account = await api.account(username="alice")
+    first = account.tokens["refresh_token"]
+    second = (await refresh(client, first)).json()["refresh_token"]
+    third = (await refresh(client, second)).json()["refresh_token"]
+
+    async with holding_token(app, second) as other_reuse:
+        reuse = asyncio.create_task(refresh(client, second))
+        await until(lambda: finished_or_blocked(reuse, app), what="the reuse to wait")
+        # The other reuse revokes the session now; none of its tokens may be held by the
+        # waiting request (a wait here would be the deadlock's first half).
+        await other_reuse.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        revoked = await other_reuse.execute(
+            text(
+                "UPDATE refresh_token SET revoked_at = now() WHERE revoked_at IS NULL"
+                " AND family_id = (SELECT family_id FROM refresh_token WHERE token_hash = :h)"
+            ),
+            {"h": hash_refresh_token(second)},
+        )
+        assert revoked.rowcount == 3
+    response = await reuse
+    assert response.status_code == 401, response.text
+    assert "reuse" in response.json()["detail"]
+    assert (await refresh(client, third)).status_code == 401
+
+
+async def test_a_reuse_also_revokes_the_successor_a_concurrent_rotation_issues(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    """A stolen token presented while the victim's refresh is between its claim and its
+    commit: the session's revocation waits for the rotation, then revokes the token the
+    rotation issued too (it was not there when the revocation began)."""
+    account = await api.account(username="alice")
+    stolen = account.tokens["refresh_token"]
+    current = (await refresh(client, stolen)).json()["refresh_token"]
+
+    async with holding_token(app, current) as rotation:
+        reuse = asyncio.create_task(refresh(client, stolen))
+        await until(lambda: finished_or_blocked(reuse, app), what="the reuse to wait")
+        assert not reuse.done()
+        await rotation.execute(
+            text(
+                "INSERT INTO refresh_token (user_id, family_id, token_hash, expires_at)"
+                " SELECT user_id, family_id, :successor, now() + interval '1 day'"
+                " FROM refresh_token WHERE token_hash = :h"
+            ),
+            {"successor": "s" * 64, "h": hash_refresh_token(current)},
+        )
+    response = await reuse
+    assert response.status_code == 401, response.text
+    assert await live_tokens(app, current) == 0

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import Depends, Request
@@ -382,6 +382,37 @@ async def in_transaction(
         await transaction.rollback()
         raise
     await transaction.commit()
+
+
+# What PostgreSQL aborts a transaction with when it lost a race a rerun resolves: a deadlock's
+# victim (40P01) and a serialization failure (40001).
+RERUNNABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+T = TypeVar("T")
+
+
+async def rerun_on_conflict(
+    connection: asyncpg.Connection,
+    work: Callable[[], Awaitable[T]],
+    *,
+    commit_despite: tuple[type[BaseException], ...] = (),
+    attempts: int = 3,
+) -> T:
+    """`work()` in a transaction of its own (`in_transaction`), run again from the start when
+    PostgreSQL aborts it as a deadlock's victim or for a serialization failure, up to
+    `attempts` runs in all; the last run's error propagates (answered 503 + Retry-After).
+
+    For a short transaction whose locks depend on what concurrent ones did (user-service's
+    refresh-token rotation and logout): the aborted run was rolled back whole, so running it
+    again is safe, and it meets the other transaction's committed outcome instead."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with in_transaction(connection, commit_despite=commit_despite):
+                return await work()
+        except RERUNNABLE:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:

@@ -62,8 +62,8 @@ _CLAIM = compile_statement(
     .values(used_at=func.now())
     .returning(*TOKEN_COLUMNS)
 )
-_GET_BY_HASH = compile_statement(
-    select(*TOKEN_COLUMNS).where(RefreshToken.token_hash == TOKEN_HASH)
+_LOCK_BY_HASH = compile_statement(
+    select(*TOKEN_COLUMNS).where(RefreshToken.token_hash == TOKEN_HASH).with_for_update()
 )
 _INSERT = compile_statement(
     insert(RefreshToken).values(
@@ -133,8 +133,10 @@ class RefreshTokenRepository:
         """
         return _token(await _CLAIM.fetchrow(self.connection, token_hash=token_hash))
 
-    async def get_by_hash(self, token_hash: str) -> RefreshTokenRow | None:
-        return _token(await _GET_BY_HASH.fetchrow(self.connection, token_hash=token_hash))
+    async def lock_by_hash(self, token_hash: str) -> RefreshTokenRow | None:
+        """The token, row-locked until the transaction ends: waits for a transaction that
+        holds it (a concurrent claim or reuse of the same token) and returns what it left."""
+        return _token(await _LOCK_BY_HASH.fetchrow(self.connection, token_hash=token_hash))
 
     async def add(
         self, *, user_id: int, family_id: uuid.UUID, token_hash: str, expires_at: datetime
@@ -149,14 +151,24 @@ class RefreshTokenRepository:
 
     async def revoke_family(self, family_id: uuid.UUID, *, user_id: int | None = None) -> int:
         """Revoke the family's live tokens (only if they are `user_id`'s, when given); how
-        many were revoked."""
-        if user_id is None:
-            status = await _REVOKE_FAMILY.execute(self.connection, family_id=family_id)
-        else:
-            status = await _REVOKE_USERS_FAMILY.execute(
-                self.connection, family_id=family_id, user_id=user_id
-            )
-        return _affected(status)
+        many were revoked.
+
+        Repeated until a pass revokes nothing. A pass that meets a token a concurrent rotation
+        has claimed waits for it to commit, but sees only the tokens that existed when the
+        pass began, so the successor that rotation issued is left to the next pass. It ends:
+        once a pass has revoked and locked every token it saw, no rotation can claim one."""
+        total = 0
+        while True:
+            if user_id is None:
+                status = await _REVOKE_FAMILY.execute(self.connection, family_id=family_id)
+            else:
+                status = await _REVOKE_USERS_FAMILY.execute(
+                    self.connection, family_id=family_id, user_id=user_id
+                )
+            revoked = _affected(status)
+            if not revoked:
+                return total
+            total += revoked
 
     async def revoke_other_families(
         self, user_id: int, *, keep: uuid.UUID | None

@@ -137,12 +137,20 @@ class AuthService:
         A token that is already used or revoked is reuse (possibly a stolen copy), so the whole
         family is revoked: neither the thief nor the victim can continue without logging in.
         That includes two concurrent refreshes of one token: one wins, the other is reuse.
+
+        A claim that found the token taken holds its row lock to the end of the transaction
+        (PostgreSQL locks the row it re-checked). So before the session's other tokens are
+        touched, the presented one is locked: every reuse of one token queues on that token,
+        holding nothing else, instead of locking some of the session's tokens while it waits
+        for the reuse that holds this one (a deadlock). Races between different tokens of one
+        session can still deadlock; the route runs the rotation again then
+        (`taskflow_kit.db.rerun_on_conflict`).
         """
         claims = self._verify_refresh_signature(refresh_token)
         token_hash = hash_refresh_token(refresh_token)
         claimed = await self.refresh_tokens.claim(token_hash)
         if claimed is None:
-            known = await self.refresh_tokens.get_by_hash(token_hash)
+            known = await self.refresh_tokens.lock_by_hash(token_hash)
             if known is not None and (known.used_at is not None or known.revoked_at is not None):
                 await self.refresh_tokens.revoke_family(known.family_id)
                 # The session's access tokens stop working too: the thief's and the victim's.
@@ -174,8 +182,9 @@ class AuthService:
     async def logout(self, refresh_token: str, *, address: str | None = None) -> None:
         """Revoke the session (the token's family) and its access tokens. Idempotent: an
         unknown, expired or already revoked token changes nothing, and the caller learns nothing
-        from the answer."""
-        known = await self.refresh_tokens.get_by_hash(hash_refresh_token(refresh_token))
+        from the answer. Like a reuse (`refresh`), it locks the presented token before the
+        rest of its session."""
+        known = await self.refresh_tokens.lock_by_hash(hash_refresh_token(refresh_token))
         if known is not None and await self.refresh_tokens.revoke_family(known.family_id):
             # Access tokens of this session carry its id (`sid`) and are refused from now on.
             await self.events.logged_out(known.user_id, str(known.family_id), reason="logout")
