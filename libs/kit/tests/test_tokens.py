@@ -4,7 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token, issue_token
+from taskflow_kit.tokens import (
+    MAX_USER_ID,
+    InvalidTokenError,
+    TokenConfig,
+    decode_token,
+    issue_token,
+    subject_id,
+)
 
 
 def test_round_trip_carries_claims(token_config: TokenConfig) -> None:
@@ -89,3 +96,16 @@ def test_an_oversized_token_is_refused_unread(token_config: TokenConfig) -> None
 
     with pytest.raises(InvalidTokenError, match="too long"):
         decode_token(token_config, huge, token_type="access")
+
+
+@pytest.mark.parametrize("subject", ["1", "42", str(MAX_USER_ID)])
+def test_a_subject_that_is_an_id_is_that_id(subject: str) -> None:
+    assert subject_id({"sub": subject}) == int(subject)
+
+
+@pytest.mark.parametrize("subject", ["0", "-3", str(MAX_USER_ID + 1), "alice", "", None, [1]])
+def test_a_subject_that_is_no_id_we_issue_is_refused(subject: object) -> None:
+    with pytest.raises(ValueError):
+        subject_id({"sub": subject})
+    with pytest.raises(ValueError):
+        subject_id({})

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from taskflow_kit.events import Event
@@ -129,6 +130,19 @@ async def test_a_signed_but_never_issued_refresh_token_is_401(
     response = await refresh(client, forged)
     assert response.status_code == 401
     assert "reuse" not in response.json()["detail"]
+
+
+@pytest.mark.parametrize("subject", ["not-a-number", "999999", "99999999999999999999999"])
+async def test_a_signed_refresh_token_for_no_such_user_is_401(
+    client: httpx.AsyncClient, app: FastAPI, subject: str
+) -> None:
+    """The user's row is read first, by the token's subject: a subject that is no user id,
+    or no user's, is 401 (an id past bigint's range included, never a 500)."""
+    token = issue_token(
+        app.state.token_issuer.config, subject=subject, token_type="refresh", ttl=timedelta(days=1)
+    )
+    response = await refresh(client, token)
+    assert response.status_code == 401, response.text
 
 
 async def test_password_change_revokes_every_refresh_token(client: httpx.AsyncClient, api) -> None:

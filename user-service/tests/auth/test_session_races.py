@@ -222,3 +222,33 @@ async def test_a_reuse_also_revokes_the_successor_a_concurrent_rotation_issues(
     response = await reuse
     assert response.status_code == 401, response.text
     assert await live_tokens(app, current) == 0
+
+
+async def test_a_refresh_racing_a_password_change_waits_for_it_holding_no_token(
+    client: httpx.AsyncClient, api, app: FastAPI
+) -> None:
+    """A password change locks the user's row, then revokes the user's tokens; a refresh
+    takes the same two in the same order, so it waits before claiming its token (before, it
+    claimed the token and then waited for the row: a deadlock with the revocation)."""
+    account = await api.account(username="alice")
+
+    async with app.state.engine.connect() as change:
+        transaction = await change.begin()
+        await change.execute(
+            update(User).where(User.id == account.id).values(hashed_password=User.hashed_password)
+        )
+        refreshing = asyncio.create_task(refresh(client, account.tokens["refresh_token"]))
+        await until(lambda: finished_or_blocked(refreshing, app), what="the refresh to wait")
+        assert not refreshing.done()
+        await change.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        revoked = await change.execute(
+            text(
+                "UPDATE refresh_token SET revoked_at = now()"
+                " WHERE user_id = :u AND revoked_at IS NULL"
+            ),
+            {"u": account.id},
+        )
+        assert revoked.rowcount == 1
+        await transaction.commit()
+    response = await refreshing
+    assert response.status_code == 401, response.text

@@ -12,10 +12,13 @@ from fastapi.security import OAuth2PasswordBearer
 
 from taskflow_kit.errors import Forbidden, Unauthorized
 from taskflow_kit.revocation import RevocationList, RevocationsIncomplete
-from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token, issued_at
-
-# Ids are PostgreSQL bigints everywhere: a token naming anything else names no user we issued.
-MAX_USER_ID = 2**63 - 1
+from taskflow_kit.tokens import (
+    InvalidTokenError,
+    TokenConfig,
+    decode_token,
+    issued_at,
+    subject_id,
+)
 
 # How long a request waits for a complete revocation map (being rebuilt) before its 503.
 REVOCATIONS_WAIT = 2.0
@@ -53,13 +56,11 @@ def _verified_principal(config: TokenConfig, token: str) -> Principal:
     """Signature, expiry, issuer, audience, type and subject checked; revocation not."""
     try:
         claims = decode_token(config, token, token_type="access")
-        user_id = int(claims["sub"])
+        user_id = subject_id(claims)
         issued = issued_at(claims)
         expires_at = float(claims["exp"])
     except (InvalidTokenError, ValueError, TypeError) as exc:
         raise Unauthorized("Invalid or expired token") from exc
-    if not 1 <= user_id <= MAX_USER_ID:
-        raise Unauthorized("Invalid or expired token")
     session_id = claims.get("sid")
     return Principal(
         id=user_id,

@@ -65,6 +65,22 @@ def issue_token(
     return jwt.encode(payload, config.secret, algorithm=config.algorithm)
 
 
+# Ids are PostgreSQL bigints everywhere: a token naming anything else names no user we issued.
+MAX_USER_ID = 2**63 - 1
+
+
+def subject_id(claims: Mapping[str, Any]) -> int:
+    """The user id a verified token was issued to (`sub`); ValueError if it names no id we
+    could have issued (not a number, or outside 1 … bigint's maximum)."""
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError("the token names no user id") from exc
+    if not 1 <= user_id <= MAX_USER_ID:
+        raise ValueError("the token names no user id")
+    return user_id
+
+
 def issued_at(claims: Mapping[str, Any]) -> float:
     """When a verified token was issued, in epoch seconds (microseconds where it says)."""
     precise = claims.get("iat_us")

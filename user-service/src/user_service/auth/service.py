@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 from taskflow_kit.outbox import Outbox
-from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token
+from taskflow_kit.tokens import InvalidTokenError, TokenConfig, decode_token, subject_id
 
 from user_service.auth.errors import (
     InvalidCredentials,
@@ -138,15 +138,21 @@ class AuthService:
         family is revoked: neither the thief nor the victim can continue without logging in.
         That includes two concurrent refreshes of one token: one wins, the other is reuse.
 
-        A claim that found the token taken holds its row lock to the end of the transaction
-        (PostgreSQL locks the row it re-checked). So before the session's other tokens are
-        touched, the presented one is locked: every reuse of one token queues on that token,
-        holding nothing else, instead of locking some of the session's tokens while it waits
-        for the reuse that holds this one (a deadlock). Races between different tokens of one
-        session can still deadlock; the route runs the rotation again then
-        (`taskflow_kit.db.rerun_on_conflict`).
+        Locks are taken in the order every other change takes them, so that none waits for
+        the other in a circle (a deadlock, answered 503):
+        - the user's row first (`FOR SHARE`, by the token's subject), as a password or email
+          change, a deactivation or a deletion locks it before the user's tokens;
+        - then the presented token. A claim that found it taken holds its row lock to the end
+          of the transaction (PostgreSQL locks the row it re-checked); a reuse that did not
+          wait in its claim locks it next. Every reuse of one token queues on that token,
+          holding none of the session's other tokens, before the session is revoked.
+        Races between different tokens of one session can still deadlock; the route runs the
+        rotation again then (`taskflow_kit.db.rerun_on_conflict`).
         """
-        claims = self._verify_refresh_signature(refresh_token)
+        claims, user_id = self._verify_refresh(refresh_token)
+        user = await self.users.get_for_share(user_id)
+        if user is None or not user.is_active:
+            raise InvalidRefreshToken()
         token_hash = hash_refresh_token(refresh_token)
         claimed = await self.refresh_tokens.claim(token_hash)
         if claimed is None:
@@ -165,8 +171,7 @@ class AuthService:
                 )
                 raise RefreshTokenReused()
             raise InvalidRefreshToken()
-        user = await self.users.get_for_share(claimed.user_id)
-        if user is None or not user.is_active:
+        if claimed.user_id != user.id:  # signed by us for its user: never, but never trusted
             raise InvalidRefreshToken()
         started = claims.get("sst")
         # Tokens issued before sessions had a recorded start count from their own issue.
@@ -210,10 +215,13 @@ class AuthService:
         # this event voids them.
         await self.events.logged_out(user_id, session_id, reason="logout")
 
-    def _verify_refresh_signature(self, token: str) -> dict[str, Any]:
+    def _verify_refresh(self, token: str) -> tuple[dict[str, Any], int]:
+        """A refresh token's claims and the user id it names; 401 unless it is one we could
+        have issued (signature, expiry, type, subject)."""
         try:
-            return decode_token(self.token_config, token, token_type="refresh")
-        except InvalidTokenError as exc:
+            claims = decode_token(self.token_config, token, token_type="refresh")
+            return claims, subject_id(claims)
+        except (InvalidTokenError, ValueError) as exc:
             raise InvalidRefreshToken() from exc
 
     async def _issue(
