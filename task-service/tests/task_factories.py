@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from task_service.config import Settings
 from task_service.tasks.models import Task
+from taskflow_kit.auth import Principal
 from taskflow_kit.tokens import TokenConfig, issue_token
 
 TOKEN_CONFIG: TokenConfig = Settings(
@@ -26,6 +27,12 @@ def auth(user_id: int, *, is_superuser: bool = False) -> dict[str, str]:
         claims={"username": f"user{user_id}", "is_superuser": is_superuser},
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+def principal(user_id: int) -> Principal:
+    """The caller `auth(user_id)` authenticates, for tests below HTTP."""
+    token = auth(user_id)["Authorization"].removeprefix("Bearer ")
+    return Principal(id=user_id, username=f"user{user_id}", is_superuser=False, token=token)
 
 
 @dataclass

@@ -13,14 +13,16 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import BigInteger, Integer, bindparam, column, literal, select, table, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 from taskflow_kit.db import (
     PLAN_PER_CALL,
     ConnectionDep,
+    RerunOnConflictRoute,
     TransactionDep,
     async_database_url,
     asyncpg_dsn,
@@ -147,83 +149,126 @@ async def test_in_transaction_commits_despite_only_the_named_exceptions(
     assert await count(engine, "rolled-back") == 0
 
 
-async def waiting_on_a_lock(connection: asyncpg.Connection, pid: int) -> None:
-    """Return once backend `pid` waits for a lock (bounded)."""
-    async with asyncio.timeout(10):
-        while not await connection.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
-        ):
-            await asyncio.sleep(0.01)
-
-
 async def test_a_deadlocks_victim_is_run_again_and_meets_the_other_transactions_outcome(
-    engine: AsyncEngine,
+    engine: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
-    """A real deadlock: the victim's first run is rolled back whole (the other transaction
-    gets its lock), and its second run, after the other commits, commits."""
+    """A real deadlock between a route's request transaction and another transaction: the
+    request's first run is rolled back whole (the other gets its lock), and its second run,
+    with the same body, commits after the other did."""
     async with engine.begin() as connection:
         await connection.execute(text("CREATE TABLE slot (id int PRIMARY KEY, owner text)"))
         await connection.execute(text("INSERT INTO slot VALUES (1, NULL), (2, NULL)"))
-    dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
-    # The victim looks for a deadlock after 50 ms of waiting, the other only after 30 s: the
-    # victim is the one PostgreSQL aborts.
-    victim = await asyncpg.connect(dsn, server_settings={"deadlock_timeout": "50ms"})
-    other = await asyncpg.connect(dsn, server_settings={"deadlock_timeout": "30s"})
-    watcher = await asyncpg.connect(dsn)
+    app = FastAPI()
+    install_error_handlers(app)
+    router = APIRouter(route_class=RerunOnConflictRoute)
     runs: list[str] = []
 
-    async def take_both() -> int:
-        runs.append(
-            await victim.fetchval("UPDATE slot SET owner = 'victim' WHERE id = 1 RETURNING id")
-        )
-        await victim.execute("UPDATE slot SET owner = 'victim' WHERE id = 2")
-        return len(runs)
+    @router.post("/take")
+    async def take_both(body: dict[str, str], connection: TransactionDep) -> dict[str, int]:
+        # This side looks for a deadlock after 50 ms of waiting, the other only after 30 s:
+        # PostgreSQL aborts this one.
+        await connection.execute("SET LOCAL deadlock_timeout = '50ms'")
+        runs.append(body["owner"])
+        await connection.execute("UPDATE slot SET owner = $1 WHERE id = 1", body["owner"])
+        await connection.execute("UPDATE slot SET owner = $1 WHERE id = 2", body["owner"])
+        return {"runs": len(runs)}
 
+    app.include_router(router)
+    served = with_state(app, ServiceResources(pool=pool))
+    dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
+    other = await asyncpg.connect(dsn, server_settings={"deadlock_timeout": "30s"})
     try:
         holding = other.transaction()
         await holding.start()
         await other.execute("UPDATE slot SET owner = 'other' WHERE id = 2")
-        running = asyncio.create_task(rerun_on_conflict(victim, take_both))
-        await waiting_on_a_lock(watcher, victim.get_server_pid())  # holds 1, waits for 2
-        await other.execute("UPDATE slot SET owner = 'other' WHERE id = 1")  # closes the cycle
-        await holding.commit()
-        assert await asyncio.wait_for(running, 10) == 2
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=served), base_url="http://t"
+        ) as client:
+            with capture_logs() as logs:
+                request = asyncio.create_task(client.post("/take", json={"owner": "request"}))
+                async with asyncio.timeout(10):  # until the request holds 1 and waits for 2
+                    # (pg_stat_activity is read once per transaction: asked outside `other`'s.)
+                    while not await pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'UPDATE slot%'"
+                    ):
+                        await asyncio.sleep(0.01)
+                await other.execute("UPDATE slot SET owner = 'other' WHERE id = 1")  # the cycle
+                await holding.commit()
+                response = await asyncio.wait_for(request, 10)
     finally:
-        for connection in (victim, other, watcher):
-            await connection.close()
+        await other.close()
     async with engine.begin() as connection:
         owners = (await connection.execute(text("SELECT owner FROM slot ORDER BY id"))).all()
         await connection.execute(text("DROP TABLE slot"))
-    assert [owner for (owner,) in owners] == ["victim", "victim"]
+    assert response.status_code == 200, (response.text, runs)
+    assert response.json() == {"runs": 2}
+    assert runs == ["request", "request"]  # the body reached both runs
+    assert [(entry["event"], entry["sqlstate"]) for entry in logs] == [("request_rerun", "40P01")]
+    assert [owner for (owner,) in owners] == ["request", "request"]
 
 
-async def test_a_transaction_that_keeps_deadlocking_fails_after_its_attempts(
-    pool: asyncpg.Pool,
+class _Runs:
+    """A route that fails with `error` (after `started`, if set) and records each run's body."""
+
+    def __init__(self, error: Exception, *, started: bool = False) -> None:
+        self.error = error
+        self.started = started
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(body)
+        if self.started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise self.error
+
+
+async def _call(app: Any) -> None:
+    messages = [
+        {"type": "http.request", "body": b"ab", "more_body": True},
+        {"type": "http.request", "body": b"c", "more_body": False},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    await app({"type": "http", "method": "POST", "path": "/"}, receive, send)
+
+
+async def test_a_request_that_keeps_deadlocking_fails_after_its_attempts() -> None:
+    """Every run gets the whole body; the last run's error propagates (the error boundary
+    answers it 503 + Retry-After)."""
+    route = _Runs(asyncpg.DeadlockDetectedError("deadlock detected"))
+    with pytest.raises(asyncpg.DeadlockDetectedError) as raised:
+        await _call(rerun_on_conflict(route, attempts=3))
+    assert route.bodies == [b"abc"] * 3
+    assert is_unavailable_database(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("route", "error"),
+    [
+        (_Runs(Conflict("refused")), Conflict),  # no conflict of PostgreSQL's
+        (_Runs(asyncpg.UniqueViolationError("duplicate key")), asyncpg.UniqueViolationError),
+        # The answer started: it cannot be taken back, so the request is not run again.
+        (_Runs(asyncpg.SerializationError("could not serialize"), started=True), Exception),
+    ],
+)
+async def test_only_a_conflict_before_the_answer_is_run_again(
+    route: _Runs, error: type[Exception]
 ) -> None:
-    """The last run's error propagates (the error boundary answers it 503 + Retry-After); an
-    error that is no conflict is not run again."""
-    runs = 0
-
-    async def deadlocks() -> None:
-        nonlocal runs
-        runs += 1
-        raise asyncpg.DeadlockDetectedError("deadlock detected")
-
-    async def refuses() -> None:
-        nonlocal runs
-        runs += 1
-        raise Conflict("refused")
-
-    async with pool.acquire() as connection:
-        with pytest.raises(asyncpg.DeadlockDetectedError) as raised:
-            await rerun_on_conflict(connection, deadlocks, attempts=3)
-        assert runs == 3
-        assert is_unavailable_database(raised.value)
-        runs = 0
-        with pytest.raises(Conflict):
-            await rerun_on_conflict(connection, refuses, attempts=3)
-        assert runs == 1
-        assert not connection.is_in_transaction()
+    with pytest.raises(error):
+        await _call(rerun_on_conflict(route, attempts=3))
+    assert route.bodies == [b"abc"]
 
 
 def test_an_error_cannot_ask_the_session_to_commit() -> None:

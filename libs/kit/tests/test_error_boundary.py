@@ -151,6 +151,28 @@ async def test_database_starting_up_is_503_not_500() -> None:
     assert response.headers["retry-after"] == "5"
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        "ForeignKeyViolationError",  # what the request refers to was deleted meanwhile
+        "UniqueViolationError",  # what it creates was created first
+    ],
+)
+async def test_an_integrity_race_no_service_answered_is_409_not_500(error: str) -> None:
+    import asyncpg
+
+    async def racing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise getattr(asyncpg, error)("violates a constraint")
+
+    transport = httpx.ASGITransport(app=ProblemMiddleware(racing))
+    with capture_logs() as logs:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post("/tasks/")
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [entry["event"] for entry in logs] == ["integrity_conflict"]
+
+
 def test_one_reader_of_database_errors_follows_the_cause_chain() -> None:
     """SQLSTATE and constraint are found however the driver's error is wrapped (SQLAlchemy's
     `orig`, or `raise ... from`), and a cycle in the chain ends the walk."""

@@ -12,18 +12,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, insert, select
-from task_factories import auth, create_task
+from task_factories import auth, create_task, principal
 from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.models import IdempotencyRecord
 from task_service.tasks.service import TaskService
-from taskflow_kit.auth import Principal
 
 pytestmark = pytest.mark.usefixtures("client")
-
-
-def principal(user_id: int) -> Principal:
-    token = auth(user_id)["Authorization"].removeprefix("Bearer ")
-    return Principal(id=user_id, username=f"user{user_id}", is_superuser=False, token=token)
 
 
 @asynccontextmanager

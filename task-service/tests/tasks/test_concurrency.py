@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
-from task_factories import auth, create_task
+from task_factories import auth, create_task, principal
+from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.models import Task, TaskDependency
+from task_service.tasks.service import TaskService
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -139,3 +141,74 @@ async def test_failed_create_does_not_burn_the_key(client: httpx.AsyncClient, ap
     assert failed.status_code == 422
     ok = await client.post("/api/v1/tasks/", json={"title": "x", "assignee_id": 3}, headers=headers)
     assert ok.status_code == 201
+
+
+async def waiting_on_a_lock(app: FastAPI) -> None:
+    """Return once some backend of this database waits for a lock (bounded)."""
+    async with app.state.pool.acquire() as connection, asyncio.timeout(10):
+        while not await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("deleted", ["task", "dependency"])
+async def test_an_edge_whose_task_is_deleted_meanwhile_is_404(
+    client: httpx.AsyncClient, app: FastAPI, deleted: str
+) -> None:
+    """The checks read both tasks, then a DELETE of one commits before the edge is written:
+    404 naming the deleted task (it was a 500: the edge's foreign key refused it)."""
+    task = await create_task(client, title="task")
+    dependency = await create_task(client, title="dependency")
+    gone = task if deleted == "task" else dependency
+
+    async with app.state.pool.acquire() as connection:
+        deletion = connection.transaction()
+        await deletion.start()
+        await connection.execute("DELETE FROM task WHERE id = $1", gone["id"])
+        adding = asyncio.create_task(
+            client.post(
+                f"/api/v1/tasks/{task['id']}/dependencies",
+                json={"depends_on_id": dependency["id"]},
+                headers=auth(1),
+            )
+        )
+        await waiting_on_a_lock(app)  # the edge's foreign-key check waits for the DELETE
+        await deletion.commit()
+    response = await asyncio.wait_for(adding, 10)
+
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == f"Task {gone['id']} not found"
+
+
+async def test_a_dependency_tree_leaves_out_a_task_deleted_while_it_is_read(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The tree's edges and its tasks are two reads: a task deleted between them is left
+    out of the tree (it was a 500, KeyError)."""
+    root = await create_task(client, title="root")
+    kept = await create_task(client, title="kept")
+    doomed = await create_task(client, title="doomed")
+    for dependency in (kept, doomed):
+        added = await client.post(
+            f"/api/v1/tasks/{root['id']}/dependencies",
+            json={"depends_on_id": dependency["id"]},
+            headers=auth(1),
+        )
+        assert added.status_code == 201, added.text
+
+    async with app.state.pool.acquire() as reading, app.state.pool.acquire() as deleting:
+        tasks = TaskService(reading, user_client=app.state.user_client, outbox=app.state.outbox)
+        service = DependencyService(tasks)
+        read_edges = service.graph.tree_edges
+
+        async def edges_then_a_deletion(task_id: int, depth: int) -> list[tuple[int, int]]:
+            edges = await read_edges(task_id, depth)
+            await deleting.execute("DELETE FROM task WHERE id = $1", doomed["id"])
+            return edges
+
+        service.graph.tree_edges = edges_then_a_deletion  # type: ignore[method-assign]
+        tree = await service.dependency_tree(principal(1), root["id"], depth=3)
+
+    assert [node.id for node in tree.dependencies] == [kept["id"]]

@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import asyncpg
+import structlog
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from sqlalchemy import MetaData, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as AsyncpgDialect
 from sqlalchemy.engine import make_url
@@ -27,8 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskflow_kit.dberrors import sqlstate
 from taskflow_kit.resources import resources
+
+logger = structlog.get_logger("taskflow.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -384,35 +390,83 @@ async def in_transaction(
     await transaction.commit()
 
 
-# What PostgreSQL aborts a transaction with when it lost a race a rerun resolves: a deadlock's
-# victim (40P01) and a serialization failure (40001).
-RERUNNABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# What PostgreSQL aborts a transaction with when it lost a race that running it again
+# resolves: a deadlock's victim and a serialization failure.
+RERUNNABLE_SQLSTATES = frozenset({"40P01", "40001"})
+RERUN_ATTEMPTS = 3
 
-T = TypeVar("T")
+
+def rerunnable(error: BaseException) -> bool:
+    """Whether `error` is PostgreSQL aborting a transaction that a new run can complete."""
+    return sqlstate(error) in RERUNNABLE_SQLSTATES
 
 
-async def rerun_on_conflict(
-    connection: asyncpg.Connection,
-    work: Callable[[], Awaitable[T]],
-    *,
-    commit_despite: tuple[type[BaseException], ...] = (),
-    attempts: int = 3,
-) -> T:
-    """`work()` in a transaction of its own (`in_transaction`), run again from the start when
-    PostgreSQL aborts it as a deadlock's victim or for a serialization failure, up to
-    `attempts` runs in all; the last run's error propagates (answered 503 + Retry-After).
+class _Run:
+    """One run's side of the request: the messages earlier runs received (the body) first,
+    then the client's, each kept for the runs after it; and whether the run started its
+    answer."""
 
-    For a short transaction whose locks depend on what concurrent ones did (user-service's
-    refresh-token rotation and logout): the aborted run was rolled back whole, so running it
-    again is safe, and it meets the other transaction's committed outcome instead."""
-    for attempt in range(1, attempts + 1):
-        try:
-            async with in_transaction(connection, commit_despite=commit_despite):
-                return await work()
-        except RERUNNABLE:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    def __init__(self, received: list[Message], receive: Receive, send: Send) -> None:
+        self._received = received
+        self._replay = iter(list(received))
+        self._receive = receive
+        self._send = send
+        self.started = False
+
+    async def receive(self) -> Message:
+        message = next(self._replay, None)
+        if message is None:
+            message = await self._receive()
+            self._received.append(message)
+        return message
+
+    async def send(self, message: Message) -> None:
+        self.started = True
+        await self._send(message)
+
+
+def rerun_on_conflict(app: ASGIApp, *, attempts: int = RERUN_ATTEMPTS) -> ASGIApp:
+    """`app` (one route's request) run again from the start, up to `attempts` runs in all,
+    when PostgreSQL aborts its transaction as a deadlock's victim or for a serialization
+    failure; the last run's error propagates (answered 503 + Retry-After).
+
+    Such an error comes before the answer starts (the request transaction commits before
+    the response is sent), and the aborted run's transaction was rolled back whole, so a new
+    run, with new dependencies and a new transaction, meets the other transaction's committed
+    outcome. What a run does outside the database (a rate-limit count, a log line) happens
+    again. The body reaches every run: what one run received is kept (no more than the route
+    reads, so its size limit still applies) and replayed to the next. An answer that started
+    is never run again."""
+
+    async def run(scope: Scope, receive: Receive, send: Send) -> None:
+        received: list[Message] = []
+        for attempt in range(1, attempts + 1):
+            run_io = _Run(received, receive, send)
+            try:
+                await app(scope, run_io.receive, run_io.send)
+                return
+            except Exception as exc:
+                if run_io.started or attempt == attempts or not rerunnable(exc):
+                    raise
+                logger.warning(
+                    "request_rerun", path=scope.get("path"), sqlstate=sqlstate(exc), run=attempt
+                )
+
+    return run
+
+
+class RerunOnConflictRoute(APIRoute):
+    """A route run again when PostgreSQL aborts its transaction in a race a rerun resolves
+    (`rerun_on_conflict`): `APIRouter(route_class=RerunOnConflictRoute)` for a service's
+    writing routes. It wraps `handle`, the one entry FastAPI calls for a route, directly or
+    through an included router."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rerunning = rerun_on_conflict(super().handle)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._rerunning(scope, receive, send)
 
 
 async def get_transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:

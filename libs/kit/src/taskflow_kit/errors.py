@@ -23,9 +23,12 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit.context import current_request_id
-from taskflow_kit.dberrors import is_unavailable_database
+from taskflow_kit.dberrors import constraint_name, is_unavailable_database, sqlstate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# foreign_key_violation and unique_violation: under concurrency, a row the request refers to
+# was deleted, or one it creates was created first, between its checks and its write.
+CONFLICT_SQLSTATES = frozenset({"23503", "23505"})
 logger = structlog.get_logger("taskflow.errors")
 
 
@@ -233,7 +236,21 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONResponse:
-    """503 + Retry-After for an unreachable database, else a bare 500; logged once either way."""
+    """503 + Retry-After for an unreachable database; 409 for a row a concurrent change
+    removed or took (a foreign key or unique violation no service turned into its own
+    answer); else a bare 500. Logged once either way."""
+    if sqlstate(exc) in CONFLICT_SQLSTATES:
+        logger.warning(
+            "integrity_conflict",
+            path=path,
+            error_type=type(exc).__name__,
+            constraint=constraint_name(exc),
+        )
+        return problem_response(
+            409,
+            "Conflict",
+            "The request conflicts with a concurrent change; reload and try again",
+        )
     if is_unavailable_database(exc):
         logger.warning("dependency_unavailable", path=path, error_type=type(exc).__name__)
         return problem_response(

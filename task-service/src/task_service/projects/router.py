@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.db import RerunOnConflictRoute
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
@@ -33,7 +34,12 @@ from task_service.tasks.dependencies import IfMatchDep, etag
 from task_service.tasks.schemas import MAX_ID
 
 PREFIX = "/api/v1/projects"
-router = APIRouter(prefix=PREFIX, tags=["projects"], responses=problem_responses(Unauthorized))
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["projects"],
+    responses=problem_responses(Unauthorized),
+    route_class=RerunOnConflictRoute,
+)
 
 ProjectIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 UserIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -43,7 +43,14 @@ NODE_LOCK_NAMESPACE = 0x7A5D
 MAX_NODE_LOCKS = 500
 LOCK_ATTEMPTS = 3
 
+
+class _LockSetGrew(Exception):
+    """The nodes to lock grew while they were being locked (rolls their savepoint back)."""
+
+
 DEPENDS_ON_ID = bindparam("depends_on_id", type_=BigInteger)
+# The foreign key of an edge's source (`task_id`), as the metadata's naming convention names it.
+EDGE_SOURCE_FK = "fk_task_dependency_task_id_task"
 NOW = bindparam("now", type_=TaskDependency.created_at.type)
 
 # UNION (not UNION ALL) keeps each node once: linear in the edges reachable.
@@ -59,16 +66,15 @@ _COUNT_REACHABLE = compile_statement(
 )
 _LOCK_GRAPH = compile_statement(text("SELECT pg_advisory_xact_lock(:ns, 0)"))
 _LOCK_GRAPH_SHARED = compile_statement(text("SELECT pg_advisory_xact_lock_shared(:ns, 0)"))
+# The nodes an edge source → start locks: its source and every node `start` reaches.
+_NODES = f"""{_REACH}
+    SELECT node FROM reach
+    UNION SELECT CAST(:source AS bigint)
+    ORDER BY 1"""  # noqa: S608
 _LOCK_NODES = compile_statement(
-    text(
-        f"""{_REACH}
-        SELECT count(pg_advisory_xact_lock(:ns, hashint8(node))) FROM (
-            SELECT node FROM reach
-            UNION SELECT CAST(:source AS bigint)
-            ORDER BY 1
-        ) AS nodes"""  # noqa: S608
-    )
+    text(f"SELECT count(pg_advisory_xact_lock(:ns, hashint8(node))) FROM ({_NODES}) AS n")  # noqa: S608
 )
+_COUNT_NODES = compile_statement(text(f"SELECT count(*) FROM ({_NODES}) AS n"))  # noqa: S608
 _REACHES = compile_statement(
     text(f"{_REACH} SELECT 1 FROM reach WHERE node = :goal LIMIT 1")  # noqa: S608
 )
@@ -170,40 +176,39 @@ class DependencyGraphRepository:
         Two edges u1→v1 and u2→v2 that close a cycle together each reach the other's source
         (v1 ⇝ u2 and v2 ⇝ u1), so each writer locks its own source and every node reachable
         from its target: the two lock sets meet and the second writer re-checks after the
-        first commits. Locks are taken in one order, repeated until the reachable set stops
-        growing; nodes that joined meanwhile are locked out of order, so a deadlock is possible
-        (three writers closing one ring): PostgreSQL aborts one, which retries. A reachable set
-        beyond `MAX_NODE_LOCKS` takes the graph lock exclusively instead (such writes
-        serialise with all others, but stay bounded).
-        """
-        for attempt in range(LOCK_ATTEMPTS):
-            try:
-                # In a savepoint: a deadlock victim's rollback releases the locks it took here.
-                async with self.connection.transaction():
-                    await self._lock_reachable(task_id, depends_on_id)
-                return
-            except asyncpg.DeadlockDetectedError:
-                if attempt == LOCK_ATTEMPTS - 1:
-                    raise
+        first commits.
 
-    async def _lock_reachable(self, task_id: int, depends_on_id: int) -> None:
+        Every writer takes its node locks in one ascending pass, so no two wait for each other
+        in a circle. The set can grow while the pass waits (an edge out of it committed
+        meanwhile); then the locks are dropped (a savepoint's rollback) and the grown set is
+        taken again in order, rather than its new nodes out of order (which deadlocked:
+        PostgreSQL takes a second to see it, and a ring of writers waited seconds). After
+        `LOCK_ATTEMPTS` growths, or for a set beyond `MAX_NODE_LOCKS`, the graph lock is taken
+        exclusively instead (such a write serialises with every other edge write, bounded).
+        """
+        for _ in range(LOCK_ATTEMPTS):
+            try:
+                async with self.connection.transaction():  # a savepoint
+                    if await self._lock_reachable(task_id, depends_on_id):
+                        return
+                    raise _LockSetGrew()
+            except (_LockSetGrew, asyncpg.DeadlockDetectedError):
+                continue
+        await _LOCK_GRAPH.execute(self.connection, ns=GRAPH_LOCK_NAMESPACE)
+
+    async def _lock_reachable(self, task_id: int, depends_on_id: int) -> bool:
+        """Lock the edge's nodes in one ascending pass; False if the set grew meanwhile."""
         reachable = await _COUNT_REACHABLE.fetchval(
             self.connection, start=depends_on_id, cap=MAX_NODE_LOCKS + 1
         )
         if int(reachable) > MAX_NODE_LOCKS:
             await _LOCK_GRAPH.execute(self.connection, ns=GRAPH_LOCK_NAMESPACE)
-            return
+            return True
         await _LOCK_GRAPH_SHARED.execute(self.connection, ns=GRAPH_LOCK_NAMESPACE)
-        locked = -1
-        while True:
-            count = int(
-                await _LOCK_NODES.fetchval(
-                    self.connection, start=depends_on_id, source=task_id, ns=NODE_LOCK_NAMESPACE
-                )
-            )
-            if count == locked:
-                return
-            locked = count
+        nodes = {"start": depends_on_id, "source": task_id}
+        locked = await _LOCK_NODES.fetchval(self.connection, ns=NODE_LOCK_NAMESPACE, **nodes)
+        # Read again after the waits: a set that no longer grows is one this writer holds.
+        return int(await _COUNT_NODES.fetchval(self.connection, **nodes)) == int(locked)
 
     async def reaches(self, start: int, goal: int) -> bool:
         """Whether `goal` is reachable from `start` along depends_on edges (searched in the

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+import asyncpg
 from taskflow_kit.auth import Principal
+from taskflow_kit.dberrors import constraint_name
 
 from task_service.tasks.errors import (
     DependencyCycle,
@@ -17,6 +19,7 @@ from task_service.tasks.errors import (
     TaskNotFound,
 )
 from task_service.tasks.events import TASK_UPDATED
+from task_service.tasks.graph_repository import EDGE_SOURCE_FK
 from task_service.tasks.models import TaskPriority, TaskStatus
 from task_service.tasks.schemas import (
     DEPENDENCIES_DEFAULT_LIMIT,
@@ -75,7 +78,13 @@ class DependencyService:
             )
             raise DependencyCycle([task_id, *(path or [depends_on_id, task_id])])
         now = self.tasks.clock()
-        if not await self.graph.add_edge(task_id, depends_on_id, now):
+        try:
+            added = await self.graph.add_edge(task_id, depends_on_id, now)
+        except asyncpg.ForeignKeyViolationError as exc:
+            # One of the two was deleted after the checks read it (a concurrent DELETE).
+            gone = task_id if constraint_name(exc) == EDGE_SOURCE_FK else depends_on_id
+            raise TaskNotFound(gone) from exc
+        if not added:
             return task
         changed = await self.tasks.repository.update(task.id, {"updated_at": now})
         await self.tasks.events.record(TASK_UPDATED, changed)
@@ -131,6 +140,9 @@ class DependencyService:
         in_projects = any(task.project_id is not None for task in tasks.values())
         projects = await self.tasks.projects.project_ids_of(principal.id) if in_projects else set()
 
+        if root.id not in tasks:  # deleted since it was read: each read is its own snapshot
+            raise TaskNotFound(root.id)
+
         def build(node_id: int, level: int) -> DependencyTreeNode:
             task = tasks[node_id]
             if task.project_id is None:
@@ -147,7 +159,10 @@ class DependencyService:
                 is_completed=task.status == TaskStatus.DONE,
                 blocked=task.blocked,
                 truncated=bool(task.depends_on) and not expand,
-                dependencies=[build(child, level + 1) for child in children.get(node_id, [])]
+                # A task deleted between reading the edges and the tasks is left out.
+                dependencies=[
+                    build(child, level + 1) for child in children.get(node_id, []) if child in tasks
+                ]
                 if expand
                 else [],
             )

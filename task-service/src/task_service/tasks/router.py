@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import Principal, PrincipalDep
+from taskflow_kit.db import RerunOnConflictRoute
 from taskflow_kit.errors import Unauthorized, problem_responses
 from taskflow_kit.resilience import UpstreamUnavailable
 
@@ -49,7 +50,12 @@ from task_service.tasks.schemas import (
 from task_service.tasks.service import IfMatch, TaskService
 
 PREFIX = "/api/v1/tasks"
-router = APIRouter(prefix=PREFIX, tags=["tasks"], responses=problem_responses(Unauthorized))
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["tasks"],
+    responses=problem_responses(Unauthorized),
+    route_class=RerunOnConflictRoute,
+)
 
 TaskIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 

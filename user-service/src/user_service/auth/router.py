@@ -7,7 +7,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 from taskflow_kit.auth import current_principal, oauth2_scheme
-from taskflow_kit.db import ConnectionDep, rerun_on_conflict
+from taskflow_kit.db import ConnectionDep, RerunOnConflictRoute, in_transaction
 from taskflow_kit.errors import Unauthorized, problem_responses
 
 from user_service.auth.budgets import RouteBudgetExceeded, name_key
@@ -37,7 +37,7 @@ from user_service.auth.schemas import BrowserSession, LoginRequest, RefreshReque
 from user_service.auth.service import AuthService, SessionTokens
 from user_service.passwords import PasswordHashingBusy
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=RerunOnConflictRoute)
 
 _LOGIN_BODY = {
     "requestBody": {
@@ -111,15 +111,12 @@ async def rotate(
 ) -> SessionTokens:
     """`AuthService.refresh` in a transaction of its own, with its one effect that must outlive
     a failure: on reuse the token family's revocation (and its event) is committed before the
-    401 is raised; any other failure rolls the transaction back. A run PostgreSQL aborts as a
-    deadlock's victim (concurrent refreshes and logouts of one session) is run again and then
-    meets the other's outcome. Like the request transaction (`taskflow_kit.db.get_transaction`)
-    it runs on cached plans and commits before the response is sent."""
-    return await rerun_on_conflict(
-        connection,
-        lambda: auth_service.refresh(token, address=address),
-        commit_despite=(RefreshTokenReused,),
-    )
+    401 is raised; any other failure rolls the transaction back (and a deadlock's victim is
+    run again by the route, `RerunOnConflictRoute`). Like the request transaction
+    (`taskflow_kit.db.get_transaction`) it runs on cached plans and commits before the
+    response is sent."""
+    async with in_transaction(connection, commit_despite=(RefreshTokenReused,)):
+        return await auth_service.refresh(token, address=address)
 
 
 @router.post(
@@ -150,8 +147,7 @@ async def refresh(
 )
 async def logout(
     request: Request,
-    auth_service: AuthServiceOnConnectionDep,
-    connection: ConnectionDep,
+    auth_service: AuthServiceDep,
     address: ClientAddressDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     body: Annotated[RefreshRequest | None, Body()] = None,
@@ -164,15 +160,10 @@ async def logout(
     session of the bearer access token (for a client that lost its refresh token); 401 when
     there is no valid one."""
     if body is not None:
-        refresh_token = body.refresh_token
-        await rerun_on_conflict(
-            connection, lambda: auth_service.logout(refresh_token, address=address)
-        )
+        await auth_service.logout(body.refresh_token, address=address)
         return
     principal = await current_principal(request, token)
-    await rerun_on_conflict(
-        connection, lambda: auth_service.end_session(principal.id, principal.session_id)
-    )
+    await auth_service.end_session(principal.id, principal.session_id)
 
 
 # The web app's cookie session (docs/security.md): the same login, refresh and logout, but the
@@ -249,8 +240,7 @@ async def refresh_session(
     dependencies=_SESSION,
 )
 async def close_session(
-    auth_service: AuthServiceOnConnectionDep,
-    connection: ConnectionDep,
+    auth_service: AuthServiceDep,
     address: ClientAddressDep,
     settings: SettingsDep,
     request: Request,
@@ -259,5 +249,5 @@ async def close_session(
     """Web app sign-out: revokes the cookie's session and removes the cookie. Always 204."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await rerun_on_conflict(connection, lambda: auth_service.logout(token, address=address))
+        await auth_service.logout(token, address=address)
     response.headers["set-cookie"] = cleared_session_cookie(secure=settings.session_cookie_secure)

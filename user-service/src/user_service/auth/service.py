@@ -147,7 +147,7 @@ class AuthService:
           wait in its claim locks it next. Every reuse of one token queues on that token,
           holding none of the session's other tokens, before the session is revoked.
         Races between different tokens of one session can still deadlock; the route runs the
-        rotation again then (`taskflow_kit.db.rerun_on_conflict`).
+        rotation again then (`taskflow_kit.db.RerunOnConflictRoute`).
         """
         claims, user_id = self._verify_refresh(refresh_token)
         user = await self.users.get_for_share(user_id)

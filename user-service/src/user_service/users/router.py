@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from starlette.convertors import Convertor, register_url_convertor
 from taskflow_kit.app import add_slashless_aliases
 from taskflow_kit.auth import PrincipalDep
+from taskflow_kit.db import RerunOnConflictRoute
 from taskflow_kit.errors import Forbidden, Unauthorized, problem_responses
 
 from user_service.auth.budgets import RouteBudgetExceeded
@@ -66,7 +67,7 @@ class NumberConvertor(Convertor[str]):
 register_url_convertor("number", NumberConvertor())
 
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=RerunOnConflictRoute)
 
 UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's numeric id")]
 
