@@ -39,7 +39,9 @@ def create_app(
     revocations = RevocationList()
 
     async def start(stack: AsyncExitStack) -> Started[State]:
-        redis, stream_redis = open_redis(stack, settings.redis_url)
+        redis, stream_redis = open_redis(
+            stack, settings.redis_url, timeout=settings.redis_timeout_seconds
+        )
         client = ResilientClient(
             name="task-service",
             base_url=settings.task_service_url,

@@ -106,6 +106,9 @@ async def test_a_hung_task_service_times_out_to_the_last_known_value(
             update={
                 "task_service_url": f"http://127.0.0.1:{silent_port}",
                 "task_service_timeout_seconds": 0.3,
+                # Redis is healthy here: a generous bound keeps a stall of this busy test
+                # process from reading as a Redis failure (it did once in CI, at 1 s).
+                "redis_timeout_seconds": 5.0,
             }
         )
     )
@@ -116,6 +119,7 @@ async def test_a_hung_task_service_times_out_to_the_last_known_value(
         waited = time.perf_counter() - started
         # Seed the last known value as an earlier successful read would have.
         service = app.state.stats_service
+        assert service.cache.redis.connection_pool.connection_kwargs["socket_timeout"] == 5.0
         known = user_stats(TaskAggregates.model_validate(payload(todo=1, done=3)))
         await service.cache.store(
             "user:9:summary", known.model_dump(mode="json"), now=service.clock()

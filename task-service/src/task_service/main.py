@@ -57,7 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
         )
         stack.push_async_callback(pool.close)
-        redis, stream_redis = open_redis(stack, settings.redis_url)
+        redis, stream_redis = open_redis(
+            stack, settings.redis_url, timeout=settings.redis_timeout_seconds
+        )
         user_client = ResilientClient(
             name="user-service",
             base_url=settings.user_service_url,

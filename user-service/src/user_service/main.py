@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             idle_in_transaction_timeout=settings.db_idle_in_transaction_seconds,
         )
         stack.push_async_callback(pool.close)
-        redis, stream_redis = open_redis(stack, settings.redis_url)
+        redis, stream_redis = open_redis(
+            stack, settings.redis_url, timeout=settings.redis_timeout_seconds
+        )
         relay = OutboxRelay(
             engine=engine,
             database_url=settings.database_url,

@@ -34,10 +34,10 @@ def create_stream_redis(url: str) -> Redis:
     )
 
 
-def open_redis(stack: AsyncExitStack, url: str) -> tuple[Redis, Redis]:
-    """A service's two clients, closed when `stack` closes: commands (`create_redis`) and
-    blocking stream reads (`create_stream_redis`)."""
-    redis = create_redis(url)
+def open_redis(stack: AsyncExitStack, url: str, *, timeout: float = 1.0) -> tuple[Redis, Redis]:
+    """A service's two clients, closed when `stack` closes: commands (`create_redis`, each
+    bounded by `timeout` seconds) and blocking stream reads (`create_stream_redis`)."""
+    redis = create_redis(url, timeout=timeout)
     stack.push_async_callback(redis.aclose)
     stream_redis = create_stream_redis(url)
     stack.push_async_callback(stream_redis.aclose)

@@ -60,6 +60,9 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = "taskflow"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "taskflow:"
+    # How long a Redis command may take before the service treats Redis as failing (and
+    # degrades: docs/operations.md). Blocking stream reads have their own, longer bound.
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     # OpenTelemetry (docs/operations.md): spans are exported over OTLP/HTTP only when set.
