@@ -31,7 +31,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskflow_kit.dberrors import sqlstate
+from taskflow_kit.dberrors import rerunnable, sqlstate
 from taskflow_kit.resources import resources
 
 logger = structlog.get_logger("taskflow.db")
@@ -390,15 +390,7 @@ async def in_transaction(
     await transaction.commit()
 
 
-# What PostgreSQL aborts a transaction with when it lost a race that running it again
-# resolves: a deadlock's victim and a serialization failure.
-RERUNNABLE_SQLSTATES = frozenset({"40P01", "40001"})
 RERUN_ATTEMPTS = 3
-
-
-def rerunnable(error: BaseException) -> bool:
-    """Whether `error` is PostgreSQL aborting a transaction that a new run can complete."""
-    return sqlstate(error) in RERUNNABLE_SQLSTATES
 
 
 class _Run:

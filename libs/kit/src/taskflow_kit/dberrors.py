@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+# PostgreSQL aborted the transaction because it lost a race that running it again resolves:
+# deadlock_detected (the victim) and serialization_failure (`taskflow_kit.db.rerun_on_conflict`).
+RERUNNABLE_SQLSTATES = frozenset({"40P01", "40001"})
 # Connection exceptions are class 08. admin_shutdown, crash_shutdown, cannot_connect_now
 # (starting or stopping), the session ended for idling in its transaction (its process stalled:
-# `create_pool`'s idle_in_transaction_timeout), and the transient conflicts a retry resolves
-# (deadlock_detected, serialization_failure): answered 503 + Retry-After rather than 500.
-UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03", "40P01", "40001"})
+# `create_pool`'s idle_in_transaction_timeout), and the transient conflicts a rerun resolves
+# (when the last run lost too): answered 503 + Retry-After rather than 500.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03"}) | RERUNNABLE_SQLSTATES
+# foreign_key_violation and unique_violation: under concurrency, a row the request refers to
+# was deleted, or one it creates was created first, between its checks and its write.
+CONFLICT_SQLSTATES = frozenset({"23503", "23505"})
 
 _MAX_DEPTH = 16
 
@@ -43,6 +49,16 @@ def constraint_name(error: BaseException) -> str | None:
         if isinstance(name, str) and name:
             return name
     return None
+
+
+def rerunnable(error: BaseException) -> bool:
+    """Whether `error` is PostgreSQL aborting a transaction that a new run can complete."""
+    return sqlstate(error) in RERUNNABLE_SQLSTATES
+
+
+def is_integrity_conflict(error: BaseException) -> bool:
+    """Whether `error` is a foreign-key or unique violation (a concurrent change won)."""
+    return sqlstate(error) in CONFLICT_SQLSTATES
 
 
 def is_unavailable_database(error: BaseException) -> bool:

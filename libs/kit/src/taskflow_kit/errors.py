@@ -23,12 +23,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow_kit.context import current_request_id
-from taskflow_kit.dberrors import constraint_name, is_unavailable_database, sqlstate
+from taskflow_kit.dberrors import constraint_name, is_integrity_conflict, is_unavailable_database
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-# foreign_key_violation and unique_violation: under concurrency, a row the request refers to
-# was deleted, or one it creates was created first, between its checks and its write.
-CONFLICT_SQLSTATES = frozenset({"23503", "23505"})
 logger = structlog.get_logger("taskflow.errors")
 
 
@@ -239,7 +236,7 @@ def unexpected_error_response(exc: Exception, *, path: str | None) -> JSONRespon
     """503 + Retry-After for an unreachable database; 409 for a row a concurrent change
     removed or took (a foreign key or unique violation no service turned into its own
     answer); else a bare 500. Logged once either way."""
-    if sqlstate(exc) in CONFLICT_SQLSTATES:
+    if is_integrity_conflict(exc):
         logger.warning(
             "integrity_conflict",
             path=path,
