@@ -44,6 +44,7 @@ from taskflow_kit.testing import (
     plans_of,
     test_database_server_url,
     unique_name,
+    until_a_lock_is_awaited,
     with_state,
 )
 
@@ -186,13 +187,7 @@ async def test_a_deadlocks_victim_is_run_again_and_meets_the_other_transactions_
         ) as client:
             with capture_logs() as logs:
                 request = asyncio.create_task(client.post("/take", json={"owner": "request"}))
-                async with asyncio.timeout(10):  # until the request holds 1 and waits for 2
-                    # (pg_stat_activity is read once per transaction: asked outside `other`'s.)
-                    while not await pool.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE 'UPDATE slot%'"
-                    ):
-                        await asyncio.sleep(0.01)
+                await until_a_lock_is_awaited(pool)  # the request holds 1, waits for 2
                 await other.execute("UPDATE slot SET owner = 'other' WHERE id = 1")  # the cycle
                 await holding.commit()
                 response = await asyncio.wait_for(request, 10)

@@ -13,6 +13,7 @@ from task_factories import auth, create_task, principal
 from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.models import Task, TaskDependency
 from task_service.tasks.service import TaskService
+from taskflow_kit.testing import until_a_lock_is_awaited
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -143,16 +144,6 @@ async def test_failed_create_does_not_burn_the_key(client: httpx.AsyncClient, ap
     assert ok.status_code == 201
 
 
-async def waiting_on_a_lock(app: FastAPI) -> None:
-    """Return once some backend of this database waits for a lock (bounded)."""
-    async with app.state.pool.acquire() as connection, asyncio.timeout(10):
-        while not await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ):
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize("deleted", ["task", "dependency"])
 async def test_an_edge_whose_task_is_deleted_meanwhile_is_404(
     client: httpx.AsyncClient, app: FastAPI, deleted: str
@@ -174,7 +165,7 @@ async def test_an_edge_whose_task_is_deleted_meanwhile_is_404(
                 headers=auth(1),
             )
         )
-        await waiting_on_a_lock(app)  # the edge's foreign-key check waits for the DELETE
+        await until_a_lock_is_awaited(app.state.pool)  # the edge's FK check waits for it
         await deletion.commit()
     response = await asyncio.wait_for(adding, 10)
 

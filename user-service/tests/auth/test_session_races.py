@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from taskflow_kit.testing import lock_waiters
 from user_service.auth.issuing import hash_refresh_token
 from user_service.models import User
 
@@ -44,16 +45,7 @@ async def demotion_in_progress(app: FastAPI, user_id: int) -> AsyncIterator[Asyn
 
 async def finished_or_blocked(request: asyncio.Task[Any], app: FastAPI) -> bool:
     """The request has finished, or waits for a row lock (the demotion's)."""
-    if request.done():
-        return True
-    async with app.state.engine.connect() as connection:
-        waiting = await connection.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-    return bool(waiting)
+    return request.done() or bool(await lock_waiters(app.state.pool))
 
 
 @pytest.mark.parametrize("route", ["login", "refresh"])

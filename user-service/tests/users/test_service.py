@@ -8,30 +8,14 @@ import contextlib
 import asyncpg
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
+from taskflow_kit.testing import until_a_lock_is_awaited
 from user_service.models import User
 from user_service.passwords import PasswordHasher
 from user_service.users.errors import EmailTaken, UsernameTaken
 from user_service.users.schemas import UserCreate
 
 PASSWORD = "correct horse battery staple"
-
-
-async def wait_until_blocked_on_a_lock(app: FastAPI, *, timeout: float = 10.0) -> None:
-    """Wait until some backend of this database waits on a lock (the racing insert)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    async with app.state.engine.connect() as connection:
-        async with asyncio.timeout(timeout):
-            while True:
-                waiting = await connection.scalar(query)
-                # pg_stat_activity is a snapshot per transaction: end it to see changes.
-                await connection.rollback()
-                if waiting:
-                    return
-                await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +48,7 @@ async def test_a_race_past_the_pre_check_is_a_conflict_from_the_index(
                 UserCreate(email="alice@example.com", username="alice", password=PASSWORD)
             )  # inserted, not committed: invisible to the other transaction's pre-check
             racing = asyncio.create_task(register_in_its_transaction(other))
-            await wait_until_blocked_on_a_lock(app)  # its INSERT waits on the index entry
+            await until_a_lock_is_awaited(app.state.pool)  # its INSERT waits on the index entry
             await first_transaction.commit()
 
             with pytest.raises(error) as raised:

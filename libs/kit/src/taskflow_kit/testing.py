@@ -3,6 +3,7 @@ need the `[db]` extra, imported when used), a running app's state for in-process
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import uuid
@@ -251,6 +252,29 @@ async def plans_of(connection: asyncpg.Connection, sql: str) -> tuple[int, int]:
     )
     assert row is not None  # an aggregate returns a row
     return row["generic"], row["custom"]
+
+
+_LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def lock_waiters(pool: asyncpg.Pool) -> int:
+    """How many sessions of the pool's database wait for a lock now (asked outside any
+    transaction: pg_stat_activity is read once per transaction)."""
+    return int(await pool.fetchval(_LOCK_WAITERS))
+
+
+async def until_a_lock_is_awaited(pool: asyncpg.Pool) -> None:
+    """Return once some session of the pool's database waits for a lock (a race's request
+    has reached the lock it was meant to wait for); TimeoutError after 10 s. Polled: the
+    database tells nobody when a session starts waiting."""
+    async with asyncio.timeout(10):
+        while True:
+            if await lock_waiters(pool):
+                return
+            await asyncio.sleep(0.01)
 
 
 # These helpers are named test_* for readability; keep pytest from collecting them as tests
