@@ -53,6 +53,19 @@ def max_unsent(limit: int) -> int:
     return max(1, margin(limit) // 4)
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One limit and its two thresholds, worked out once (not per request)."""
+
+    limit: int
+    margin: int
+    max_unsent: int
+
+    @classmethod
+    def of(cls, limit: int) -> _Rule:
+        return cls(limit, margin(limit), max_unsent(limit))
+
+
 @dataclass
 class _Window:
     total: int  # the shared count as Redis last reported it
@@ -94,6 +107,8 @@ class GatewayRateLimits:
         self.enabled = enabled
         self.per_user = per_user
         self.per_ip = per_ip
+        self._user_rule = _Rule.of(per_user)
+        self._ip_rule = _Rule.of(per_ip)
         self.window = window_seconds
         self.flush_interval = flush_interval
         self._limiter = RateLimiter(redis, prefix=prefix)
@@ -122,11 +137,11 @@ class GatewayRateLimits:
         if not self.enabled:
             return None
         key = f"ip:{client_ip}"
-        by_ip = self._held(key, self.per_ip) or await self._hit(key, self.per_ip)
+        by_ip = self._held(key, self._ip_rule) or await self._hit(key, self._ip_rule)
         if user_id is None:
             return Decision(by_ip.allowed, by_ip.limit, by_ip.remaining, by_ip.reset_after)
         key = f"user:{user_id}"
-        by_user = self._held(key, self.per_user) or await self._hit(key, self.per_user)
+        by_user = self._held(key, self._user_rule) or await self._hit(key, self._user_rule)
         # Report the limit closest to running out (or the one that refused).
         tightest = (
             by_user
@@ -140,7 +155,7 @@ class GatewayRateLimits:
             reset_after=tightest.reset_after,
         )
 
-    def _held(self, key: str, limit: int) -> RateLimitResult | None:
+    def _held(self, key: str, rule: _Rule) -> RateLimitResult | None:
         """The decision for a key far from its limit, counted here and sent to Redis later (no
         await: the common case); None when Redis must decide (`_hit`)."""
         window = self._windows.get(key)
@@ -149,16 +164,17 @@ class GatewayRateLimits:
         now = time.monotonic()
         if window.expires_at <= now:
             return None
-        remaining = limit - (window.total + window.pending + 1)
-        if remaining < margin(limit) or window.pending >= max_unsent(limit):
+        remaining = rule.limit - (window.total + window.pending + 1)
+        if remaining < rule.margin or window.pending >= rule.max_unsent:
             return None
         window.pending += 1
         return RateLimitResult(
-            allowed=True, limit=limit, remaining=remaining, reset_after=window.expires_at - now
+            allowed=True, limit=rule.limit, remaining=remaining, reset_after=window.expires_at - now
         )
 
-    async def _hit(self, key: str, limit: int) -> RateLimitResult:
-        held = self._held(key, limit)
+    async def _hit(self, key: str, rule: _Rule) -> RateLimitResult:
+        limit = rule.limit
+        held = self._held(key, rule)
         if held is not None:
             return held
         now = time.monotonic()

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from taskflow_kit.ratelimit import RateLimiter
+from taskflow_kit.ratelimit import ADD_MANY_CHUNK, RateLimiter
 from taskflow_kit.redis_client import create_redis
 
 
@@ -72,7 +72,7 @@ async def test_release_gives_hits_back_but_never_below_zero(redis: Redis, key_pr
     assert await redis.exists(key_prefix + "never-hit") == 0
 
 
-async def test_add_many_counts_every_key_in_one_pipeline(redis: Redis, key_prefix: str) -> None:
+async def test_add_many_counts_every_key_in_one_call(redis: Redis, key_prefix: str) -> None:
     limiter = RateLimiter(redis, prefix=key_prefix)
     await limiter.add("a", 2, window=30)
     added = await limiter.add_many({"a": 3, "b": 5, "c": 0}, window=30)
@@ -82,6 +82,31 @@ async def test_add_many_counts_every_key_in_one_pipeline(redis: Redis, key_prefi
     assert all(29 < reset_after <= 30 for _, reset_after in added.values())
     assert await redis.exists(key_prefix + "c") == 0
     assert (await limiter.peek("a"))[0] == 5
+
+
+async def test_add_many_leaves_out_a_key_redis_refuses_and_counts_the_others(
+    redis: Redis, key_prefix: str
+) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    await redis.set(key_prefix + "not-a-counter", "abc")
+    added = await limiter.add_many({"before": 2, "not-a-counter": 1, "after": 3}, window=30)
+    assert {key: total for key, (total, _) in added.items()} == {"before": 2, "after": 3}
+    assert await redis.get(key_prefix + "not-a-counter") == "abc"
+    assert 29_000 < await redis.pttl(key_prefix + "after") <= 30_000
+
+
+async def test_add_many_splits_a_large_batch_and_counts_every_key(
+    redis: Redis, key_prefix: str
+) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    amounts = {f"k{index}": index % 7 + 1 for index in range(ADD_MANY_CHUNK * 2 + 3)}
+    await limiter.add("k5", 10, window=30)
+    added = await limiter.add_many(amounts, window=30)
+    expected = {key: amount + (10 if key == "k5" else 0) for key, amount in amounts.items()}
+    assert {key: total for key, (total, _) in added.items()} == expected
+    assert await redis.get(key_prefix + f"k{ADD_MANY_CHUNK * 2 + 2}") == str(
+        (ADD_MANY_CHUNK * 2 + 2) % 7 + 1
+    )
 
 
 async def test_add_many_loads_the_script_once_on_a_redis_that_lacks_it() -> None:
