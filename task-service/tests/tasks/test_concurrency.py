@@ -203,3 +203,81 @@ async def test_a_dependency_tree_leaves_out_a_task_deleted_while_it_is_read(
         tree = await service.dependency_tree(principal(1), root["id"], depth=3)
 
     assert [node.id for node in tree.dependencies] == [kept["id"]]
+
+
+async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A completion locks its task, then share-locks what it depends on. A deletion of one of
+    those dependencies locked itself, then its dependents: the two waited for each other until
+    PostgreSQL aborted one (a second later). It now takes its dependents first, so the
+    completion's share lock on it is granted while the deletion waits."""
+    dependency = await create_task(client, title="dependency")
+    dependent = await create_task(client, title="dependent")
+    added = await client.post(
+        f"/api/v1/tasks/{dependent['id']}/dependencies",
+        json={"depends_on_id": dependency["id"]},
+        headers=auth(1),
+    )
+    assert added.status_code == 201, added.text
+
+    async with app.state.pool.acquire() as completing:
+        completion = completing.transaction()
+        await completion.start()
+        await completing.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", dependent["id"])
+        deleting = asyncio.create_task(
+            client.delete(f"/api/v1/tasks/{dependency['id']}", headers=auth(1))
+        )
+        await until_a_lock_is_awaited(app.state.pool)  # the deletion waits for the dependent
+        # Far below deadlock_timeout (1 s): a deletion holding its own row would make this wait
+        # time out, where a deadlock would only be found after a second.
+        await completing.execute("SET LOCAL lock_timeout = '300ms'")
+        await completing.execute("SELECT 1 FROM task WHERE id = $1 FOR SHARE", dependency["id"])
+        await completion.commit()
+    response = await asyncio.wait_for(deleting, 10)
+
+    assert response.status_code == 204, response.text
+    after = await client.get(f"/api/v1/tasks/{dependent['id']}", headers=auth(1))
+    assert after.json()["depends_on"] == []
+    assert after.json()["version"] == added.json()["version"] + 1
+
+
+async def test_an_edge_removal_locks_its_task_before_the_edge(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A deletion of a dependency locks the tasks depending on it, then deletes their edges to
+    it. An edge removal deleted its edge, then locked its task for the new version: the two
+    waited for each other. It now locks its task first, so the deletion's removal of the edge
+    goes through while the edge removal waits (and then finds the edge gone: 404)."""
+    dependency = await create_task(client, title="dependency")
+    dependent = await create_task(client, title="dependent")
+    added = await client.post(
+        f"/api/v1/tasks/{dependent['id']}/dependencies",
+        json={"depends_on_id": dependency["id"]},
+        headers=auth(1),
+    )
+    assert added.status_code == 201, added.text
+
+    async with app.state.pool.acquire() as deleting:
+        deletion = deleting.transaction()
+        await deletion.start()
+        await deleting.execute(
+            "SELECT 1 FROM task WHERE id = $1 FOR NO KEY UPDATE", dependent["id"]
+        )
+        removing = asyncio.create_task(
+            client.delete(
+                f"/api/v1/tasks/{dependent['id']}/dependencies/{dependency['id']}",
+                headers=auth(1),
+            )
+        )
+        await until_a_lock_is_awaited(app.state.pool)  # the removal waits for the task
+        await deleting.execute("SET LOCAL lock_timeout = '300ms'")  # far below 1 s, as above
+        await deleting.execute(
+            "DELETE FROM task_dependency WHERE task_id = $1 AND depends_on_id = $2",
+            dependent["id"],
+            dependency["id"],
+        )
+        await deletion.commit()
+    response = await asyncio.wait_for(removing, 10)
+
+    assert response.status_code == 404, response.text

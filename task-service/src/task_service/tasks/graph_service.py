@@ -93,16 +93,20 @@ class DependencyService:
     async def remove_dependency(
         self, principal: Principal, task_id: int, depends_on_id: int
     ) -> None:
-        task = await self._editable(principal, task_id)
+        # The task's row before its edge (the repository's lock order: a deletion of the
+        # dependency locks this task, then deletes the edge).
+        task = await self._editable(principal, task_id, lock=True)
         if not await self.graph.remove_edge(task_id, depends_on_id):
             raise DependencyNotFound(task_id, depends_on_id)
         changed = await self.tasks.repository.update(task.id, {"updated_at": self.tasks.clock()})
         await self.tasks.events.record(TASK_UPDATED, changed)
 
-    async def _editable(self, principal: Principal, task_id: int) -> TaskRead:
+    async def _editable(
+        self, principal: Principal, task_id: int, *, lock: bool = False
+    ) -> TaskRead:
         """The task whose edges the caller may change: a personal task's owner, any member of
-        a project task's project."""
-        task = await self.tasks.get_visible(principal, task_id)
+        a project task's project (`lock`: its row locked)."""
+        task = await self.tasks.get_visible(principal, task_id, lock=lock)
         if task.project_id is not None:
             await self.tasks.member_access(principal, task.project_id, task_id=task.id)
         elif task.owner_id != principal.id:

@@ -179,6 +179,34 @@ _TOUCH_DEPENDENTS = compile_statement(
     .returning(Task.id)
 )
 _DELETE = compile_statement(delete(Task).where(Task.id == any_(TASK_IDS)))
+# Lock order for writes that lock several tasks: a dependent before its dependencies (a
+# completion locks its task, then share-locks what it depends on), among tasks of one kind
+# ascending ids, and a task before its edges. A deletion therefore locks the tasks that depend
+# on the deleted ones, in ascending order, before it locks the deleted ones
+# (`_GET_VISIBLE_LOCKED`, `_DELETE`, whose cascade deletes their edges); an edge removal locks
+# its task before it deletes the edge.
+_DEPENDENT = aliased(Task, name="dependent")
+
+
+def _lock_dependents(*, visible: bool) -> Statement:
+    deleted: ColumnElement[bool] = TaskDependency.depends_on_id == any_(TASK_IDS)
+    if visible:  # only through tasks the caller may see: nobody locks through one they cannot
+        deleted = TaskDependency.depends_on_id.in_(
+            select(Task.id).where(Task.id == any_(TASK_IDS), visible_to(USER_ID))
+        )
+    return compile_statement(
+        select(_DEPENDENT.id)
+        .where(
+            _DEPENDENT.id.in_(select(TaskDependency.task_id).where(deleted)),
+            _DEPENDENT.id != func.all(TASK_IDS),
+        )
+        .order_by(_DEPENDENT.id)
+        .with_for_update(of=_DEPENDENT, key_share=True)  # FOR NO KEY UPDATE
+    )
+
+
+_LOCK_DEPENDENTS_OF_VISIBLE = _lock_dependents(visible=True)
+_LOCK_DEPENDENTS = _lock_dependents(visible=False)
 
 UPDATABLE = frozenset(
     {
@@ -289,6 +317,18 @@ class TaskRepository:
         touched = await _TOUCH_DEPENDENTS.fetch(self.connection, task_ids=list(task_ids), now=now)
         await _DELETE.execute(self.connection, task_ids=list(task_ids))
         return sorted(row[0] for row in touched)
+
+    async def lock_dependents(self, task_ids: Sequence[int], *, visible_to: int | None) -> None:
+        """Lock (`FOR NO KEY UPDATE`, ascending) the tasks outside `task_ids` that depend on
+        any of them: what a deletion does before it locks `task_ids` themselves (the lock order
+        above). With `visible_to`, only for those of `task_ids` that user may see."""
+        ids = list(task_ids)
+        if visible_to is None:
+            await _LOCK_DEPENDENTS.fetch(self.connection, task_ids=ids)
+        else:
+            await _LOCK_DEPENDENTS_OF_VISIBLE.fetch(
+                self.connection, task_ids=ids, user_id=visible_to
+            )
 
     async def dependent_ids(self, task_ids: Sequence[int]) -> list[int]:
         """Tasks (outside `task_ids`) that depend on any of `task_ids`."""

@@ -237,6 +237,9 @@ class TaskService:
         return changed
 
     async def delete(self, principal: Principal, task_id: int, if_match: IfMatch) -> None:
+        # The tasks that depend on this one are locked first (the repository's lock order: a
+        # completion of one of them holds it and then share-locks this one).
+        await self.repository.lock_dependents([task_id], visible_to=principal.id)
         task = await self.get_visible(principal, task_id, lock=True)
         if task.project_id is not None:
             role = await self.member_access(principal, task.project_id, task_id=task.id)
@@ -298,6 +301,7 @@ class TaskService:
         owned = await self.repository.owned_ids(user_id)
         if not owned:
             return
+        await self.repository.lock_dependents(owned, visible_to=None)
         last = await self.repository.get_many(owned)
         dependents = await self.repository.delete(owned, now)
         for deleted in last:
