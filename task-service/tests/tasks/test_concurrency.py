@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -205,13 +206,9 @@ async def test_a_dependency_tree_leaves_out_a_task_deleted_while_it_is_read(
     assert [node.id for node in tree.dependencies] == [kept["id"]]
 
 
-async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
-    client: httpx.AsyncClient, app: FastAPI
-) -> None:
-    """A completion locks its task, then share-locks what it depends on. A deletion of one of
-    those dependencies locked itself, then its dependents: the two waited for each other until
-    PostgreSQL aborted one (a second later). It now takes its dependents first, so the
-    completion's share lock on it is granted while the deletion waits."""
+async def dependent_pair(client: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two new tasks, the second depending on the first: (dependency, dependent as the edge
+    left it)."""
     dependency = await create_task(client, title="dependency")
     dependent = await create_task(client, title="dependent")
     added = await client.post(
@@ -220,6 +217,17 @@ async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
         headers=auth(1),
     )
     assert added.status_code == 201, added.text
+    return dependency, added.json()
+
+
+async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A completion locks its task, then share-locks what it depends on. A deletion of one of
+    those dependencies locked itself, then its dependents: the two waited for each other until
+    PostgreSQL aborted one (a second later). It now takes its dependents first, so the
+    completion's share lock on it is granted while the deletion waits."""
+    dependency, dependent = await dependent_pair(client)
 
     async with app.state.pool.acquire() as completing:
         completion = completing.transaction()
@@ -239,7 +247,7 @@ async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
     assert response.status_code == 204, response.text
     after = await client.get(f"/api/v1/tasks/{dependent['id']}", headers=auth(1))
     assert after.json()["depends_on"] == []
-    assert after.json()["version"] == added.json()["version"] + 1
+    assert after.json()["version"] == dependent["version"] + 1
 
 
 async def test_an_edge_removal_locks_its_task_before_the_edge(
@@ -249,14 +257,7 @@ async def test_an_edge_removal_locks_its_task_before_the_edge(
     it. An edge removal deleted its edge, then locked its task for the new version: the two
     waited for each other. It now locks its task first, so the deletion's removal of the edge
     goes through while the edge removal waits (and then finds the edge gone: 404)."""
-    dependency = await create_task(client, title="dependency")
-    dependent = await create_task(client, title="dependent")
-    added = await client.post(
-        f"/api/v1/tasks/{dependent['id']}/dependencies",
-        json={"depends_on_id": dependency["id"]},
-        headers=auth(1),
-    )
-    assert added.status_code == 201, added.text
+    dependency, dependent = await dependent_pair(client)
 
     async with app.state.pool.acquire() as deleting:
         deletion = deleting.transaction()
