@@ -282,3 +282,40 @@ async def test_an_edge_removal_locks_its_task_before_the_edge(
     response = await asyncio.wait_for(removing, 10)
 
     assert response.status_code == 404, response.text
+
+
+async def test_an_edge_writer_holds_no_task_row_while_it_waits_for_the_graph(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """An edge writer key-share locked its dependency, then waited for the graph's locks held
+    by another edge writer: anything that needed the dependency's row (a deletion) waited for
+    it, in rings PostgreSQL broke a second later. It now reads the dependency without a lock,
+    so the deletion's lock is granted while the writer waits."""
+    task = await create_task(client, title="task")
+    dependency = await create_task(client, title="dependency")
+    other = await create_task(client, title="other")
+
+    async with app.state.pool.acquire() as holding, app.state.pool.acquire() as deleting:
+        service = DependencyService(
+            TaskService(holding, user_client=app.state.user_client, outbox=app.state.outbox)
+        )
+        writer = holding.transaction()
+        await writer.start()
+        # Another edge from the same task, uncommitted: it holds the task's node lock.
+        await service.add_dependency(principal(1), task["id"], other["id"])
+        adding = asyncio.create_task(
+            client.post(
+                f"/api/v1/tasks/{task['id']}/dependencies",
+                json={"depends_on_id": dependency["id"]},
+                headers=auth(1),
+            )
+        )
+        await until_a_lock_is_awaited(app.state.pool)  # the request waits for the node lock
+        async with deleting.transaction():
+            await deleting.execute("SET LOCAL lock_timeout = '300ms'")  # far below 1 s
+            await deleting.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", dependency["id"])
+        await writer.commit()
+    response = await asyncio.wait_for(adding, 10)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["depends_on"] == sorted([other["id"], dependency["id"]])

@@ -64,7 +64,10 @@ class DependencyService:
         task = await self._editable(principal, task_id)
         if depends_on_id == task_id:
             raise SelfDependency()
-        visible = await self.tasks.repository.visible_ids([depends_on_id], principal.id)
+        # Not locked: an edge writer holds no task row while it waits for the graph's locks
+        # below (one that did deadlocked in rings with writers holding those locks and waiting
+        # for a row). A dependency deleted meanwhile fails the edge's foreign key: 404 below.
+        visible = await self.tasks.repository.visible_ids([depends_on_id], principal.id, lock=False)
         if depends_on_id not in visible:
             raise TaskNotFound(depends_on_id)
         if visible[depends_on_id] != task.project_id:

@@ -115,11 +115,11 @@ _GET_VISIBLE_LOCKED = compile_statement(
 _GET_MANY = compile_statement(
     select(*READ_COLUMNS).where(Task.id == any_(TASK_IDS)).order_by(Task.id)
 )
-_VISIBLE_IDS = compile_statement(
-    select(Task.id, Task.project_id)
-    .where(Task.id == any_(TASK_IDS), visible_to(USER_ID))
-    .with_for_update(read=True, key_share=True)
+_SELECT_VISIBLE_IDS = select(Task.id, Task.project_id).where(
+    Task.id == any_(TASK_IDS), visible_to(USER_ID)
 )
+_VISIBLE_IDS = compile_statement(_SELECT_VISIBLE_IDS.with_for_update(read=True, key_share=True))
+_VISIBLE_IDS_UNLOCKED = compile_statement(_SELECT_VISIBLE_IDS)
 _INSERT = compile_statement(
     insert(Task)
     .values(
@@ -283,11 +283,14 @@ class TaskRepository:
         rows = await _GET_MANY.fetch(self.connection, task_ids=list(task_ids))
         return [task_read(row) for row in rows]
 
-    async def visible_ids(self, task_ids: Sequence[int], user_id: int) -> dict[int, int | None]:
-        """Which of `task_ids` the user may see, each with its project (None: personal),
-        key-share locked so they cannot vanish before this transaction's edges to them are
-        committed."""
-        rows = await _VISIBLE_IDS.fetch(self.connection, task_ids=list(task_ids), user_id=user_id)
+    async def visible_ids(
+        self, task_ids: Sequence[int], user_id: int, *, lock: bool = True
+    ) -> dict[int, int | None]:
+        """Which of `task_ids` the user may see, each with its project (None: personal).
+        `lock`: key-share locked so they cannot vanish before this transaction's edges to them
+        are committed; without it, the edge's foreign key finds a task deleted meanwhile."""
+        statement = _VISIBLE_IDS if lock else _VISIBLE_IDS_UNLOCKED
+        rows = await statement.fetch(self.connection, task_ids=list(task_ids), user_id=user_id)
         return {row[0]: row[1] for row in rows}
 
     async def insert(self, values: Mapping[str, Any], now: datetime) -> TaskRead:
