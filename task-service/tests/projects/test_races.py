@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from task_factories import auth, create_project, create_task
 from task_service.projects.models import ProjectMember
+from taskflow_kit.testing import until_a_lock_is_awaited
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -110,3 +111,32 @@ async def test_a_member_removed_while_creating_never_leaves_a_task_behind_their_
             ).json()
             assert task["assignee_id"] is None  # created first, then unassigned by the removal
         await client.post(members, json={"user_id": 2}, headers=auth(1))
+
+
+async def test_a_task_written_into_a_project_being_deleted_never_deadlocks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """A project's deletion locks its row, then deletes its members (cascade). A task written
+    into the project key-share locked the writer's membership, then the project's row (the
+    task's foreign key): the two waited for each other. The writer now locks the project's row
+    first, so the deletion's cascade goes through while the writer waits."""
+    project = await create_project(client, owner=1, members=[2])
+
+    async with app.state.pool.acquire() as deleting:
+        deletion = deleting.transaction()
+        await deletion.start()
+        await deleting.execute("SELECT 1 FROM project WHERE id = $1 FOR UPDATE", project["id"])
+        creating = asyncio.create_task(
+            client.post(
+                "/api/v1/tasks/",
+                json={"title": "late", "project_id": project["id"]},
+                headers=auth(2),
+            )
+        )
+        await until_a_lock_is_awaited(app.state.pool)  # the writer waits for the project
+        await deleting.execute("SET LOCAL lock_timeout = '300ms'")  # far below 1 s
+        await deleting.execute("DELETE FROM project_member WHERE project_id = $1", project["id"])
+        await deletion.rollback()  # the project stays: the writer goes on
+    response = await asyncio.wait_for(creating, 10)
+
+    assert response.status_code == 201, response.text

@@ -186,11 +186,23 @@ _MEMBER_IDS = compile_statement(
     .where(ProjectMember.project_id == PROJECT_ID)
     .order_by(ProjectMember.user_id)
 )
+# The project's row is key-share locked before the membership rows, the order a project's
+# deletion takes (its row, then its members by cascade): the task the caller then writes into
+# the project would otherwise take the project's row (its foreign key) after the members', and
+# wait for a deletion that waits for it. The join makes the order hold: no membership row is
+# produced, and so locked, before the project's row was.
+_LOCKED_PROJECT = (
+    select(Project.id)
+    .where(Project.id == PROJECT_ID)
+    .with_for_update(read=True, key_share=True)
+    .cte("locked_project")
+)
 _LOCK_MEMBERSHIP = compile_statement(
     select(ProjectMember.user_id, ProjectMember.role)
-    .where(ProjectMember.project_id == PROJECT_ID, ProjectMember.user_id == any_(USER_IDS))
+    .join(_LOCKED_PROJECT, _LOCKED_PROJECT.c.id == ProjectMember.project_id)
+    .where(ProjectMember.user_id == any_(USER_IDS))
     .order_by(ProjectMember.user_id)
-    .with_for_update(read=True, key_share=True)
+    .with_for_update(of=ProjectMember, read=True, key_share=True)
 )
 _MEMBERSHIPS_OF = compile_statement(
     select(Project.id, ProjectMember.role)
@@ -296,9 +308,10 @@ class ProjectRepository:
     async def lock_membership(
         self, project_id: int, user_ids: Sequence[int]
     ) -> dict[int, ProjectRole]:
-        """The roles of those of `user_ids` who are members, their membership rows key-share
-        locked: a removal (which deletes the row) waits for this transaction, so a task written
-        by a member, or assigned to one, is never committed after that member's removal."""
+        """The roles of those of `user_ids` who are members, the project's row and their
+        membership rows key-share locked (in that order): a removal (which deletes the row)
+        waits for this transaction, so a task written by a member, or assigned to one, is never
+        committed after that member's removal."""
         rows = await _LOCK_MEMBERSHIP.fetch(
             self.connection, project_id=project_id, user_ids=sorted(set(user_ids))
         )
