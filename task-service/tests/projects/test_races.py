@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from task_factories import auth, create_project, create_task
 from task_service.projects.models import ProjectMember
-from taskflow_kit.testing import until_a_lock_is_awaited
+from taskflow_kit.testing import another_transaction, until_a_lock_is_awaited
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -122,9 +122,8 @@ async def test_a_task_written_into_a_project_being_deleted_never_deadlocks(
     first, so the deletion's cascade goes through while the writer waits."""
     project = await create_project(client, owner=1, members=[2])
 
-    async with app.state.pool.acquire() as deleting:
-        deletion = deleting.transaction()
-        await deletion.start()
+    # Rolled back at the end: the project stays, and the writer goes on.
+    async with another_transaction(app.state.pool, commit=False) as deleting:
         await deleting.execute("SELECT 1 FROM project WHERE id = $1 FOR UPDATE", project["id"])
         creating = asyncio.create_task(
             client.post(
@@ -136,7 +135,6 @@ async def test_a_task_written_into_a_project_being_deleted_never_deadlocks(
         await until_a_lock_is_awaited(app.state.pool)  # the writer waits for the project
         await deleting.execute("SET LOCAL lock_timeout = '300ms'")  # far below 1 s
         await deleting.execute("DELETE FROM project_member WHERE project_id = $1", project["id"])
-        await deletion.rollback()  # the project stays: the writer goes on
     response = await asyncio.wait_for(creating, 10)
 
     assert response.status_code == 201, response.text

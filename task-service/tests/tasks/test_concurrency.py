@@ -14,7 +14,7 @@ from task_factories import auth, create_task, principal
 from task_service.tasks.graph_service import DependencyService
 from task_service.tasks.models import Task, TaskDependency
 from task_service.tasks.service import TaskService
-from taskflow_kit.testing import until_a_lock_is_awaited
+from taskflow_kit.testing import another_transaction, until_a_lock_is_awaited
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -155,9 +155,7 @@ async def test_an_edge_whose_task_is_deleted_meanwhile_is_404(
     dependency = await create_task(client, title="dependency")
     gone = task if deleted == "task" else dependency
 
-    async with app.state.pool.acquire() as connection:
-        deletion = connection.transaction()
-        await deletion.start()
+    async with another_transaction(app.state.pool) as connection:
         await connection.execute("DELETE FROM task WHERE id = $1", gone["id"])
         adding = asyncio.create_task(
             client.post(
@@ -167,7 +165,6 @@ async def test_an_edge_whose_task_is_deleted_meanwhile_is_404(
             )
         )
         await until_a_lock_is_awaited(app.state.pool)  # the edge's FK check waits for it
-        await deletion.commit()
     response = await asyncio.wait_for(adding, 10)
 
     assert response.status_code == 404, response.text
@@ -229,9 +226,7 @@ async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
     completion's share lock on it is granted while the deletion waits."""
     dependency, dependent = await dependent_pair(client)
 
-    async with app.state.pool.acquire() as completing:
-        completion = completing.transaction()
-        await completion.start()
+    async with another_transaction(app.state.pool) as completing:
         await completing.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", dependent["id"])
         deleting = asyncio.create_task(
             client.delete(f"/api/v1/tasks/{dependency['id']}", headers=auth(1))
@@ -241,7 +236,6 @@ async def test_a_deletion_locks_the_tasks_depending_on_it_before_itself(
         # time out, where a deadlock would only be found after a second.
         await completing.execute("SET LOCAL lock_timeout = '300ms'")
         await completing.execute("SELECT 1 FROM task WHERE id = $1 FOR SHARE", dependency["id"])
-        await completion.commit()
     response = await asyncio.wait_for(deleting, 10)
 
     assert response.status_code == 204, response.text
@@ -259,9 +253,7 @@ async def test_an_edge_removal_locks_its_task_before_the_edge(
     goes through while the edge removal waits (and then finds the edge gone: 404)."""
     dependency, dependent = await dependent_pair(client)
 
-    async with app.state.pool.acquire() as deleting:
-        deletion = deleting.transaction()
-        await deletion.start()
+    async with another_transaction(app.state.pool) as deleting:
         await deleting.execute(
             "SELECT 1 FROM task WHERE id = $1 FOR NO KEY UPDATE", dependent["id"]
         )
@@ -278,7 +270,6 @@ async def test_an_edge_removal_locks_its_task_before_the_edge(
             dependent["id"],
             dependency["id"],
         )
-        await deletion.commit()
     response = await asyncio.wait_for(removing, 10)
 
     assert response.status_code == 404, response.text
@@ -295,12 +286,13 @@ async def test_an_edge_writer_holds_no_task_row_while_it_waits_for_the_graph(
     dependency = await create_task(client, title="dependency")
     other = await create_task(client, title="other")
 
-    async with app.state.pool.acquire() as holding, app.state.pool.acquire() as deleting:
+    async with (
+        another_transaction(app.state.pool) as holding,
+        app.state.pool.acquire() as deleting,
+    ):
         service = DependencyService(
             TaskService(holding, user_client=app.state.user_client, outbox=app.state.outbox)
         )
-        writer = holding.transaction()
-        await writer.start()
         # Another edge from the same task, uncommitted: it holds the task's node lock.
         await service.add_dependency(principal(1), task["id"], other["id"])
         adding = asyncio.create_task(
@@ -314,7 +306,6 @@ async def test_an_edge_writer_holds_no_task_row_while_it_waits_for_the_graph(
         async with deleting.transaction():
             await deleting.execute("SET LOCAL lock_timeout = '300ms'")  # far below 1 s
             await deleting.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", dependency["id"])
-        await writer.commit()
     response = await asyncio.wait_for(adding, 10)
 
     assert response.status_code == 201, response.text

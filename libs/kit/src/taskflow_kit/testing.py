@@ -277,6 +277,26 @@ async def until_a_lock_is_awaited(pool: asyncpg.Pool) -> None:
             await asyncio.sleep(0.01)
 
 
+@asynccontextmanager
+async def another_transaction(
+    pool: asyncpg.Pool, *, commit: bool = True
+) -> AsyncIterator[asyncpg.Connection]:
+    """A race's other side: an open transaction on a connection of its own, committed when
+    the block ends (rolled back with `commit=False`, or when the block raises)."""
+    async with pool.acquire() as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            yield connection
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if commit:
+            await transaction.commit()
+        else:
+            await transaction.rollback()
+
+
 # These helpers are named test_* for readability; keep pytest from collecting them as tests
 # when a test module imports them.
 test_database_server_url.__test__ = False  # type: ignore[attr-defined]
