@@ -84,6 +84,17 @@ async def test_add_many_counts_every_key_in_one_call(redis: Redis, key_prefix: s
     assert (await limiter.peek("a"))[0] == 5
 
 
+async def test_a_key_that_is_not_a_counter_is_refused_and_hit_falls_back(
+    redis: Redis, key_prefix: str
+) -> None:
+    limiter = RateLimiter(redis, prefix=key_prefix)
+    await redis.set(key_prefix + "text", "abc")
+    with pytest.raises(RedisError):
+        await limiter.add("text", 1, window=30)
+    assert await redis.get(key_prefix + "text") == "abc"
+    assert (await limiter.hit("text", limit=5, window=30)).degraded
+
+
 async def test_add_many_leaves_out_a_key_redis_refuses_and_counts_the_others(
     redis: Redis, key_prefix: str
 ) -> None:

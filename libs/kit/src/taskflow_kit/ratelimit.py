@@ -8,23 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 # Add hits (INCRBY) and start the window's expiry with the first of them, atomically (works on
-# Redis 6.2 and 7). Adding a batch in one call lets a caller count hits it held back.
+# Redis 6.2 and 7), for each key of one call (ARGV[1] the window, ARGV[i + 1] the hits of
+# KEYS[i]): a flat list of each key's count and ttl, (-1, -1) for a key Redis refused (not an
+# integer). Adding a batch in one call lets a caller count hits it held back, and a flush send
+# every key in one command (redis-py's cost per pipelined command is most of a flush's).
 _ADD_SCRIPT = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
-"""
-
-# `_ADD_SCRIPT` for many keys in one call (ARGV[1] the window, ARGV[i + 1] the hits of KEYS[i]):
-# a flat list of each key's count and ttl, (-1, -1) for a key Redis refused (not an integer),
-# whose hits are lost as a failed `add`'s would be. One command for a batch instead of one per
-# key: redis-py's cost per pipelined command is most of a flush's.
-_ADD_MANY_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local amount = tonumber(ARGV[i + 1])
@@ -82,17 +73,19 @@ class RateLimiter:
         self.redis = redis
         self.prefix = prefix
         self._add = redis.register_script(_ADD_SCRIPT)
-        self._add_many = redis.register_script(_ADD_MANY_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
         self._local: dict[str, tuple[int, float]] = {}
 
     async def add(self, key: str, amount: int, *, window: float) -> tuple[int, float]:
         """Add `amount` hits to `key` in Redis: (total in this window, seconds until it ends).
 
-        Raises `RedisError`/`OSError` when Redis fails; `hit` turns that into the fallback.
+        Raises `RedisError`/`OSError` when Redis fails or refuses the key; `hit` turns that
+        into the fallback.
         """
         window_ms = max(1, int(window * 1000))
         count, ttl_ms = await self._add(keys=[self.prefix + key], args=[window_ms, amount])
+        if int(count) < 0:
+            raise ResponseError(f"{self.prefix + key} is not a counter")
         return int(count), int(ttl_ms) / 1000
 
     async def add_many(
@@ -117,7 +110,7 @@ class RateLimiter:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for chunk in chunks:
                     pipe.evalsha(
-                        self._add_many.sha,
+                        self._add.sha,
                         len(chunk),
                         *(self.prefix + key for key, _ in chunk),
                         window_ms,
@@ -134,7 +127,7 @@ class RateLimiter:
                         if count >= 0:
                             added[key] = count, ttl_ms / 1000
             if unknown and attempt == 0:
-                await self.redis.script_load(_ADD_MANY_SCRIPT)
+                await self.redis.script_load(_ADD_SCRIPT)
             chunks = unknown
         return added
 
